@@ -1,0 +1,37 @@
+//! The creation and management API (axum).
+
+mod create;
+mod error;
+mod workers;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::routing::post;
+use axum::Router;
+
+pub use create::CreateLimits;
+pub use error::ApiError;
+
+use crate::pool::Pool;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Arc<Pool>,
+    pub create_limits: CreateLimits,
+}
+
+pub fn router(state: AppState) -> Router {
+    // The body may be a little larger than the script: form framing and config.
+    let body_limit = state.create_limits.max_body_bytes();
+    Router::new()
+        .route("/", post(create::create_worker))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/workers", get(workers::list))
+        .route("/workers/{id}", get(workers::get).delete(workers::delete))
+        .route("/workers/{id}/tasks", post(workers::run_tasks))
+        .route("/workers/{id}/logs", get(workers::logs))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

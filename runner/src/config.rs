@@ -1,0 +1,93 @@
+//! The runner's configuration: command-line flags (each also settable from
+//! the environment) with the defaults a laptop or the appliance wants.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use clap::ValueEnum;
+
+use crate::api::CreateLimits;
+use crate::worker::Limits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Runs Smart Workers: JavaScript workers in their own V8 isolates, created over HTTP.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "runner", version, about, long_about = None)]
+pub struct Config {
+    /// Address of the creation API.
+    #[arg(long, env = "RUNNER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Write the address actually bound (useful with port 0) to this file once listening.
+    #[arg(long, env = "RUNNER_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+
+    /// Largest accepted worker script, in bytes.
+    #[arg(long, env = "RUNNER_MAX_SCRIPT_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_script_bytes: usize,
+
+    /// Most workers alive at once.
+    #[arg(long, env = "RUNNER_MAX_WORKERS", default_value_t = 128)]
+    pub max_workers: usize,
+
+    /// V8 heap limit per worker, in MiB; a worker over it is terminated.
+    #[arg(long, env = "RUNNER_HEAP_LIMIT_MB", default_value_t = 128)]
+    pub heap_limit_mb: usize,
+
+    /// Wall time limit per invocation (and for evaluating a script), in milliseconds;
+    /// a worker over it is terminated.
+    #[arg(long, env = "RUNNER_WALL_LIMIT_MS", default_value_t = 30_000)]
+    pub wall_limit_ms: u64,
+
+    /// Recent log lines kept per worker for `GET /workers/{id}/logs`.
+    #[arg(long, env = "RUNNER_LOG_LINES", default_value_t = 200)]
+    pub log_lines: usize,
+
+    /// Format of the runner's own log (on standard error).
+    #[arg(long, env = "RUNNER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn worker_limits(&self) -> Limits {
+        Limits {
+            heap_limit_mb: self.heap_limit_mb.max(16),
+            wall_limit: Duration::from_millis(self.wall_limit_ms.max(1)),
+            log_lines: self.log_lines,
+        }
+    }
+
+    pub fn create_limits(&self) -> CreateLimits {
+        CreateLimits {
+            max_script_bytes: self.max_script_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_a_laptop() {
+        let config = Config::parse_from(["runner"]);
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.worker_limits().wall_limit, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let config = Config::parse_from(["runner", "--listen", "0.0.0.0:9000", "--heap-limit-mb", "64"]);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.worker_limits().heap_limit_mb, 64);
+    }
+}

@@ -1,0 +1,10 @@
+//! The Smart Worker runner: an HTTP API that creates workers, a worker host
+//! that runs each in its own V8 isolate on `deno_runtime`, and the triggers
+//! that wake them.
+
+pub mod api;
+pub mod config;
+pub mod pool;
+pub mod server;
+pub mod triggers;
+pub mod worker;

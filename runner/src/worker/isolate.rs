@@ -1,0 +1,418 @@
+//! The isolate thread: builds a `deno_runtime` `WebWorker` for one Smart
+//! Worker, evaluates its script and then serves the host's commands while
+//! driving the isolate's event loop.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+
+use deno_core::error::CoreError;
+use deno_core::futures::stream::FuturesUnordered;
+use deno_core::futures::StreamExt;
+use deno_core::op2;
+use deno_core::v8;
+use deno_core::JsRuntime;
+use deno_core::ModuleSpecifier;
+use deno_core::OpState;
+use deno_core::PollEventLoopOptions;
+use deno_core::StaticModuleLoader;
+use deno_resolver::npm::DenoInNpmPackageChecker;
+use deno_resolver::npm::NpmResolver;
+use deno_runtime::deno_permissions::Permissions;
+use deno_runtime::deno_permissions::PermissionsContainer;
+use deno_runtime::deno_permissions::PermissionsOptions;
+use deno_runtime::deno_permissions::RuntimePermissionDescriptorParser;
+use deno_runtime::deno_web::BlobStore;
+use deno_runtime::web_worker::WebWorker;
+use deno_runtime::web_worker::WebWorkerOptions;
+use deno_runtime::web_worker::WebWorkerServiceOptions;
+use deno_runtime::web_worker::WorkerId as DenoWorkerId;
+use deno_runtime::web_worker::WorkerThreadType;
+use deno_runtime::BootstrapOptions;
+use deno_runtime::FeatureChecker;
+use sys_traits::impls::RealSys;
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+
+use super::status::LogLevel;
+use super::status::TerminationReason;
+use super::status::WorkerStatus;
+use super::Command;
+use super::Limits;
+use super::ScriptKind;
+use super::Started;
+use super::WorkerSpec;
+
+const SCRIPT_URL: &str = "file:///worker.js";
+const SETUP_KEY_SCRIPT: &str = r#"(() => {
+  const key = Symbol.for("smartworker.runner.setup");
+  const setup = globalThis[key];
+  delete globalThis[key];
+  return setup;
+})()"#;
+
+/// Stack size of an isolate thread: V8 needs more than Rust's 2 MiB default
+/// for deeply recursive scripts to get a RangeError rather than a crash.
+const THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
+
+deno_core::extension!(
+    rnr,
+    ops = [op_rnr_log],
+    esm_entry_point = "ext:rnr/rnr.js",
+    esm = [dir "src/worker/js", "rnr.js"],
+    options = { status: Arc<WorkerStatus> },
+    state = |state, options| {
+        state.put(options.status);
+    },
+);
+
+/// Worker `console.*` output: into the worker's log ring and the runner's log.
+#[op2(fast)]
+fn op_rnr_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str) {
+    let status = state.borrow::<Arc<WorkerStatus>>();
+    status.log(LogLevel::from_js(level), message.to_owned());
+}
+
+pub(super) struct ThreadArgs {
+    pub spec: WorkerSpec,
+    pub limits: Limits,
+    pub status: Arc<WorkerStatus>,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub isolate_tx: oneshot::Sender<v8::IsolateHandle>,
+    pub started_tx: oneshot::Sender<Result<Started, String>>,
+}
+
+pub(super) fn spawn_thread(args: ThreadArgs) -> std::io::Result<()> {
+    let name = format!("worker-{}", args.spec.id);
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(THREAD_STACK_BYTES)
+        .spawn(move || {
+            let status = args.status.clone();
+            deno_runtime::tokio_util::create_and_run_current_thread(run(args));
+            if status.state().is_alive() {
+                status.fail("the worker's isolate stopped".into());
+            }
+        })?;
+    Ok(())
+}
+
+async fn run(args: ThreadArgs) {
+    let ThreadArgs {
+        spec,
+        limits,
+        status,
+        commands,
+        isolate_tx,
+        started_tx,
+    } = args;
+    let mut worker = build_worker(&spec, &limits, status.clone());
+    watch_heap(&mut worker.js_runtime, &limits, status.clone());
+    if isolate_tx.send(worker.js_runtime.v8_isolate().thread_safe_handle()).is_err() {
+        return;
+    }
+    let mut host = match Host::evaluate(worker, &spec).await {
+        Ok(host) => host,
+        Err(message) => {
+            let _ = started_tx.send(Err(message));
+            return;
+        }
+    };
+    let has_tasks = match host.has_tasks() {
+        Ok(has_tasks) => has_tasks,
+        Err(message) => {
+            let _ = started_tx.send(Err(message));
+            return;
+        }
+    };
+    if started_tx.send(Ok(Started { has_tasks })).is_err() {
+        return;
+    }
+    host.serve(commands, &status).await;
+}
+
+fn build_worker(spec: &WorkerSpec, limits: &Limits, status: Arc<WorkerStatus>) -> WebWorker {
+    let main_module = ModuleSpecifier::parse(SCRIPT_URL).expect("constant URL parses");
+    let module_loader = match spec.kind {
+        ScriptKind::Module => StaticModuleLoader::with(main_module.clone(), spec.script.clone()),
+        ScriptKind::Classic => StaticModuleLoader::default(),
+    };
+    let services = WebWorkerServiceOptions::<DenoInNpmPackageChecker, NpmResolver<RealSys>, RealSys> {
+        blob_store: Arc::new(BlobStore::default()),
+        broadcast_channel: Default::default(),
+        deno_rt_native_addon_loader: None,
+        compiled_wasm_module_store: None,
+        feature_checker: Arc::new(FeatureChecker::default()),
+        fs: Arc::new(deno_runtime::deno_fs::RealFs),
+        main_inspector_session_tx: Default::default(),
+        module_loader: Rc::new(module_loader),
+        node_services: None,
+        npm_process_state_provider: None,
+        permissions: web_only_permissions(),
+        root_cert_store_provider: None,
+        shared_array_buffer_store: None,
+        bundle_provider: None,
+    };
+    let heap_bytes = limits.heap_limit_mb * 1024 * 1024;
+    let options = WebWorkerOptions {
+        name: spec.id.to_string(),
+        main_module,
+        worker_id: DenoWorkerId::new(),
+        bootstrap: BootstrapOptions {
+            user_agent: concat!("SmartWorkerRunner/", env!("CARGO_PKG_VERSION")).to_string(),
+            color_level: deno_runtime::colors::ColorLevel::None,
+            ..Default::default()
+        },
+        extensions: vec![rnr::init(status)],
+        startup_snapshot: None,
+        residual_lazy_js_sources: &[],
+        residual_lazy_esm_sources: &[],
+        unsafely_ignore_certificate_errors: None,
+        create_params: Some(v8::CreateParams::default().heap_limits(0, heap_bytes)),
+        seed: None,
+        create_web_worker_cb: Arc::new(|_| {
+            // `Worker` is removed from every Smart Worker's global scope, so
+            // no script can ask for a nested worker.
+            unreachable!("nested workers are disabled in Smart Workers")
+        }),
+        format_js_error_fn: None,
+        worker_type: match spec.kind {
+            ScriptKind::Module => WorkerThreadType::Module,
+            ScriptKind::Classic => WorkerThreadType::Classic,
+        },
+        cache_storage_dir: None,
+        stdio: Default::default(),
+        trace_ops: None,
+        close_on_idle: false,
+        maybe_worker_metadata: None,
+        maybe_main_module_blob: None,
+        maybe_coverage_dir: None,
+        maybe_cpu_prof_config: None,
+        enable_raw_imports: false,
+        enable_stack_trace_arg_in_ops: false,
+        wait_for_debugger_on_start: false,
+        wait_for_page_wait_for_debugger: false,
+    };
+    let (worker, _external_handle) = WebWorker::bootstrap_from_options(services, options);
+    worker
+}
+
+/// Network through `fetch` only: every other permission is denied, with no prompt.
+fn web_only_permissions() -> PermissionsContainer {
+    let parser = Arc::new(RuntimePermissionDescriptorParser::new(RealSys));
+    let options = PermissionsOptions {
+        allow_net: Some(vec![]),
+        prompt: false,
+        ..Default::default()
+    };
+    let permissions =
+        Permissions::from_options(parser.as_ref(), &options).unwrap_or_else(|_| Permissions::none_without_prompt());
+    PermissionsContainer::new(parser, permissions)
+}
+
+/// Near the heap limit, stop the isolate before V8 aborts the whole process.
+fn watch_heap(runtime: &mut JsRuntime, limits: &Limits, status: Arc<WorkerStatus>) {
+    let isolate = runtime.v8_isolate().thread_safe_handle();
+    let limit_mb = limits.heap_limit_mb;
+    runtime.add_near_heap_limit_callback(move |current, _initial| {
+        tracing::warn!(worker = %status.id(), limit_mb, "worker reached its heap limit");
+        status.terminate(TerminationReason::HeapLimit { limit_mb });
+        isolate.terminate_execution();
+        // Head-room for the isolate to unwind; it is torn down right after.
+        current * 2
+    });
+}
+
+fn js_error_message(error: CoreError) -> String {
+    error.to_string()
+}
+
+/// A worker whose script has been evaluated, with the runner's entry points.
+struct Host {
+    worker: WebWorker,
+    hooks: v8::Global<v8::Object>,
+    dispatch: v8::Global<v8::Function>,
+}
+
+/// A handler call in flight: its number and, once settled, its outcome.
+type PendingCall = Pin<Box<dyn std::future::Future<Output = (u64, Result<(), String>)>>>;
+
+type Reply = oneshot::Sender<Result<(), String>>;
+
+enum Step {
+    Command(Option<Command>),
+    Finished(u64, Result<(), String>),
+    Idle,
+    LoopError(CoreError),
+}
+
+impl Host {
+    async fn evaluate(mut worker: WebWorker, spec: &WorkerSpec) -> Result<Self, String> {
+        let runtime = &mut worker.js_runtime;
+        let setup = runtime
+            .execute_script("ext:rnr/take_setup.js", SETUP_KEY_SCRIPT)
+            .map_err(|e| e.to_string())?;
+        let hooks = {
+            deno_core::scope!(scope, runtime);
+            let setup = v8::Local::new(scope, setup);
+            let setup = v8::Local::<v8::Function>::try_from(setup).map_err(|_| "runner setup missing".to_string())?;
+            let kind = v8::String::new(scope, spec.kind.as_str()).ok_or("out of memory")?;
+            let config = v8::String::new(scope, &spec.config_json).ok_or("config too large")?;
+            let undefined = v8::undefined(scope);
+            let hooks = setup
+                .call(scope, undefined.into(), &[kind.into(), config.into()])
+                .ok_or("runner setup failed")?;
+            let hooks = v8::Local::<v8::Object>::try_from(hooks).map_err(|_| "runner setup failed".to_string())?;
+            v8::Global::new(scope, hooks)
+        };
+
+        match spec.kind {
+            ScriptKind::Module => {
+                let specifier = ModuleSpecifier::parse(SCRIPT_URL).expect("constant URL parses");
+                let id = worker.preload_main_module(&specifier).await.map_err(js_error_message)?;
+                let runtime = &mut worker.js_runtime;
+                let evaluation = runtime.mod_evaluate(id);
+                runtime
+                    .with_event_loop_promise(evaluation, PollEventLoopOptions::default())
+                    .await
+                    .map_err(js_error_message)?;
+                let namespace = runtime.get_module_namespace(id).map_err(js_error_message)?;
+                let bind = Self::hook(runtime, &hooks, "bindModule")?;
+                deno_core::scope!(scope, runtime);
+                let bind = v8::Local::new(scope, bind);
+                let namespace = v8::Local::new(scope, namespace);
+                let this = v8::Local::new(scope, &hooks);
+                v8::tc_scope!(let tc, scope);
+                if bind.call(tc, this.into(), &[namespace.into()]).is_none() {
+                    return Err(tc
+                        .exception()
+                        .map(|e| e.to_rust_string_lossy(tc))
+                        .unwrap_or_else(|| "binding the module failed".into()));
+                }
+            }
+            ScriptKind::Classic => {
+                let runtime = &mut worker.js_runtime;
+                runtime
+                    .execute_script(SCRIPT_URL, spec.script.clone())
+                    .map_err(|e| e.to_string())?;
+                // Let top-level timers and promises of the script settle their
+                // first turn, as module evaluation does.
+                runtime
+                    .run_event_loop(PollEventLoopOptions::default())
+                    .await
+                    .map_err(js_error_message)?;
+            }
+        }
+        let dispatch = Self::hook(&mut worker.js_runtime, &hooks, "dispatch")?;
+        Ok(Self {
+            worker,
+            hooks,
+            dispatch,
+        })
+    }
+
+    fn hook(runtime: &mut JsRuntime, hooks: &v8::Global<v8::Object>, name: &str) -> Result<v8::Global<v8::Function>, String> {
+        deno_core::scope!(scope, runtime);
+        let hooks = v8::Local::new(scope, hooks);
+        let key = v8::String::new(scope, name).ok_or("out of memory")?;
+        let value = hooks.get(scope, key.into()).ok_or("runner hook missing")?;
+        let function = v8::Local::<v8::Function>::try_from(value).map_err(|_| format!("runner hook {name} missing"))?;
+        Ok(v8::Global::new(scope, function))
+    }
+
+    fn has_tasks(&mut self) -> Result<bool, String> {
+        let function = Self::hook(&mut self.worker.js_runtime, &self.hooks, "hasTasks")?;
+        deno_core::scope!(scope, &mut self.worker.js_runtime);
+        let function = v8::Local::new(scope, function);
+        let this = v8::Local::new(scope, &self.hooks);
+        let result = function.call(scope, this.into(), &[]).ok_or("hasTasks failed")?;
+        Ok(result.is_true())
+    }
+
+    fn call_dispatch(&mut self, number: u64, trigger: &str, info_json: &str) -> PendingCall {
+        let args = {
+            deno_core::scope!(scope, &mut self.worker.js_runtime);
+            let global = |text: &str| {
+                v8::String::new(scope, text).map(|s| v8::Global::new(scope, v8::Local::<v8::Value>::from(s)))
+            };
+            global(trigger).zip(global(info_json))
+        };
+        let Some((trigger, info)) = args else {
+            return Box::pin(async move { (number, Err("out of memory".to_string())) });
+        };
+        let call = self.worker.js_runtime.call_with_args(&self.dispatch, &[trigger, info]);
+        Box::pin(async move { (number, call.await.map(|_| ()).map_err(|e| e.exception_message.clone())) })
+    }
+
+    /// Serves commands until told to stop or the worker is terminated.
+    async fn serve(&mut self, mut commands: mpsc::UnboundedReceiver<Command>, status: &WorkerStatus) {
+        let mut pending: FuturesUnordered<PendingCall> = FuturesUnordered::new();
+        let mut replies: HashMap<u64, Reply> = HashMap::new();
+        let mut next_call = 0u64;
+        // Whether the event loop has work; it is polled only then.
+        let mut loop_active = false;
+        // Set when the event loop went idle with calls still unsettled.
+        let mut idle_with_pending = false;
+        while status.state().is_alive() {
+            let step = poll_fn(|cx| {
+                if let Poll::Ready(command) = commands.poll_recv(cx) {
+                    return Poll::Ready(Step::Command(command));
+                }
+                if let Poll::Ready(Some((number, result))) = pending.poll_next_unpin(cx) {
+                    return Poll::Ready(Step::Finished(number, result));
+                }
+                if loop_active {
+                    match self.worker.js_runtime.poll_event_loop(cx, PollEventLoopOptions::default()) {
+                        Poll::Ready(Ok(())) => return Poll::Ready(Step::Idle),
+                        Poll::Ready(Err(error)) => return Poll::Ready(Step::LoopError(error)),
+                        Poll::Pending => {}
+                    }
+                } else if idle_with_pending && !pending.is_empty() {
+                    return Poll::Ready(Step::Idle);
+                }
+                Poll::Pending
+            })
+            .await;
+            match step {
+                Step::Command(None | Some(Command::Stop)) => break,
+                Step::Command(Some(Command::RunTasks { info, reply })) => {
+                    let info_json = serde_json::to_string(&info).unwrap_or_else(|_| "{}".into());
+                    next_call += 1;
+                    replies.insert(next_call, reply);
+                    pending.push(self.call_dispatch(next_call, "tasks", &info_json));
+                    loop_active = true;
+                    idle_with_pending = false;
+                }
+                Step::Finished(number, result) => {
+                    if let Some(reply) = replies.remove(&number) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Step::Idle if loop_active => {
+                    // Collect calls that settled in the event loop's last turn
+                    // before declaring the others stuck.
+                    loop_active = false;
+                    idle_with_pending = true;
+                }
+                Step::Idle => {
+                    // Nothing is left that could settle the remaining calls.
+                    idle_with_pending = false;
+                    pending.clear();
+                    for (_, reply) in replies.drain() {
+                        let _ = reply.send(Err("the handler's promise never settled: nothing was left for it to wait for".into()));
+                    }
+                }
+                Step::LoopError(error) => {
+                    if !status.state().is_alive() {
+                        break;
+                    }
+                    status.log(LogLevel::Error, format!("uncaught: {error}"));
+                    loop_active = !pending.is_empty();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+// The runner's side of every Smart Worker isolate.
+//
+// Evaluated as an extension module while the isolate is created (before the
+// worker's script). It leaves exactly one thing on the global object: a setup
+// function under a registered symbol, which the runner takes (and deletes)
+// before the worker's own code runs, so worker code can never reach it.
+import { primordials } from "ext:core/mod.js";
+import { op_rnr_log } from "ext:core/ops";
+
+const SETUP_KEY = Symbol.for("smartworker.runner.setup");
+
+const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 };
+
+const {
+  ArrayPrototypeJoin,
+  ArrayPrototypeMap,
+  FunctionPrototypeCall,
+  JSONParse,
+  ObjectFreeze,
+  PromiseAllSettled,
+  SafeSet,
+  SetPrototypeAdd,
+  SetPrototypeHas,
+} = primordials;
+
+// Names that give a worker more than the web platform: removed before the
+// worker's script runs. Permissions deny what they guard anyway; this keeps
+// the promise "web APIs only" visible from JavaScript.
+const NON_WEB_GLOBALS = [
+  "Deno",
+  "process",
+  "Buffer",
+  "global",
+  "setImmediate",
+  "clearImmediate",
+  "Worker",
+  "SharedWorker",
+  "require",
+];
+
+function setup(kind, configJson) {
+  const inspect = globalThis.Deno?.inspect;
+  const format = (args) =>
+    ArrayPrototypeJoin(
+      ArrayPrototypeMap(args, (a) =>
+        typeof a === "string" ? a : inspect ? inspect(a) : String(a)
+      ),
+      " ",
+    );
+  const log = (level) => (...args) => op_rnr_log(LEVELS[level], format(args));
+
+  const console = globalThis.console;
+  console.log = log("info");
+  console.info = log("info");
+  console.debug = log("debug");
+  console.trace = log("debug");
+  console.warn = log("warn");
+  console.error = log("error");
+
+  // Errors nobody awaits must not end the isolate: report them and carry on.
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    op_rnr_log(LEVELS.error, `uncaught: ${format([event.error ?? event.message])}`);
+  });
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    op_rnr_log(LEVELS.error, `unhandled rejection: ${format([event.reason])}`);
+  });
+
+  // Classic workers announce their handlers with addEventListener: remember
+  // which trigger events they listen for.
+  const listened = new SafeSet();
+  const addEventListener = globalThis.addEventListener;
+  const dispatchEvent = globalThis.dispatchEvent;
+  globalThis.addEventListener = function (type, ...rest) {
+    SetPrototypeAdd(listened, String(type));
+    return FunctionPrototypeCall(addEventListener, this, type, ...rest);
+  };
+
+  for (const name of NON_WEB_GLOBALS) {
+    try {
+      delete globalThis[name];
+    } catch {
+      // a non-configurable global stays; permissions still deny it
+    }
+  }
+
+  const rnr = ObjectFreeze({
+    getConfig: () => Promise.resolve(JSONParse(configJson)),
+  });
+
+  let moduleHandlers = null;
+
+  function makeContext(waitUntils, info) {
+    return {
+      ...info,
+      waitUntil(promise) {
+        waitUntils.push(Promise.resolve(promise));
+      },
+      passThroughOnException() {},
+    };
+  }
+
+  async function settle(result, waitUntils) {
+    await result;
+    const outcomes = await PromiseAllSettled(waitUntils);
+    for (const outcome of outcomes) {
+      if (outcome.status === "rejected") throw outcome.reason;
+    }
+  }
+
+  function scheduledEvent(info) {
+    return {
+      type: "scheduled",
+      cron: info.cron ?? "",
+      scheduledTime: info.scheduledTime ?? Date.now(),
+    };
+  }
+
+  async function runModuleTasks(info) {
+    const waitUntils = [];
+    const ctx = makeContext(waitUntils, info);
+    if (typeof moduleHandlers.tasks === "function") {
+      await settle(moduleHandlers.tasks(rnr, ctx), waitUntils);
+    } else {
+      const event = scheduledEvent(info);
+      await settle(moduleHandlers.scheduled(event, rnr, ctx), waitUntils);
+    }
+  }
+
+  async function runClassicTasks(info) {
+    const type = SetPrototypeHas(listened, "tasks") ? "tasks" : "scheduled";
+    const waitUntils = [];
+    const event = new Event(type);
+    const extra = scheduledEvent(info);
+    event.rnr = rnr;
+    event.cron = extra.cron;
+    event.scheduledTime = extra.scheduledTime;
+    event.waitUntil = (promise) => waitUntils.push(Promise.resolve(promise));
+    FunctionPrototypeCall(dispatchEvent, globalThis, event);
+    await settle(undefined, waitUntils);
+  }
+
+  return {
+    // Called once the module is evaluated, with its namespace object.
+    bindModule(namespace) {
+      const def = namespace?.default;
+      moduleHandlers = def && (typeof def === "object" || typeof def === "function")
+        ? def
+        : {};
+    },
+    hasTasks() {
+      if (kind === "module") {
+        return typeof moduleHandlers?.tasks === "function" ||
+          typeof moduleHandlers?.scheduled === "function";
+      }
+      return SetPrototypeHas(listened, "tasks") ||
+        SetPrototypeHas(listened, "scheduled");
+    },
+    // The runner's single entry point into the worker: one call per trigger.
+    dispatch(trigger, infoJson) {
+      const info = JSONParse(infoJson);
+      if (trigger !== "tasks") {
+        return Promise.reject(new TypeError(`unknown trigger ${trigger}`));
+      }
+      return kind === "module" ? runModuleTasks(info) : runClassicTasks(info);
+    },
+  };
+}
+
+globalThis[SETUP_KEY] = setup;

@@ -1,0 +1,380 @@
+//! The worker host: one V8 isolate per Smart Worker, each on its own thread,
+//! driven through a command channel and watched by a supervisor that enforces
+//! the worker's limits.
+
+mod isolate;
+pub mod status;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deno_core::v8;
+use serde::Deserialize;
+use serde::Serialize;
+use sha2::Digest;
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+
+pub use status::State;
+pub use status::StatusView;
+pub use status::TerminationReason;
+pub use status::WorkerStatus;
+
+/// A worker's public id (a random UUID).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(String);
+
+impl WorkerId {
+    pub fn new_random() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for WorkerId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How the worker's script is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScriptKind {
+    /// An ES module whose default export holds the handlers.
+    Module,
+    /// A service-worker style script that registers handlers with `addEventListener`.
+    Classic,
+}
+
+impl ScriptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Module => "module",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+/// The identity of a worker's code: SHA-256 over its kind and script. The same
+/// code always gets the same identity; any change gives another. Key stores
+/// derive a worker's keys from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CodeIdentity([u8; 32]);
+
+impl CodeIdentity {
+    pub fn of(kind: ScriptKind, script: &str) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"smart-worker/code/v1\0");
+        hash.update(kind.as_str().as_bytes());
+        hash.update([0u8]);
+        hash.update(script.as_bytes());
+        Self(hash.finalize().into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for CodeIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// Everything needed to start a worker.
+#[derive(Clone)]
+pub struct WorkerSpec {
+    pub id: WorkerId,
+    pub kind: ScriptKind,
+    pub script: String,
+    /// The worker's private configuration, as a JSON object text.
+    pub config_json: String,
+}
+
+impl fmt::Debug for WorkerSpec {
+    // Never print the config: it holds the worker's secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerSpec")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("script_bytes", &self.script.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-worker resource limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Maximum V8 heap size of the isolate.
+    pub heap_limit_mb: usize,
+    /// Maximum wall time of one invocation (and of the script's evaluation).
+    pub wall_limit: Duration,
+    /// Number of recent log lines kept per worker.
+    pub log_lines: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            heap_limit_mb: 128,
+            wall_limit: Duration::from_secs(30),
+            log_lines: 200,
+        }
+    }
+}
+
+/// What a trigger tells the handler (becomes `ctx` fields / the scheduled event).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerInfo {
+    /// `cron`, `manual` or `created`.
+    pub source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub scheduled_time: u64,
+}
+
+impl TriggerInfo {
+    pub fn now(source: &'static str, cron: Option<String>) -> Self {
+        let scheduled_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        Self {
+            source,
+            cron,
+            scheduled_time,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The script failed to parse or evaluate; the message is JavaScript's.
+    #[error("{0}")]
+    Script(String),
+    #[error("the worker has a schedule but no `tasks` (or `scheduled`) handler")]
+    NoTasksHandler,
+    #[error("the script did not finish evaluating within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("the script exceeded the heap memory limit of {0} MiB while evaluating")]
+    HeapLimit(usize),
+    #[error("could not start the worker thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the worker is busy with a previous run")]
+    Busy,
+    #[error("the worker is not running ({0})")]
+    Gone(String),
+    #[error("the handler failed: {0}")]
+    Handler(String),
+    #[error("the worker was terminated: {0}")]
+    Terminated(TerminationReason),
+}
+
+/// Messages from the host to a worker's isolate thread.
+enum Command {
+    RunTasks {
+        info: TriggerInfo,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Stop,
+}
+
+/// What the isolate thread reports once the script has been evaluated.
+struct Started {
+    has_tasks: bool,
+}
+
+/// The host's handle on a running worker.
+pub struct WorkerHandle {
+    spec_kind: ScriptKind,
+    identity: CodeIdentity,
+    has_tasks: bool,
+    status: Arc<WorkerStatus>,
+    commands: mpsc::UnboundedSender<Command>,
+    isolate: v8::IsolateHandle,
+    limits: Limits,
+}
+
+impl fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerHandle")
+            .field("id", self.status.id())
+            .field("kind", &self.spec_kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerHandle {
+    /// Starts the worker's isolate, evaluates its script and returns once it
+    /// is ready for triggers. `require_tasks` rejects a script without a tasks
+    /// handler (used when the worker has a schedule).
+    pub async fn start(spec: WorkerSpec, limits: Limits, require_tasks: bool) -> Result<Self, CreateError> {
+        let status = Arc::new(WorkerStatus::new(spec.id.clone(), limits.log_lines));
+        let kind = spec.kind;
+        let identity = CodeIdentity::of(spec.kind, &spec.script);
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (isolate_tx, isolate_rx) = oneshot::channel();
+        let (started_tx, started_rx) = oneshot::channel();
+        isolate::spawn_thread(isolate::ThreadArgs {
+            spec,
+            limits,
+            status: status.clone(),
+            commands: command_rx,
+            isolate_tx,
+            started_tx,
+        })?;
+        let isolate = isolate_rx
+            .await
+            .map_err(|_| CreateError::Script("the worker's isolate could not be created".into()))?;
+        let mut handle = Self {
+            spec_kind: kind,
+            identity,
+            has_tasks: false,
+            status,
+            commands,
+            isolate,
+            limits,
+        };
+        match tokio::time::timeout(limits.wall_limit, started_rx).await {
+            Ok(Ok(Ok(started))) => {
+                if require_tasks && !started.has_tasks {
+                    handle.stop(TerminationReason::Deleted);
+                    return Err(CreateError::NoTasksHandler);
+                }
+                handle.has_tasks = started.has_tasks;
+                handle.status.set_ready();
+                Ok(handle)
+            }
+            Ok(Ok(Err(message))) => Err(CreateError::Script(message)),
+            Ok(Err(_)) => Err(match handle.status.termination_reason() {
+                Some(TerminationReason::HeapLimit { limit_mb }) => CreateError::HeapLimit(limit_mb),
+                _ => CreateError::Script("the worker's isolate stopped while evaluating the script".into()),
+            }),
+            Err(_) => {
+                handle.stop(TerminationReason::WallTimeLimit {
+                    limit_ms: limits.wall_limit.as_millis() as u64,
+                });
+                Err(CreateError::Timeout(limits.wall_limit))
+            }
+        }
+    }
+
+    pub fn status(&self) -> &Arc<WorkerStatus> {
+        &self.status
+    }
+
+    pub fn kind(&self) -> ScriptKind {
+        self.spec_kind
+    }
+
+    /// Whether the script has a tasks (or scheduled) handler.
+    pub fn has_tasks(&self) -> bool {
+        self.has_tasks
+    }
+
+    pub fn identity(&self) -> CodeIdentity {
+        self.identity
+    }
+
+    /// Runs the worker's tasks handler once, under the wall time limit. A
+    /// run that would overlap a previous one is skipped.
+    pub async fn run_tasks(&self, info: TriggerInfo) -> Result<(), RunError> {
+        if !self.status.state().is_alive() {
+            return Err(self.gone());
+        }
+        if !self.status.try_begin_run() {
+            return Err(if self.status.state().is_alive() { RunError::Busy } else { self.gone() });
+        }
+        let (reply, reply_rx) = oneshot::channel();
+        if self.commands.send(Command::RunTasks { info, reply }).is_err() {
+            self.status.end_run(None);
+            return Err(self.gone());
+        }
+        match tokio::time::timeout(self.limits.wall_limit, reply_rx).await {
+            Ok(Ok(Ok(()))) => {
+                self.status.end_run(None);
+                Ok(())
+            }
+            Ok(Ok(Err(message))) => {
+                self.status.log(status::LogLevel::Error, format!("tasks() failed: {message}"));
+                self.status.end_run(Some(message.clone()));
+                Err(RunError::Handler(message))
+            }
+            Ok(Err(_)) => Err(self.gone()),
+            Err(_) => {
+                let reason = TerminationReason::WallTimeLimit {
+                    limit_ms: self.limits.wall_limit.as_millis() as u64,
+                };
+                self.stop(reason.clone());
+                Err(RunError::Terminated(reason))
+            }
+        }
+    }
+
+    fn gone(&self) -> RunError {
+        match self.status.termination_reason() {
+            Some(reason) => RunError::Terminated(reason),
+            None => RunError::Gone(format!("{:?}", self.status.state()).to_lowercase()),
+        }
+    }
+
+    /// Stops the worker: interrupts any running JavaScript and ends its thread.
+    pub fn stop(&self, reason: TerminationReason) {
+        if self.status.state().is_alive() {
+            tracing::info!(worker = %self.status.id(), %reason, "stopping worker");
+        }
+        self.status.terminate(reason);
+        self.isolate.terminate_execution();
+        let _ = self.commands.send(Command::Stop);
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.stop(TerminationReason::Deleted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_identity_depends_on_kind_and_every_byte_of_the_script() {
+        let a = CodeIdentity::of(ScriptKind::Module, "export default {}");
+        assert_eq!(a, CodeIdentity::of(ScriptKind::Module, "export default {}"));
+        assert_ne!(a, CodeIdentity::of(ScriptKind::Classic, "export default {}"));
+        assert_ne!(a, CodeIdentity::of(ScriptKind::Module, "export default {} "));
+    }
+
+    #[test]
+    fn spec_debug_output_never_shows_the_config() {
+        let spec = WorkerSpec {
+            id: WorkerId::new_random(),
+            kind: ScriptKind::Module,
+            script: "x".into(),
+            config_json: r#"{"secret":"hunter2"}"#.into(),
+        };
+        assert!(!format!("{spec:?}").contains("hunter2"));
+    }
+}
