@@ -84,7 +84,13 @@ async fn read_fields(request: Request, state: &AppState) -> Result<Fields, ApiEr
         }
         Some("application/x-www-form-urlencoded") => {
             let body = read_body(request, state.create_limits.max_body_bytes()).await?;
-            fields_from_urlencoded(&body)
+            // `curl -d '{"script": ...}'` labels JSON as a form: a form body
+            // cannot start with `{`, so such a body is read as the JSON it is.
+            if body.trim_ascii_start().starts_with(b"{") {
+                fields_from_json(&body)
+            } else {
+                fields_from_urlencoded(&body)
+            }
         }
         Some("multipart/form-data") => {
             let multipart = Multipart::from_request(request, state)

@@ -258,7 +258,6 @@ impl WorkerHandle {
         match tokio::time::timeout(limits.wall_limit, started_rx).await {
             Ok(Ok(Ok(started))) => {
                 if require_tasks && !started.has_tasks {
-                    handle.stop(TerminationReason::Deleted);
                     return Err(CreateError::NoTasksHandler);
                 }
                 handle.has_tasks = started.has_tasks;
@@ -343,6 +342,10 @@ impl WorkerHandle {
         if self.status.state().is_alive() {
             tracing::info!(worker = %self.status.id(), %reason, "stopping worker");
         }
+        self.halt(reason);
+    }
+
+    fn halt(&self, reason: TerminationReason) {
         self.status.terminate(reason);
         self.isolate.terminate_execution();
         let _ = self.commands.send(Command::Stop);
@@ -350,8 +353,10 @@ impl WorkerHandle {
 }
 
 impl Drop for WorkerHandle {
+    // A handle dropped without `stop` belongs to a worker that never got
+    // admitted (its script failed): end its thread quietly.
     fn drop(&mut self) {
-        self.stop(TerminationReason::Deleted);
+        self.halt(TerminationReason::Deleted);
     }
 }
 
