@@ -48,6 +48,10 @@ pub struct Config {
     #[arg(long, env = "RUNNER_WALL_LIMIT_MS", default_value_t = 30_000)]
     pub wall_limit_ms: u64,
 
+    /// CPU time limit per invocation, in milliseconds; a worker over it is terminated.
+    #[arg(long, env = "RUNNER_CPU_LIMIT_MS", default_value_t = 10_000)]
+    pub cpu_limit_ms: u64,
+
     /// Recent log lines kept per worker for `GET /workers/{id}/logs`.
     #[arg(long, env = "RUNNER_LOG_LINES", default_value_t = 200)]
     pub log_lines: usize,
@@ -62,6 +66,7 @@ impl Config {
         Limits {
             heap_limit_mb: self.heap_limit_mb.max(16),
             wall_limit: Duration::from_millis(self.wall_limit_ms.max(1)),
+            cpu_limit: Duration::from_millis(self.cpu_limit_ms.max(1)),
             log_lines: self.log_lines,
         }
     }
@@ -86,7 +91,13 @@ mod tests {
 
     #[test]
     fn flags_override_defaults() {
-        let config = Config::parse_from(["runner", "--listen", "0.0.0.0:9000", "--heap-limit-mb", "64"]);
+        let config = Config::parse_from([
+            "runner",
+            "--listen",
+            "0.0.0.0:9000",
+            "--heap-limit-mb",
+            "64",
+        ]);
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.worker_limits().heap_limit_mb, 64);
     }

@@ -94,7 +94,12 @@ struct Slots {
 
 impl Slots {
     fn alive(&self) -> usize {
-        self.starting + self.entries.values().filter(|e| e.handle.status().state().is_alive()).count()
+        self.starting
+            + self
+                .entries
+                .values()
+                .filter(|e| e.handle.status().state().is_alive())
+                .count()
     }
 }
 
@@ -159,7 +164,8 @@ impl Pool {
             script: new.script,
             config_json: new.config_json,
         };
-        let handle = Arc::new(WorkerHandle::start(spec, self.limits, new.schedule.is_some()).await?);
+        let handle =
+            Arc::new(WorkerHandle::start(spec, self.limits, new.schedule.is_some()).await?);
         let cron_job = match &new.schedule {
             Some(schedule) => {
                 let weak = Arc::downgrade(&handle);
@@ -196,7 +202,11 @@ impl Pool {
     }
 
     pub fn get(&self, id: &WorkerId) -> Result<WorkerInfo, PoolError> {
-        self.read().entries.get(id).map(Entry::info).ok_or_else(|| PoolError::NotFound(id.clone()))
+        self.read()
+            .entries
+            .get(id)
+            .map(Entry::info)
+            .ok_or_else(|| PoolError::NotFound(id.clone()))
     }
 
     pub fn logs(&self, id: &WorkerId) -> Result<Vec<crate::worker::status::LogLine>, PoolError> {
@@ -219,7 +229,11 @@ impl Pool {
 
     /// Terminates a worker and forgets it.
     pub async fn delete(&self, id: &WorkerId) -> Result<(), PoolError> {
-        let entry = self.write().entries.remove(id).ok_or_else(|| PoolError::NotFound(id.clone()))?;
+        let entry = self
+            .write()
+            .entries
+            .remove(id)
+            .ok_or_else(|| PoolError::NotFound(id.clone()))?;
         if let Some(job) = entry.cron_job {
             if let Err(error) = self.cron.remove(job).await {
                 tracing::warn!(worker = %id, %error, "could not remove the worker's schedule");

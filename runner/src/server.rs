@@ -13,9 +13,15 @@ use crate::triggers::cron::CronTrigger;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot write the address file {path}: {source}")]
-    AddrFile { path: String, source: std::io::Error },
+    AddrFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Cron(#[from] CronError),
     #[error("the HTTP server failed: {0}")]
@@ -33,7 +39,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     };
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     let local = listener.local_addr().map_err(ServeError::Http)?;
     if let Some(path) = &config.addr_file {
         std::fs::write(path, local.to_string()).map_err(|source| ServeError::AddrFile {

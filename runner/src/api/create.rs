@@ -72,7 +72,13 @@ async fn read_fields(request: Request, state: &AppState) -> Result<Fields, ApiEr
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     match content_type.as_deref() {
         None | Some("") | Some("application/json") => {
             let body = read_body(request, state.create_limits.max_body_bytes()).await?;
@@ -93,9 +99,11 @@ async fn read_fields(request: Request, state: &AppState) -> Result<Fields, ApiEr
             }
         }
         Some("multipart/form-data") => {
-            let multipart = Multipart::from_request(request, state)
-                .await
-                .map_err(|e| ApiError::bad_request(format!("the request body could not be parsed as form data: {e}")))?;
+            let multipart = Multipart::from_request(request, state).await.map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the request body could not be parsed as form data: {e}"
+                ))
+            })?;
             fields_from_multipart(multipart).await
         }
         Some(other) => Err(ApiError::new(
@@ -119,10 +127,13 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 fn fields_from_json(body: &[u8]) -> Result<Fields, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body could not be parsed as JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("the request body could not be parsed as JSON: {e}"))
+    })?;
     let Value::Object(mut object) = value else {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     };
     let script = take_string(&mut object, "script")?.or(take_string(&mut object, "code")?);
     Ok(Fields {
@@ -142,8 +153,11 @@ fn take_string(object: &mut Map<String, Value>, name: &str) -> Result<Option<Str
 }
 
 fn fields_from_urlencoded(body: &[u8]) -> Result<Fields, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body could not be parsed as form data: {e}")))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body could not be parsed as form data: {e}"
+        ))
+    })?;
     let mut fields = Fields::default();
     for (name, value) in pairs {
         fields.set(&name, value);
@@ -172,9 +186,15 @@ async fn fields_from_multipart(mut multipart: Multipart) -> Result<Fields, ApiEr
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
     let status = error.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(status, format!("the request body is too large: {}", error.body_text()));
+        return ApiError::new(
+            status,
+            format!("the request body is too large: {}", error.body_text()),
+        );
     }
-    ApiError::bad_request(format!("the request body could not be parsed as form data: {}", error.body_text()))
+    ApiError::bad_request(format!(
+        "the request body could not be parsed as form data: {}",
+        error.body_text()
+    ))
 }
 
 impl Fields {
@@ -211,7 +231,9 @@ fn validate(fields: Fields, limits: CreateLimits) -> Result<NewWorker, ApiError>
     let config_json = parse_config(fields.config)?;
     let schedule = match fields.schedule.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(text) => Some(Schedule::parse(text).map_err(|e| ApiError::bad_request(format!("schedule: {e}")))?),
+        Some(text) => Some(
+            Schedule::parse(text).map_err(|e| ApiError::bad_request(format!("schedule: {e}")))?,
+        ),
     };
     Ok(NewWorker {
         kind,
@@ -252,7 +274,9 @@ fn parse_config(config: Option<ConfigField>) -> Result<String, ApiError> {
 mod tests {
     use super::*;
 
-    const LIMITS: CreateLimits = CreateLimits { max_script_bytes: 64 };
+    const LIMITS: CreateLimits = CreateLimits {
+        max_script_bytes: 64,
+    };
 
     fn json_fields(body: &str) -> Result<NewWorker, ApiError> {
         validate(fields_from_json(body.as_bytes())?, LIMITS)
@@ -269,12 +293,17 @@ mod tests {
     #[test]
     fn config_must_be_an_object() {
         for bad in [r#"[1,2]"#, r#""str""#, "3"] {
-            let err = json_fields(&format!(r#"{{"script":"x","config":{bad}}}"#)).err().unwrap();
+            let err = json_fields(&format!(r#"{{"script":"x","config":{bad}}}"#))
+                .err()
+                .unwrap();
             assert_eq!(err.status, StatusCode::BAD_REQUEST);
             assert!(err.message.contains("config"), "{}", err.message);
         }
         let form = parse_config(Some(ConfigField::Text("{\"a\": 1}".into()))).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&form).unwrap(), json!({"a": 1}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&form).unwrap(),
+            json!({"a": 1})
+        );
         let err = parse_config(Some(ConfigField::Text("{oops".into()))).unwrap_err();
         assert!(err.message.starts_with("config is not valid JSON"));
     }
@@ -283,9 +312,13 @@ mod tests {
     fn wrong_field_types_name_the_field() {
         let err = json_fields(r#"{"script":42}"#).err().unwrap();
         assert_eq!(err.message, "script must be a string");
-        let err = json_fields(r#"{"script":"x","type":"wasm"}"#).err().unwrap();
+        let err = json_fields(r#"{"script":"x","type":"wasm"}"#)
+            .err()
+            .unwrap();
         assert!(err.message.starts_with("type must be"));
-        let err = json_fields(r#"{"script":"x","schedule":"every day"}"#).err().unwrap();
+        let err = json_fields(r#"{"script":"x","schedule":"every day"}"#)
+            .err()
+            .unwrap();
         assert!(err.message.starts_with("schedule:"));
         let err = json_fields(r#"{"type":"module"}"#).err().unwrap();
         assert!(err.message.starts_with("script is required"));
@@ -294,7 +327,9 @@ mod tests {
     #[test]
     fn oversize_scripts_are_413() {
         let script = "x".repeat(65);
-        let err = json_fields(&format!(r#"{{"script":"{script}"}}"#)).err().unwrap();
+        let err = json_fields(&format!(r#"{{"script":"{script}"}}"#))
+            .err()
+            .unwrap();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
@@ -307,7 +342,10 @@ mod tests {
 
     #[test]
     fn urlencoded_forms_take_a_quoted_schedule() {
-        let fields = fields_from_urlencoded(b"script=x&type=module&schedule=%22*%2F5+*+*+*+*%22&config=%7B%22a%22%3A1%7D").unwrap();
+        let fields = fields_from_urlencoded(
+            b"script=x&type=module&schedule=%22*%2F5+*+*+*+*%22&config=%7B%22a%22%3A1%7D",
+        )
+        .unwrap();
         let new = validate(fields, LIMITS).unwrap();
         assert_eq!(new.schedule.unwrap().as_str(), "*/5 * * * *");
         assert_eq!(new.config_json, r#"{"a":1}"#);

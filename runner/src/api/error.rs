@@ -30,7 +30,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -39,11 +43,15 @@ impl From<PoolError> for ApiError {
         let status = match &error {
             PoolError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
             PoolError::NotFound(_) => StatusCode::NOT_FOUND,
-            PoolError::Create(CreateError::Thread(_)) | PoolError::Cron(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PoolError::Create(CreateError::Thread(_)) | PoolError::Cron(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             PoolError::Create(_) => StatusCode::BAD_REQUEST,
             PoolError::Run(RunError::Busy) => StatusCode::CONFLICT,
             PoolError::Run(RunError::Handler(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            PoolError::Run(RunError::Gone(_) | RunError::Terminated(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            PoolError::Run(RunError::Gone(_) | RunError::Terminated(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         let message = match &error {
             PoolError::Create(CreateError::Script(js)) => format!("script: {js}"),

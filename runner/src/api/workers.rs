@@ -16,21 +16,33 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "workers": state.pool.list() }))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<WorkerInfo>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkerInfo>, ApiError> {
     Ok(Json(state.pool.get(&WorkerId::from(id))?))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.pool.delete(&WorkerId::from(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn run_tasks(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn run_tasks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     state.pool.run_tasks(&WorkerId::from(id)).await?;
     Ok(Json(json!({ "ok": true })))
 }
 
-pub async fn logs(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let lines = state.pool.logs(&WorkerId::from(id))?;
     Ok(Json(json!({ "lines": lines })))
 }

@@ -25,7 +25,9 @@ pub struct Schedule {
 pub enum ScheduleError {
     #[error("schedule is empty")]
     Empty,
-    #[error("schedule must have 5 fields (minute hour day month weekday) or 6 (seconds first), not {0}")]
+    #[error(
+        "schedule must have 5 fields (minute hour day month weekday) or 6 (seconds first), not {0}"
+    )]
     FieldCount(usize),
     #[error("schedule {schedule:?} is not a valid cron expression: {reason}")]
     Invalid { schedule: String, reason: String },
@@ -125,20 +127,35 @@ mod tests {
 
     #[test]
     fn quotes_from_form_clients_are_dropped() {
-        assert_eq!(Schedule::parse("\"*/5 * * * *\"").unwrap(), Schedule::parse("*/5 * * * *").unwrap());
+        assert_eq!(
+            Schedule::parse("\"*/5 * * * *\"").unwrap(),
+            Schedule::parse("*/5 * * * *").unwrap()
+        );
     }
 
     #[test]
     fn six_fields_keep_their_seconds() {
-        assert_eq!(Schedule::parse("* * * * * *").unwrap().six_fields, "* * * * * *");
+        assert_eq!(
+            Schedule::parse("* * * * * *").unwrap().six_fields,
+            "* * * * * *"
+        );
         assert!(Schedule::parse("30 0 12 * * MON-FRI").is_ok());
     }
 
     #[test]
     fn bad_schedules_are_refused_with_the_reason() {
         assert_eq!(Schedule::parse("  "), Err(ScheduleError::Empty));
-        assert_eq!(Schedule::parse("not a cron"), Err(ScheduleError::FieldCount(3)));
-        assert!(matches!(Schedule::parse("61 * * * *"), Err(ScheduleError::Invalid { .. })));
-        assert!(matches!(Schedule::parse("* * * * bogus"), Err(ScheduleError::Invalid { .. })));
+        assert_eq!(
+            Schedule::parse("not a cron"),
+            Err(ScheduleError::FieldCount(3))
+        );
+        assert!(matches!(
+            Schedule::parse("61 * * * *"),
+            Err(ScheduleError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Schedule::parse("* * * * bogus"),
+            Err(ScheduleError::Invalid { .. })
+        ));
     }
 }

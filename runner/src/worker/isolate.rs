@@ -12,11 +12,9 @@ use std::task::Poll;
 use deno_core::error::CoreError;
 use deno_core::futures::stream::FuturesUnordered;
 use deno_core::futures::StreamExt;
-use deno_core::op2;
 use deno_core::v8;
 use deno_core::JsRuntime;
 use deno_core::ModuleSpecifier;
-use deno_core::OpState;
 use deno_core::PollEventLoopOptions;
 use deno_core::StaticModuleLoader;
 use deno_resolver::npm::DenoInNpmPackageChecker;
@@ -37,6 +35,9 @@ use sys_traits::impls::RealSys;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
+use super::cpu_clock::ThreadCpuClock;
+use super::extension::rnr;
+use super::extension::WorkerSink;
 use super::status::LogLevel;
 use super::status::TerminationReason;
 use super::status::WorkerStatus;
@@ -58,22 +59,21 @@ const SETUP_KEY_SCRIPT: &str = r#"(() => {
 /// for deeply recursive scripts to get a RangeError rather than a crash.
 const THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
-deno_core::extension!(
-    rnr,
-    ops = [op_rnr_log],
-    esm_entry_point = "ext:rnr/rnr.js",
-    esm = [dir "src/worker/js", "rnr.js"],
-    options = { status: Arc<WorkerStatus> },
-    state = |state, options| {
-        state.put(options.status);
-    },
-);
+/// The startup snapshot made by `build.rs`, and the lazily loaded sources it
+/// did not consume.
+static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/RUNNER_SNAPSHOT.bin"));
+mod residual {
+    include!(concat!(env!("OUT_DIR"), "/residual_lazy_sources.rs"));
+}
 
-/// Worker `console.*` output: into the worker's log ring and the runner's log.
-#[op2(fast)]
-fn op_rnr_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str) {
-    let status = state.borrow::<Arc<WorkerStatus>>();
-    status.log(LogLevel::from_js(level), message.to_owned());
+/// The `rnr` extension for one worker. Its JavaScript is already in the
+/// snapshot: only its ops are registered here.
+fn rnr_extension() -> deno_core::Extension {
+    let mut extension = rnr::init();
+    extension.esm_files = std::borrow::Cow::Borrowed(&[]);
+    extension.js_files = std::borrow::Cow::Borrowed(&[]);
+    extension.esm_entry_point = None;
+    extension
 }
 
 pub(super) struct ThreadArgs {
@@ -81,7 +81,7 @@ pub(super) struct ThreadArgs {
     pub limits: Limits,
     pub status: Arc<WorkerStatus>,
     pub commands: mpsc::UnboundedReceiver<Command>,
-    pub isolate_tx: oneshot::Sender<v8::IsolateHandle>,
+    pub isolate_tx: oneshot::Sender<(v8::IsolateHandle, Option<ThreadCpuClock>)>,
     pub started_tx: oneshot::Sender<Result<Started, String>>,
 }
 
@@ -111,7 +111,11 @@ async fn run(args: ThreadArgs) {
     } = args;
     let mut worker = build_worker(&spec, &limits, status.clone());
     watch_heap(&mut worker.js_runtime, &limits, status.clone());
-    if isolate_tx.send(worker.js_runtime.v8_isolate().thread_safe_handle()).is_err() {
+    let isolate = worker.js_runtime.v8_isolate().thread_safe_handle();
+    if isolate_tx
+        .send((isolate, ThreadCpuClock::of_current_thread()))
+        .is_err()
+    {
         return;
     }
     let mut host = match Host::evaluate(worker, &spec).await {
@@ -140,22 +144,23 @@ fn build_worker(spec: &WorkerSpec, limits: &Limits, status: Arc<WorkerStatus>) -
         ScriptKind::Module => StaticModuleLoader::with(main_module.clone(), spec.script.clone()),
         ScriptKind::Classic => StaticModuleLoader::default(),
     };
-    let services = WebWorkerServiceOptions::<DenoInNpmPackageChecker, NpmResolver<RealSys>, RealSys> {
-        blob_store: Arc::new(BlobStore::default()),
-        broadcast_channel: Default::default(),
-        deno_rt_native_addon_loader: None,
-        compiled_wasm_module_store: None,
-        feature_checker: Arc::new(FeatureChecker::default()),
-        fs: Arc::new(deno_runtime::deno_fs::RealFs),
-        main_inspector_session_tx: Default::default(),
-        module_loader: Rc::new(module_loader),
-        node_services: None,
-        npm_process_state_provider: None,
-        permissions: web_only_permissions(),
-        root_cert_store_provider: None,
-        shared_array_buffer_store: None,
-        bundle_provider: None,
-    };
+    let services =
+        WebWorkerServiceOptions::<DenoInNpmPackageChecker, NpmResolver<RealSys>, RealSys> {
+            blob_store: Arc::new(BlobStore::default()),
+            broadcast_channel: Default::default(),
+            deno_rt_native_addon_loader: None,
+            compiled_wasm_module_store: None,
+            feature_checker: Arc::new(FeatureChecker::default()),
+            fs: Arc::new(deno_runtime::deno_fs::RealFs),
+            main_inspector_session_tx: Default::default(),
+            module_loader: Rc::new(module_loader),
+            node_services: None,
+            npm_process_state_provider: None,
+            permissions: web_only_permissions(),
+            root_cert_store_provider: None,
+            shared_array_buffer_store: None,
+            bundle_provider: None,
+        };
     let heap_bytes = limits.heap_limit_mb * 1024 * 1024;
     let options = WebWorkerOptions {
         name: spec.id.to_string(),
@@ -166,10 +171,10 @@ fn build_worker(spec: &WorkerSpec, limits: &Limits, status: Arc<WorkerStatus>) -
             color_level: deno_runtime::colors::ColorLevel::None,
             ..Default::default()
         },
-        extensions: vec![rnr::init(status)],
-        startup_snapshot: None,
-        residual_lazy_js_sources: &[],
-        residual_lazy_esm_sources: &[],
+        extensions: vec![rnr_extension()],
+        startup_snapshot: Some(SNAPSHOT),
+        residual_lazy_js_sources: residual::RESIDUAL_LAZY_JS,
+        residual_lazy_esm_sources: residual::RESIDUAL_LAZY_ESM,
         unsafely_ignore_certificate_errors: None,
         create_params: Some(v8::CreateParams::default().heap_limits(0, heap_bytes)),
         seed: None,
@@ -197,6 +202,14 @@ fn build_worker(spec: &WorkerSpec, limits: &Limits, status: Arc<WorkerStatus>) -
         wait_for_page_wait_for_debugger: false,
     };
     let (worker, _external_handle) = WebWorker::bootstrap_from_options(services, options);
+    let log_status = status.clone();
+    let sink = WorkerSink {
+        log: Box::new(move |level, message| {
+            log_status.log(LogLevel::from_js(level), message.to_owned())
+        }),
+        uncaught: Box::new(move |message| status.record_uncaught(message.to_owned())),
+    };
+    worker.js_runtime.op_state().borrow_mut().put(sink);
     worker
 }
 
@@ -208,8 +221,8 @@ fn web_only_permissions() -> PermissionsContainer {
         prompt: false,
         ..Default::default()
     };
-    let permissions =
-        Permissions::from_options(parser.as_ref(), &options).unwrap_or_else(|_| Permissions::none_without_prompt());
+    let permissions = Permissions::from_options(parser.as_ref(), &options)
+        .unwrap_or_else(|_| Permissions::none_without_prompt());
     PermissionsContainer::new(parser, permissions)
 }
 
@@ -258,21 +271,26 @@ impl Host {
         let hooks = {
             deno_core::scope!(scope, runtime);
             let setup = v8::Local::new(scope, setup);
-            let setup = v8::Local::<v8::Function>::try_from(setup).map_err(|_| "runner setup missing".to_string())?;
+            let setup = v8::Local::<v8::Function>::try_from(setup)
+                .map_err(|_| "runner setup missing".to_string())?;
             let kind = v8::String::new(scope, spec.kind.as_str()).ok_or("out of memory")?;
             let config = v8::String::new(scope, &spec.config_json).ok_or("config too large")?;
             let undefined = v8::undefined(scope);
             let hooks = setup
                 .call(scope, undefined.into(), &[kind.into(), config.into()])
                 .ok_or("runner setup failed")?;
-            let hooks = v8::Local::<v8::Object>::try_from(hooks).map_err(|_| "runner setup failed".to_string())?;
+            let hooks = v8::Local::<v8::Object>::try_from(hooks)
+                .map_err(|_| "runner setup failed".to_string())?;
             v8::Global::new(scope, hooks)
         };
 
         match spec.kind {
             ScriptKind::Module => {
                 let specifier = ModuleSpecifier::parse(SCRIPT_URL).expect("constant URL parses");
-                let id = worker.preload_main_module(&specifier).await.map_err(js_error_message)?;
+                let id = worker
+                    .preload_main_module(&specifier)
+                    .await
+                    .map_err(js_error_message)?;
                 let runtime = &mut worker.js_runtime;
                 let evaluation = runtime.mod_evaluate(id);
                 runtime
@@ -314,12 +332,17 @@ impl Host {
         })
     }
 
-    fn hook(runtime: &mut JsRuntime, hooks: &v8::Global<v8::Object>, name: &str) -> Result<v8::Global<v8::Function>, String> {
+    fn hook(
+        runtime: &mut JsRuntime,
+        hooks: &v8::Global<v8::Object>,
+        name: &str,
+    ) -> Result<v8::Global<v8::Function>, String> {
         deno_core::scope!(scope, runtime);
         let hooks = v8::Local::new(scope, hooks);
         let key = v8::String::new(scope, name).ok_or("out of memory")?;
         let value = hooks.get(scope, key.into()).ok_or("runner hook missing")?;
-        let function = v8::Local::<v8::Function>::try_from(value).map_err(|_| format!("runner hook {name} missing"))?;
+        let function = v8::Local::<v8::Function>::try_from(value)
+            .map_err(|_| format!("runner hook {name} missing"))?;
         Ok(v8::Global::new(scope, function))
     }
 
@@ -328,7 +351,9 @@ impl Host {
         deno_core::scope!(scope, &mut self.worker.js_runtime);
         let function = v8::Local::new(scope, function);
         let this = v8::Local::new(scope, &self.hooks);
-        let result = function.call(scope, this.into(), &[]).ok_or("hasTasks failed")?;
+        let result = function
+            .call(scope, this.into(), &[])
+            .ok_or("hasTasks failed")?;
         Ok(result.is_true())
     }
 
@@ -336,19 +361,34 @@ impl Host {
         let args = {
             deno_core::scope!(scope, &mut self.worker.js_runtime);
             let global = |text: &str| {
-                v8::String::new(scope, text).map(|s| v8::Global::new(scope, v8::Local::<v8::Value>::from(s)))
+                v8::String::new(scope, text)
+                    .map(|s| v8::Global::new(scope, v8::Local::<v8::Value>::from(s)))
             };
             global(trigger).zip(global(info_json))
         };
         let Some((trigger, info)) = args else {
             return Box::pin(async move { (number, Err("out of memory".to_string())) });
         };
-        let call = self.worker.js_runtime.call_with_args(&self.dispatch, &[trigger, info]);
-        Box::pin(async move { (number, call.await.map(|_| ()).map_err(|e| e.exception_message.clone())) })
+        let call = self
+            .worker
+            .js_runtime
+            .call_with_args(&self.dispatch, &[trigger, info]);
+        Box::pin(async move {
+            (
+                number,
+                call.await
+                    .map(|_| ())
+                    .map_err(|e| e.exception_message.clone()),
+            )
+        })
     }
 
     /// Serves commands until told to stop or the worker is terminated.
-    async fn serve(&mut self, mut commands: mpsc::UnboundedReceiver<Command>, status: &WorkerStatus) {
+    async fn serve(
+        &mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        status: &WorkerStatus,
+    ) {
         let mut pending: FuturesUnordered<PendingCall> = FuturesUnordered::new();
         let mut replies: HashMap<u64, Reply> = HashMap::new();
         let mut next_call = 0u64;
@@ -365,7 +405,11 @@ impl Host {
                     return Poll::Ready(Step::Finished(number, result));
                 }
                 if loop_active {
-                    match self.worker.js_runtime.poll_event_loop(cx, PollEventLoopOptions::default()) {
+                    match self
+                        .worker
+                        .js_runtime
+                        .poll_event_loop(cx, PollEventLoopOptions::default())
+                    {
                         Poll::Ready(Ok(())) => return Poll::Ready(Step::Idle),
                         Poll::Ready(Err(error)) => return Poll::Ready(Step::LoopError(error)),
                         Poll::Pending => {}
@@ -409,7 +453,7 @@ impl Host {
                     if !status.state().is_alive() {
                         break;
                     }
-                    status.log(LogLevel::Error, format!("uncaught: {error}"));
+                    status.record_uncaught(format!("uncaught: {error}"));
                     loop_active = !pending.is_empty();
                 }
             }

@@ -2,6 +2,8 @@
 //! driven through a command channel and watched by a supervisor that enforces
 //! the worker's limits.
 
+mod cpu_clock;
+mod extension;
 mod isolate;
 pub mod status;
 
@@ -123,6 +125,8 @@ pub struct Limits {
     pub heap_limit_mb: usize,
     /// Maximum wall time of one invocation (and of the script's evaluation).
     pub wall_limit: Duration,
+    /// Maximum CPU time of one invocation.
+    pub cpu_limit: Duration,
     /// Number of recent log lines kept per worker.
     pub log_lines: usize,
 }
@@ -132,6 +136,7 @@ impl Default for Limits {
         Self {
             heap_limit_mb: 128,
             wall_limit: Duration::from_secs(30),
+            cpu_limit: Duration::from_secs(10),
             log_lines: 200,
         }
     }
@@ -212,6 +217,7 @@ pub struct WorkerHandle {
     status: Arc<WorkerStatus>,
     commands: mpsc::UnboundedSender<Command>,
     isolate: v8::IsolateHandle,
+    cpu_clock: Option<cpu_clock::ThreadCpuClock>,
     limits: Limits,
 }
 
@@ -228,7 +234,11 @@ impl WorkerHandle {
     /// Starts the worker's isolate, evaluates its script and returns once it
     /// is ready for triggers. `require_tasks` rejects a script without a tasks
     /// handler (used when the worker has a schedule).
-    pub async fn start(spec: WorkerSpec, limits: Limits, require_tasks: bool) -> Result<Self, CreateError> {
+    pub async fn start(
+        spec: WorkerSpec,
+        limits: Limits,
+        require_tasks: bool,
+    ) -> Result<Self, CreateError> {
         let status = Arc::new(WorkerStatus::new(spec.id.clone(), limits.log_lines));
         let kind = spec.kind;
         let identity = CodeIdentity::of(spec.kind, &spec.script);
@@ -243,7 +253,7 @@ impl WorkerHandle {
             isolate_tx,
             started_tx,
         })?;
-        let isolate = isolate_rx
+        let (isolate, cpu_clock) = isolate_rx
             .await
             .map_err(|_| CreateError::Script("the worker's isolate could not be created".into()))?;
         let mut handle = Self {
@@ -253,6 +263,7 @@ impl WorkerHandle {
             status,
             commands,
             isolate,
+            cpu_clock,
             limits,
         };
         match tokio::time::timeout(limits.wall_limit, started_rx).await {
@@ -267,7 +278,9 @@ impl WorkerHandle {
             Ok(Ok(Err(message))) => Err(CreateError::Script(message)),
             Ok(Err(_)) => Err(match handle.status.termination_reason() {
                 Some(TerminationReason::HeapLimit { limit_mb }) => CreateError::HeapLimit(limit_mb),
-                _ => CreateError::Script("the worker's isolate stopped while evaluating the script".into()),
+                _ => CreateError::Script(
+                    "the worker's isolate stopped while evaluating the script".into(),
+                ),
             }),
             Err(_) => {
                 handle.stop(TerminationReason::WallTimeLimit {
@@ -302,20 +315,38 @@ impl WorkerHandle {
             return Err(self.gone());
         }
         if !self.status.try_begin_run() {
-            return Err(if self.status.state().is_alive() { RunError::Busy } else { self.gone() });
+            return Err(if self.status.state().is_alive() {
+                RunError::Busy
+            } else {
+                self.gone()
+            });
         }
         let (reply, reply_rx) = oneshot::channel();
-        if self.commands.send(Command::RunTasks { info, reply }).is_err() {
+        if self
+            .commands
+            .send(Command::RunTasks { info, reply })
+            .is_err()
+        {
             self.status.end_run(None);
             return Err(self.gone());
         }
-        match tokio::time::timeout(self.limits.wall_limit, reply_rx).await {
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(self.limits.wall_limit, reply_rx) => outcome,
+            reason = self.cpu_limit_reached() => {
+                self.stop(reason.clone());
+                return Err(RunError::Terminated(reason));
+            }
+        };
+        match outcome {
             Ok(Ok(Ok(()))) => {
                 self.status.end_run(None);
                 Ok(())
             }
             Ok(Ok(Err(message))) => {
-                self.status.log(status::LogLevel::Error, format!("tasks() failed: {message}"));
+                self.status.log(
+                    status::LogLevel::Error,
+                    format!("tasks() failed: {message}"),
+                );
                 self.status.end_run(Some(message.clone()));
                 Err(RunError::Handler(message))
             }
@@ -326,6 +357,28 @@ impl WorkerHandle {
                 };
                 self.stop(reason.clone());
                 Err(RunError::Terminated(reason))
+            }
+        }
+    }
+
+    /// Resolves when the isolate thread has used more CPU time than one
+    /// invocation may, counted from now; never where there is no CPU clock.
+    async fn cpu_limit_reached(&self) -> TerminationReason {
+        let limit = self.limits.cpu_limit;
+        let Some((clock, start)) = self.cpu_clock.and_then(|c| Some((c, c.used()?))) else {
+            return std::future::pending().await;
+        };
+        let every = (limit / 20).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match clock.used() {
+                Some(now) if now.saturating_sub(start) > limit => {
+                    return TerminationReason::CpuTimeLimit {
+                        limit_ms: limit.as_millis() as u64,
+                    }
+                }
+                Some(_) => {}
+                None => return std::future::pending().await,
             }
         }
     }
@@ -368,8 +421,14 @@ mod tests {
     fn code_identity_depends_on_kind_and_every_byte_of_the_script() {
         let a = CodeIdentity::of(ScriptKind::Module, "export default {}");
         assert_eq!(a, CodeIdentity::of(ScriptKind::Module, "export default {}"));
-        assert_ne!(a, CodeIdentity::of(ScriptKind::Classic, "export default {}"));
-        assert_ne!(a, CodeIdentity::of(ScriptKind::Module, "export default {} "));
+        assert_ne!(
+            a,
+            CodeIdentity::of(ScriptKind::Classic, "export default {}")
+        );
+        assert_ne!(
+            a,
+            CodeIdentity::of(ScriptKind::Module, "export default {} ")
+        );
     }
 
     #[test]

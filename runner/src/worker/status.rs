@@ -47,10 +47,16 @@ impl std::fmt::Display for TerminationReason {
         match self {
             Self::Deleted => write!(f, "deleted"),
             Self::WallTimeLimit { limit_ms } => {
-                write!(f, "exceeded the wall time limit of {limit_ms} ms per invocation")
+                write!(
+                    f,
+                    "exceeded the wall time limit of {limit_ms} ms per invocation"
+                )
             }
             Self::CpuTimeLimit { limit_ms } => {
-                write!(f, "exceeded the CPU time limit of {limit_ms} ms per invocation")
+                write!(
+                    f,
+                    "exceeded the CPU time limit of {limit_ms} ms per invocation"
+                )
             }
             Self::HeapLimit { limit_mb } => {
                 write!(f, "exceeded the heap memory limit of {limit_mb} MiB")
@@ -143,7 +149,9 @@ impl WorkerStatus {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves plain data behind: keep using it.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn id(&self) -> &WorkerId {
@@ -197,6 +205,16 @@ impl WorkerStatus {
             inner.errors += 1;
             inner.last_error = Some(error);
         }
+    }
+
+    /// An error outside any handler's promise: logged and counted, the worker stays.
+    pub fn record_uncaught(&self, message: String) {
+        {
+            let mut inner = self.lock();
+            inner.errors += 1;
+            inner.last_error = Some(message.clone());
+        }
+        self.log(LogLevel::Error, message);
     }
 
     /// Records a terminal stop. The first reason wins.
@@ -267,7 +285,10 @@ mod humantime_serde_compat {
     pub mod option {
         use super::*;
 
-        pub fn serialize<S: Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            time: &Option<SystemTime>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match time {
                 Some(time) => super::serialize(time, s),
                 None => s.serialize_none(),

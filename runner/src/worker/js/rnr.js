@@ -5,7 +5,7 @@
 // function under a registered symbol, which the runner takes (and deletes)
 // before the worker's own code runs, so worker code can never reach it.
 import { primordials } from "ext:core/mod.js";
-import { op_rnr_log } from "ext:core/ops";
+import { op_rnr_log, op_rnr_uncaught } from "ext:core/ops";
 
 const SETUP_KEY = Symbol.for("smartworker.runner.setup");
 
@@ -60,11 +60,11 @@ function setup(kind, configJson) {
   // Errors nobody awaits must not end the isolate: report them and carry on.
   globalThis.addEventListener("error", (event) => {
     event.preventDefault();
-    op_rnr_log(LEVELS.error, `uncaught: ${format([event.error ?? event.message])}`);
+    op_rnr_uncaught(`uncaught: ${format([event.error ?? event.message])}`);
   });
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
-    op_rnr_log(LEVELS.error, `unhandled rejection: ${format([event.reason])}`);
+    op_rnr_uncaught(`unhandled rejection: ${format([event.reason])}`);
   });
 
   // Classic workers announce their handlers with addEventListener: remember

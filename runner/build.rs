@@ -1,0 +1,90 @@
+//! Builds the V8 startup snapshot every worker isolate boots from: deno_runtime's
+//! extensions plus the runner's `rnr` extension, already evaluated. Booting from
+//! it takes milliseconds instead of hundreds of them, and the binary then needs
+//! none of deno_runtime's JavaScript/TypeScript sources from disk at run time:
+//! the lazily loaded sources the snapshot did not consume are transpiled here and
+//! embedded with `include_str!`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::path::PathBuf;
+
+use deno_runtime::ops::bootstrap::SnapshotOptions;
+use deno_runtime::snapshot::create_runtime_snapshot;
+use deno_runtime::snapshot::LazyExtensionFileKind;
+
+#[path = "src/worker/extension.rs"]
+mod extension;
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/worker/extension.rs");
+    println!("cargo:rerun-if-changed=src/worker/js");
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let snapshot_path = out_dir.join("RUNNER_SNAPSHOT.bin");
+    let output = create_runtime_snapshot(
+        snapshot_path,
+        SnapshotOptions::default(),
+        vec![extension::rnr::lazy_init()],
+    );
+
+    let mut js = String::new();
+    let mut esm = String::new();
+    for file in &output.lazy_extension_files {
+        if output.consumed_lazy_specifiers.contains(&file.specifier) {
+            continue;
+        }
+        let source = std::fs::read_to_string(&file.path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", file.path.display()));
+        let source = transpile(&file.specifier, source);
+        let embedded = out_dir.join(format!("lazy_{}.js", sanitize(&file.specifier)));
+        std::fs::write(&embedded, source).expect("writing an embedded source");
+        println!("cargo:rerun-if-changed={}", file.path.display());
+        let list = match file.kind {
+            LazyExtensionFileKind::Js => &mut js,
+            LazyExtensionFileKind::Esm => &mut esm,
+        };
+        writeln!(
+            list,
+            "    ({:?}, include_str!({:?})),",
+            file.specifier,
+            embedded.display().to_string()
+        )
+        .expect("writing to a String");
+    }
+    let code = format!(
+        "/// Lazily loaded classic scripts the snapshot did not consume.\n\
+         pub static RESIDUAL_LAZY_JS: &[(&str, &str)] = &[\n{js}];\n\
+         /// Lazily loaded modules the snapshot did not consume.\n\
+         pub static RESIDUAL_LAZY_ESM: &[(&str, &str)] = &[\n{esm}];\n"
+    );
+    std::fs::write(out_dir.join("residual_lazy_sources.rs"), code)
+        .expect("writing residual_lazy_sources.rs");
+}
+
+/// TypeScript sources become JavaScript; the transpiler picks the media type
+/// from a URL's extension, so the specifier is given as a `file:` URL.
+fn transpile(specifier: &str, source: String) -> String {
+    if !(specifier.ends_with(".ts") || specifier.ends_with(".mts")) {
+        return source;
+    }
+    let url = format!("file:///{}", sanitize(specifier));
+    let name = deno_core::ModuleName::from(url);
+    let (code, _source_map) = deno_runtime::transpile::maybe_transpile_source(name, source.into())
+        .unwrap_or_else(|e| panic!("transpiling {specifier}: {e}"));
+    code.as_str().to_owned()
+}
+
+fn sanitize(specifier: &str) -> String {
+    let path = Path::new(specifier);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("js")
+        .to_owned();
+    let stem: String = specifier
+        .trim_end_matches(&format!(".{ext}"))
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{stem}.{ext}")
+}

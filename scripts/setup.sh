@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what building and testing the workspace needs on a fresh Debian 12 machine.
+#
+# Idempotent: every step checks first and does nothing when its tool is already there, so
+# re-running it is quick. `apt-get update` runs only when a package is actually missing.
+# Installing needs root (or sudo); checking does not, so CI runs it unconditionally.
+set -euo pipefail
+
+# Debian packages the build and the tests need.
+#   clang, libclang-dev  C toolchain and bindgen for native crates in deno_runtime's tree
+#   cmake                native builds inside the deno_runtime tree
+#   curl                 the e2e test that runs the reference's curl command verbatim
+APT_PACKAGES=(clang libclang-dev cmake curl)
+
+log() { printf 'setup: %s\n' "$*"; }
+
+is_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    log "need root to run: $*" >&2
+    exit 1
+  fi
+}
+
+apt_updated=false
+apt_update_once() {
+  if [ "$apt_updated" = false ]; then
+    log "apt-get update"
+    as_root apt-get update
+    apt_updated=true
+  fi
+}
+
+# Installs the given Debian packages that are not installed yet.
+apt_install_missing() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    is_installed "$pkg" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "apt packages present: $*"
+    return
+  fi
+  apt_update_once
+  log "apt-get install -y ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+}
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  log "not a Debian system: install these yourself: ${APT_PACKAGES[*]}"
+  exit 0
+fi
+
+apt_install_missing "${APT_PACKAGES[@]}"
+
+# ---------------------------------------------------------------------------------------------
+# LATER ADDITIONS go here, each as a check-then-install step like the one above:
+#   - qemu-system-x86 (and ovmf) from bookworm-backports, for the qemu/ and image/ tests:
+#     enable the backports suite from the mirror apt already uses, then
+#     `apt-get install -y -t bookworm-backports ...`.
+#   - npm tools (contracts build, bundling test workers): `npm ci` against the registry npm
+#     is configured for, skipped when node_modules is up to date.
+# ---------------------------------------------------------------------------------------------
+
+log "done"

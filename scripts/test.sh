@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): installs what is missing, builds the runner binary that the
+# end-to-end tests drive, then runs every test of the workspace. Extra arguments go to
+# `cargo test`, e.g. `scripts/test.sh -p e2e -- sandbox`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+. scripts/env.sh
+bash scripts/setup.sh
+
+echo "test: cargo build -p runner --bins"
+cargo build -p runner --bins
+
+# The e2e harness starts this binary (tests/src/lib.rs).
+export RUNNER_BIN="$CARGO_TARGET_DIR/debug/runner"
+
+echo "test: cargo test --workspace $*"
+cargo test --workspace "$@"

@@ -1,0 +1,356 @@
+//! Starting the `runner` binary and talking to its HTTP API.
+
+use std::fs::{self, File};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::multipart::Form;
+use reqwest::{Client, RequestBuilder};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::time::{sleep, Instant};
+
+use crate::reply::Reply;
+use crate::PATIENCE;
+
+/// How long the runner may take to start listening and answer `/healthz`.
+const STARTUP: Duration = Duration::from_secs(60);
+/// Per-request timeout; `POST /workers/{id}/tasks` answers only after the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+/// Lines of the runner's log shown when a test fails.
+const LOG_TAIL_LINES: usize = 80;
+
+/// A running `runner` process on an ephemeral loopback port; killed on drop.
+pub struct Runner {
+    child: Child,
+    base: String,
+    log_path: PathBuf,
+    client: Client,
+    _dir: TempDir,
+}
+
+impl Runner {
+    /// Starts the runner with `--listen 127.0.0.1:0 --addr-file <tmp>/addr` followed by
+    /// `extra_args`, and waits until `GET /healthz` answers `200`.
+    ///
+    /// The binary is `$RUNNER_BIN`, else `<target>/debug/runner` next to this test binary's
+    /// `<target>/debug/deps/`. Its stdout and stderr go to a log file ([`Runner::logs`]).
+    pub async fn start(extra_args: &[&str]) -> Runner {
+        Runner::start_with_env(extra_args, &[]).await
+    }
+
+    /// Like [`Runner::start`], with extra environment variables for the runner process. The
+    /// harness removes inherited `RUNNER_*` and `RUST_LOG` variables so the runner runs with its
+    /// defaults and the test's flags, unless a test sets variables here.
+    pub async fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Runner {
+        let bin = runner_bin();
+        let dir = tempfile::tempdir().expect("create a temp dir for the runner");
+        let addr_file = dir.path().join("addr");
+        let log_path = dir.path().join("runner.log");
+        let log = File::create(&log_path).expect("create the runner's log file");
+        let log_err = log.try_clone().expect("clone the runner's log file handle");
+        let mut command = Command::new(&bin);
+        // The runner reads its settings from `RUNNER_*` variables too: only our flags count.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("RUNNER_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .args(extra_args)
+            .env_remove("RUST_LOG")
+            // Workers fetch the sink on loopback: never through a proxy from the environment.
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let client = Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("build the HTTP client");
+        let mut runner = Runner {
+            child,
+            base: String::new(),
+            log_path,
+            client,
+            _dir: dir,
+        };
+        let addr = runner.wait_for_addr(&addr_file).await;
+        runner.base = format!("http://{addr}");
+        runner.wait_until_healthy().await;
+        runner
+    }
+
+    /// The runner's URL for `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything the runner has written to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        fs::read(&self.log_path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the runner's log output satisfies `predicate`; returns the log. Panics after
+    /// `timeout` showing `what` was expected.
+    pub async fn wait_for_logs(
+        &self,
+        what: &str,
+        timeout: Duration,
+        predicate: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let logs = self.logs();
+            if predicate(&logs) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runner log never showed {what} within {timeout:?}"
+            );
+            sleep(POLL).await;
+        }
+    }
+
+    // ----- raw HTTP -----
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
+    /// `POST` with an empty body.
+    pub async fn post(&self, path: &str) -> Reply {
+        self.send(self.client.post(self.url(path))).await
+    }
+
+    /// `POST` with a JSON body (`content-type: application/json`).
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// `POST` of `body` as is, with `content_type` if given and no content type otherwise.
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: String) -> Reply {
+        let mut request = self.client.post(self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        self.send(request).await
+    }
+
+    /// `POST` as `application/x-www-form-urlencoded`.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        self.send(self.client.post(self.url(path)).form(fields))
+            .await
+    }
+
+    /// `POST` as `multipart/form-data`.
+    pub async fn post_multipart(&self, path: &str, form: Form) -> Reply {
+        self.send(self.client.post(self.url(path)).multipart(form))
+            .await
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Reply {
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to the runner failed: {e}\n{}", self.log_tail()));
+        Reply::read(response).await
+    }
+
+    // ----- the worker API -----
+
+    /// Creates a worker from a JSON request and returns its id; panics unless `201`.
+    pub async fn create(&self, request: &Value) -> String {
+        self.post_json("/", request).await.created_id()
+    }
+
+    /// `GET /workers/{id}`, asserted `200`.
+    pub async fn worker(&self, id: &str) -> Value {
+        self.get(&worker_path(id)).await.assert_status(200).json()
+    }
+
+    /// The `workers` array of `GET /workers`.
+    pub async fn workers(&self) -> Vec<Value> {
+        let list = self.get("/workers").await.assert_status(200).json();
+        match list.get("workers") {
+            Some(Value::Array(workers)) => workers.clone(),
+            _ => panic!("GET /workers without a \"workers\" array: {list}"),
+        }
+    }
+
+    /// `POST /workers/{id}/tasks`.
+    pub async fn run_tasks(&self, id: &str) -> Reply {
+        self.post(&format!("{}/tasks", worker_path(id))).await
+    }
+
+    /// The `lines` array of `GET /workers/{id}/logs`.
+    pub async fn worker_logs(&self, id: &str) -> Vec<Value> {
+        let logs = self
+            .get(&format!("{}/logs", worker_path(id)))
+            .await
+            .assert_status(200)
+            .json();
+        match logs.get("lines") {
+            Some(Value::Array(lines)) => lines.clone(),
+            _ => panic!("GET /workers/{id}/logs without a \"lines\" array: {logs}"),
+        }
+    }
+
+    /// Polls `GET /workers/{id}` until `predicate` holds; returns that worker. Panics after
+    /// `PATIENCE` showing `what` was expected and the last state seen.
+    pub async fn wait_for_worker(
+        &self,
+        id: &str,
+        what: &str,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let worker = self.worker(id).await;
+            if predicate(&worker) {
+                return worker;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {id} never became {what} within {PATIENCE:?}; last seen: {worker}"
+            );
+            sleep(POLL).await;
+        }
+    }
+
+    /// Waits until worker `id` has finished at least `runs` runs and is not running now.
+    pub async fn wait_until_idle(&self, id: &str, runs: u64) -> Value {
+        self.wait_for_worker(id, &format!("ready after {runs} run(s)"), |w| {
+            w["state"] == "ready" && count(w, "runs") >= runs
+        })
+        .await
+    }
+
+    // ----- start-up -----
+
+    async fn wait_for_addr(&mut self, addr_file: &Path) -> SocketAddr {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            self.assert_alive();
+            let addr = fs::read_to_string(addr_file)
+                .ok()
+                .and_then(|text| text.trim().parse::<SocketAddr>().ok());
+            if let Some(addr) = addr {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runner wrote no address to {} within {STARTUP:?}\n{}",
+                addr_file.display(),
+                self.log_tail()
+            );
+            sleep(POLL).await;
+        }
+    }
+
+    async fn wait_until_healthy(&mut self) {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            self.assert_alive();
+            let healthy = self
+                .client
+                .get(self.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if healthy {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runner at {} never answered GET /healthz with 200 within {STARTUP:?}\n{}",
+                self.base,
+                self.log_tail()
+            );
+            sleep(POLL).await;
+        }
+    }
+
+    fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("runner exited early ({status}); its log:\n{}", self.logs());
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        format!(
+            "--- last {} line(s) of the runner's log ---\n{}",
+            tail.len(),
+            tail.join("\n")
+        )
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        // Best effort: the process may already be gone.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+    }
+}
+
+/// `/workers/{id}`.
+pub fn worker_path(id: &str) -> String {
+    format!("/workers/{id}")
+}
+
+/// A worker's counter field (`runs`, `errors`), 0 when absent.
+pub fn count(worker: &Value, field: &str) -> u64 {
+    worker[field].as_u64().unwrap_or(0)
+}
+
+/// The runner binary: `$RUNNER_BIN`, else `<target>/debug/runner` derived from this test binary,
+/// which lives in `<target>/debug/deps/`.
+fn runner_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("RUNNER_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "RUNNER_BIN={} does not exist: build it first: cargo build -p runner",
+            bin.display()
+        );
+        return bin;
+    }
+    let exe = std::env::current_exe().expect("locate the test binary");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile_dir| profile_dir.join(format!("runner{}", std::env::consts::EXE_SUFFIX)));
+    match bin {
+        Some(bin) if bin.is_file() => bin,
+        _ => panic!(
+            "no runner binary next to {} (and RUNNER_BIN is unset): build it first: cargo build -p runner",
+            exe.display()
+        ),
+    }
+}

@@ -1,0 +1,20 @@
+//! End-to-end tests: each starts the real runner binary on an ephemeral loopback port (see the
+//! `e2e` harness in `src/`) and drives it over HTTP. Workers prove that they ran by `fetch`ing a
+//! loopback sink.
+//!
+//! Build the runner first (`scripts/test.sh` does): `cargo build -p runner --bins`.
+
+#[path = "e2e/api.rs"]
+mod api;
+#[path = "e2e/bad_input.rs"]
+mod bad_input;
+#[path = "e2e/config.rs"]
+mod config;
+#[path = "e2e/create.rs"]
+mod create;
+#[path = "e2e/handlers.rs"]
+mod handlers;
+#[path = "e2e/limits.rs"]
+mod limits;
+#[path = "e2e/sandbox.rs"]
+mod sandbox;
