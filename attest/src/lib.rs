@@ -1,0 +1,1 @@
+//! TEE detection, evidence and verification.
