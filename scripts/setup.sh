@@ -62,10 +62,51 @@ fi
 apt_install_missing "${APT_PACKAGES[@]}"
 
 # ---------------------------------------------------------------------------------------------
+# The appliance image (issue 7): `image` downloads a pinned Debian kernel with `apt-get download`
+# and `qemu/run` boots the image. Both come from bookworm-backports: its 6.12 kernel has the
+# confidential-guest drivers and configfs-tsm, and its QEMU 10 (bookworm's 7.2 conflicts with the
+# backported qemu-utils of the machine image, and cannot launch SNP guests).
+BACKPORTS_SUITE=bookworm-backports
+BACKPORTS_SOURCES=/etc/apt/sources.list.d/bookworm-backports.sources
+BACKPORTS_PACKAGES=(qemu-system-x86)
+
+# Adds bookworm-backports from the mirror apt already uses: the URIs line is copied from
+# debian.sources at run time, so no host name is written into this repository.
+enable_backports() {
+  if apt-cache policy 2>/dev/null | grep -q " $BACKPORTS_SUITE/main "; then
+    log "apt suite present: $BACKPORTS_SUITE"
+    return
+  fi
+  local debian_sources=/etc/apt/sources.list.d/debian.sources uris
+  uris="$(grep -m1 -E '^URIs:' "$debian_sources" 2>/dev/null || true)"
+  if [ -z "$uris" ]; then
+    log "cannot enable $BACKPORTS_SUITE: no URIs line in $debian_sources; add the suite yourself" >&2
+    return 1
+  fi
+  log "adding $BACKPORTS_SUITE ($uris) as $BACKPORTS_SOURCES"
+  printf 'Types: deb\n%s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
+    "$uris" "$BACKPORTS_SUITE" /usr/share/keyrings/debian-archive-keyring.gpg |
+    as_root tee "$BACKPORTS_SOURCES" >/dev/null
+  apt_updated=false
+  apt_update_once
+}
+
+enable_backports
+missing_backports=()
+for pkg in "${BACKPORTS_PACKAGES[@]}"; do
+  is_installed "$pkg" || missing_backports+=("$pkg")
+done
+if [ "${#missing_backports[@]}" -eq 0 ]; then
+  log "apt packages present: ${BACKPORTS_PACKAGES[*]}"
+else
+  apt_update_once
+  log "apt-get install -y -t $BACKPORTS_SUITE ${missing_backports[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    -t "$BACKPORTS_SUITE" "${missing_backports[@]}"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # LATER ADDITIONS go here, each as a check-then-install step like the one above:
-#   - qemu-system-x86 (and ovmf) from bookworm-backports, for the qemu/ and image/ tests:
-#     enable the backports suite from the mirror apt already uses, then
-#     `apt-get install -y -t bookworm-backports ...`.
 #   - npm tools (contracts build, bundling test workers): `npm ci` against the registry npm
 #     is configured for, skipped when node_modules is up to date.
 # ---------------------------------------------------------------------------------------------
