@@ -6,8 +6,16 @@ use runner::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    if runner::init::is_pid1() {
+        // The appliance image: the kernel started us as init (runner/src/init/). Never returns.
+        runner::init::run(|config| init_logging(config.log_format), serve);
+    }
     let config = Config::parse();
     init_logging(config.log_format);
+    serve(config)
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

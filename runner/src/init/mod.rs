@@ -1,0 +1,156 @@
+//! PID 1 duties, when the kernel starts the runner as init inside the appliance image.
+//!
+//! There is no other userland: no shell, no udev, no DHCP client, no getty. Before the normal
+//! runner starts, [`run`]:
+//!
+//! 1. mounts `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/shm`, `/run` and `/tmp` ([`mounts`]);
+//! 2. reads the configuration from the environment the kernel gives init (unknown `key=value`
+//!    words of the kernel command line, e.g. `RUNNER_LOG=debug`), listening on `0.0.0.0:8080`
+//!    unless `RUNNER_LISTEN` says otherwise, and starts logging to the console;
+//! 3. loads the kernel modules the image lists ([`modules`]), then mounts configfs at
+//!    `/sys/kernel/config` (the TSM report interface for attestation);
+//! 4. checks that the kernel's random number generator is ready and mixes in the CPU's
+//!    ([`entropy`]); checks the clock and sets it from the RTC when it is unset ([`clock`]);
+//! 5. brings up loopback and the first Ethernet interface: DHCP, or `ip=` from the kernel command
+//!    line ([`net`]);
+//! 6. reaps orphaned processes ([`reaper`]) and turns the ACPI power button and Ctrl-Alt-Del into
+//!    a graceful shutdown ([`power`]);
+//! 7. runs the runner; when it returns (SIGTERM, power button) or fails, syncs and powers off.
+//!
+//! A fatal error is logged to the console and the machine powers off: init never exits (the
+//! kernel would panic) and never drops to a shell (there is none).
+
+pub mod clock;
+pub mod entropy;
+pub mod modules;
+pub mod mounts;
+pub mod net;
+pub mod power;
+pub mod reaper;
+
+use std::fmt::Display;
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::config::Config;
+
+/// Where the appliance listens unless `RUNNER_LISTEN` is on the kernel command line.
+pub const APPLIANCE_LISTEN: &str = "0.0.0.0:8080";
+
+/// The image's list of kernel modules to load, in order (written by the `image` tool).
+pub const MODULES_LIST: &str = "/etc/modules.load";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+    #[error("invalid runner configuration on the kernel command line: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Modules(#[from] modules::ModuleError),
+    #[error(transparent)]
+    Entropy(#[from] entropy::EntropyError),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    #[error(transparent)]
+    Power(#[from] power::PowerError),
+    #[error(transparent)]
+    Reaper(#[from] reaper::ReaperError),
+}
+
+/// Whether this process is init (PID 1): then the runner is the appliance's whole userland.
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// Does init's duties, runs `serve` with the appliance's configuration, and powers off when it
+/// returns. `init_logging` is called once the configuration is known. Never returns.
+pub fn run<E: Display>(
+    init_logging: impl FnOnce(&Config),
+    serve: impl FnOnce(Config) -> Result<(), E>,
+) -> ! {
+    let started = Instant::now();
+    // Before any thread exists, so that every thread inherits the blocked SIGCHLD.
+    let reaper = reaper::block_sigchld();
+    let mounted = mounts::mount_early();
+    let config = match appliance_config() {
+        Ok(config) => config,
+        Err(e) => {
+            // No logging yet: the console is standard error.
+            eprintln!("runner init: fatal: {e}");
+            power::power_off();
+        }
+    };
+    init_logging(&config);
+    if let Err(e) = mounted
+        .map_err(InitError::from)
+        .and_then(|()| reaper.map_err(InitError::from))
+        .and_then(|()| boot())
+    {
+        fatal(&e);
+    }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "init: system ready, starting the runner"
+    );
+    match serve(config) {
+        Ok(()) => tracing::info!("init: the runner stopped; powering off"),
+        Err(e) => tracing::error!("init: the runner failed: {e:#}; powering off"),
+    }
+    power::power_off()
+}
+
+/// Everything after the early mounts and logging; each step logs what it did.
+fn boot() -> Result<(), InitError> {
+    reaper::start()?;
+    tracing::info!(
+        kernel = %read_trimmed("/proc/sys/kernel/osrelease"),
+        "init: runner is PID 1"
+    );
+    modules::load_listed(std::path::Path::new(MODULES_LIST))?;
+    mounts::mount_configfs();
+    entropy::check_and_seed()?;
+    clock::check_and_set();
+    let cmdline = read_trimmed("/proc/cmdline");
+    net::configure(&cmdline)?;
+    power::watch()?;
+    Ok(())
+}
+
+/// The runner's configuration inside the appliance: flags are not used (the kernel's leftover
+/// arguments are not ours), every setting comes from `RUNNER_*` variables, and the API listens on
+/// all interfaces unless told otherwise.
+fn appliance_config() -> Result<Config, InitError> {
+    let listen = std::env::var("RUNNER_LISTEN").unwrap_or_else(|_| APPLIANCE_LISTEN.to_owned());
+    Config::try_parse_from(["runner", "--listen", &listen])
+        .map_err(|e| InitError::Config(e.to_string()))
+}
+
+/// Logs `error` to the console and powers off.
+fn fatal(error: &InitError) -> ! {
+    tracing::error!("init: fatal: {error}");
+    power::power_off()
+}
+
+/// A small kernel file (`/proc`, `/sys`) as a trimmed string; empty when unreadable.
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appliance_listens_on_all_interfaces_by_default() {
+        // The test process has no RUNNER_LISTEN unless someone exported one.
+        if std::env::var_os("RUNNER_LISTEN").is_some() {
+            return;
+        }
+        let config = appliance_config().unwrap();
+        assert_eq!(config.listen, APPLIANCE_LISTEN.parse().unwrap());
+    }
+}

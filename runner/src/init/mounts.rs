@@ -1,0 +1,151 @@
+//! The file systems init mounts: the kernel's views (`/proc`, `/sys`, `/dev`) and memory-backed
+//! scratch space (`/run`, `/tmp`, `/dev/shm`). The root file system is the initramfs itself.
+
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot mount {fstype} on {target}: {source}")]
+pub struct MountError {
+    pub fstype: &'static str,
+    pub target: &'static str,
+    pub source: Errno,
+}
+
+/// One mount: `fstype` on `target` with `flags` and file-system `data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mount {
+    pub fstype: &'static str,
+    pub target: &'static str,
+    pub flags: MsFlags,
+    pub data: &'static str,
+}
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// In order: each target exists in the initramfs or under an earlier mount.
+pub const EARLY: &[Mount] = &[
+    Mount {
+        fstype: "proc",
+        target: "/proc",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    Mount {
+        fstype: "sysfs",
+        target: "/sys",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    Mount {
+        fstype: "devtmpfs",
+        target: "/dev",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        data: "mode=0755",
+    },
+    Mount {
+        fstype: "tmpfs",
+        target: "/dev/shm",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: "mode=1777",
+    },
+    Mount {
+        fstype: "tmpfs",
+        target: "/run",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: "mode=0755",
+    },
+    Mount {
+        fstype: "tmpfs",
+        target: "/tmp",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: "mode=1777",
+    },
+];
+
+/// Where configfs goes; the kernel creates the directory when configfs is loaded.
+pub const CONFIGFS: Mount = Mount {
+    fstype: "configfs",
+    target: "/sys/kernel/config",
+    flags: NOSUID_NODEV_NOEXEC,
+    data: "",
+};
+
+/// Mounts [`EARLY`], creating missing mount points. Runs before logging is set up: the first error
+/// is returned for init to report once it can.
+pub fn mount_early() -> Result<(), MountError> {
+    for m in EARLY {
+        do_mount(m)?;
+    }
+    Ok(())
+}
+
+/// Mounts configfs if the kernel has it (built in or loaded as a module); logs the outcome.
+pub fn mount_configfs() {
+    if !Path::new(CONFIGFS.target).is_dir() {
+        tracing::warn!("init: no configfs in this kernel: TSM attestation reports unavailable");
+        return;
+    }
+    match do_mount(&CONFIGFS) {
+        Ok(()) => {
+            let tsm = Path::new(CONFIGFS.target).join("tsm/report").is_dir();
+            tracing::info!(
+                tsm_report = tsm,
+                "init: configfs mounted on {}",
+                CONFIGFS.target
+            );
+        }
+        Err(e) => tracing::warn!("init: {e}"),
+    }
+}
+
+fn do_mount(m: &Mount) -> Result<(), MountError> {
+    let error = |source| MountError {
+        fstype: m.fstype,
+        target: m.target,
+        source,
+    };
+    match nix::unistd::mkdir(m.target, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(error(e)),
+    }
+    let data = (!m.data.is_empty()).then_some(m.data);
+    mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, data).map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_mount_point_lies_under_an_earlier_mount_or_the_root() {
+        for (i, m) in EARLY.iter().enumerate() {
+            let parent = Path::new(m.target).parent().unwrap();
+            assert!(
+                parent == Path::new("/")
+                    || EARLY[..i].iter().any(|e| Path::new(e.target) == parent),
+                "{} needs {} mounted first",
+                m.target,
+                parent.display()
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_views_are_not_executable() {
+        for m in EARLY
+            .iter()
+            .filter(|m| ["/proc", "/sys"].contains(&m.target))
+        {
+            assert!(
+                m.flags.contains(MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID),
+                "{m:?}"
+            );
+        }
+    }
+}
