@@ -1,1 +1,47 @@
-//! TEE detection, evidence and verification.
+//! TEE detection, attestation evidence (SEV-SNP, TDX, none) and its verification.
+//!
+//! - [`Attester`] / [`detect`] / [`evidence`]: which TEE this machine is in (configfs-tsm
+//!   first, then `/dev/sev-guest`, `/dev/tdx_guest`, else `none`) and fresh [`Evidence`]
+//!   carrying a caller's 64-byte report_data.
+//! - [`report_data_for`]: binds public keys, a nonce and a context into report_data.
+//! - [`verify`] / [`Verifier`]: checks evidence against a [`Policy`] at a given time and
+//!   returns [`Verified`] or a typed [`VerifyError`].
+//! - [`snp_derived_key`]: a sealing key from the AMD secure processor.
+//!
+//! See README.md for the evidence format, the binding, and what is (and is not) checked.
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod attester;
+mod binding;
+mod detect;
+mod encoding;
+mod error;
+mod evidence;
+mod host;
+mod measurement;
+mod none;
+mod policy;
+pub mod snp;
+mod tdx;
+mod tsm;
+mod verify;
+
+#[cfg(test)]
+mod testing;
+
+pub use attester::{detect, evidence, snp_derived_key, Attester};
+pub use binding::{report_data_for, BoundKey, REPORT_DATA_DOMAIN};
+pub use detect::{Detection, Interface, Tee};
+pub use error::{CertName, Error, MeasurementError, Register, SnpError, TdxError, VerifyError};
+pub use evidence::{
+    CertKind, Evidence, NoneEvidence, SnpCert, SnpEvidence, TdxCollateral, TdxEvidence,
+    FORMAT_VERSION,
+};
+pub use measurement::{Digest48, ExpectedMeasurements, SnpMeasurement, TdxMeasurements};
+pub use policy::{Policy, SnpPolicy, TdxPolicy, TdxTcbStatus};
+pub use snp::verify::SnpTcbs;
+pub use snp::{DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix, SnpDetails, SnpTcb};
+pub use tdx::TdxDetails;
+pub use verify::{verify, verify_with, Endorsements, Measurements, Tcb, Verified, Verifier};

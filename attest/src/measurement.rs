@@ -1,0 +1,257 @@
+//! Launch measurements: the values the image build records in its manifest and the verifier
+//! expects. One set of types for both, so the manifest is the single source of truth.
+//!
+//! JSON form (each digest is 96 lowercase hex digits):
+//!
+//! ```json
+//! {
+//!   "snp": [{ "launch_digest": "…", "label": "4 vCPU EPYC-v4" }],
+//!   "tdx": [{ "mrtd": "…", "rtmr0": "…", "rtmr1": "…", "rtmr2": "…", "rtmr3": "…" }]
+//! }
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{MeasurementError, Register};
+
+/// A 48-byte (SHA-384 sized) measurement register value: the SNP launch digest, TDX MRTD or an
+/// RTMR. Hex in text forms.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest48(pub [u8; 48]);
+
+impl Digest48 {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8; 48] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Digest48 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Digest48 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest48({self})")
+    }
+}
+
+impl FromStr for Digest48 {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::encoding::parse::<48>(s).map(Digest48)
+    }
+}
+
+impl Serialize for Digest48 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::encoding::hex_array::serialize(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest48 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::encoding::hex_array::deserialize(d).map(Digest48)
+    }
+}
+
+/// One accepted SEV-SNP launch: the launch digest (`MEASUREMENT` in the report), which depends
+/// on the firmware, kernel, initrd, command line, vCPU count and type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnpMeasurement {
+    /// The 48-byte launch digest.
+    pub launch_digest: Digest48,
+    /// Free text for people (which VM shape this digest is for); not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// One accepted TDX launch: the build-time measurement and the four runtime registers as they
+/// are when the runner asks for its quote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxMeasurements {
+    /// MRTD: the TD's initial contents (firmware).
+    pub mrtd: Digest48,
+    /// RTMR0: firmware configuration (TD HOB, ACPI tables).
+    pub rtmr0: Digest48,
+    /// RTMR1: the kernel (and the loader).
+    pub rtmr1: Digest48,
+    /// RTMR2: the kernel command line and initrd.
+    pub rtmr2: Digest48,
+    /// RTMR3: extended at run time; zero unless something extends it.
+    pub rtmr3: Digest48,
+    /// Free text for people; not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl TdxMeasurements {
+    fn registers(&self) -> [(Register, &Digest48); 5] {
+        [
+            (Register::Mrtd, &self.mrtd),
+            (Register::Rtmr0, &self.rtmr0),
+            (Register::Rtmr1, &self.rtmr1),
+            (Register::Rtmr2, &self.rtmr2),
+            (Register::Rtmr3, &self.rtmr3),
+        ]
+    }
+}
+
+/// The measurements a verifier accepts, per TEE. An empty list for a TEE refuses every launch
+/// on that TEE (fail closed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedMeasurements {
+    /// Accepted SNP launch digests.
+    #[serde(default)]
+    pub snp: Vec<SnpMeasurement>,
+    /// Accepted TDX register sets.
+    #[serde(default)]
+    pub tdx: Vec<TdxMeasurements>,
+}
+
+impl ExpectedMeasurements {
+    /// Accepts `got` if it equals one of the expected SNP launch digests.
+    pub fn check_snp(&self, got: &Digest48) -> Result<(), MeasurementError> {
+        if self.snp.is_empty() {
+            return Err(MeasurementError::NoneExpected { tee: "snp" });
+        }
+        if self.snp.iter().any(|m| &m.launch_digest == got) {
+            return Ok(());
+        }
+        Err(MeasurementError::Mismatch {
+            register: Register::LaunchDigest,
+            got: got.to_string(),
+        })
+    }
+
+    /// Accepts `got` if all five registers equal one expected set. On refusal the error names
+    /// the first differing register of the closest expected set.
+    pub fn check_tdx(&self, got: &TdxMeasurements) -> Result<(), MeasurementError> {
+        let mut closest: Option<(usize, Register, String)> = None;
+        for expected in &self.tdx {
+            let differing: Vec<(Register, &Digest48)> = got
+                .registers()
+                .into_iter()
+                .zip(expected.registers())
+                .filter(|((_, g), (_, e))| g != e)
+                .map(|(g, _)| g)
+                .collect();
+            let Some((register, value)) = differing.first() else {
+                return Ok(());
+            };
+            if closest
+                .as_ref()
+                .is_none_or(|(n, _, _)| differing.len() < *n)
+            {
+                closest = Some((differing.len(), *register, value.to_string()));
+            }
+        }
+        match closest {
+            None => Err(MeasurementError::NoneExpected { tee: "tdx" }),
+            Some((_, register, got)) => Err(MeasurementError::Mismatch { register, got }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(byte: u8) -> Digest48 {
+        Digest48([byte; 48])
+    }
+
+    fn tdx(bytes: [u8; 5]) -> TdxMeasurements {
+        TdxMeasurements {
+            mrtd: digest(bytes[0]),
+            rtmr0: digest(bytes[1]),
+            rtmr1: digest(bytes[2]),
+            rtmr2: digest(bytes[3]),
+            rtmr3: digest(bytes[4]),
+            label: None,
+        }
+    }
+
+    #[test]
+    fn digest_hex_round_trip_and_length_is_enforced() {
+        let d = digest(0xab);
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{}\"", "ab".repeat(48)));
+        assert_eq!(serde_json::from_str::<Digest48>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<Digest48>(&format!("\"{}\"", "ab".repeat(47))).is_err());
+        assert!("zz".repeat(48).parse::<Digest48>().is_err());
+    }
+
+    #[test]
+    fn snp_check_accepts_listed_digest_only() {
+        let expected = ExpectedMeasurements {
+            snp: vec![SnpMeasurement {
+                launch_digest: digest(1),
+                label: None,
+            }],
+            tdx: vec![],
+        };
+        assert!(expected.check_snp(&digest(1)).is_ok());
+        assert!(matches!(
+            expected.check_snp(&digest(2)),
+            Err(MeasurementError::Mismatch {
+                register: Register::LaunchDigest,
+                ..
+            })
+        ));
+        assert!(matches!(
+            ExpectedMeasurements::default().check_snp(&digest(1)),
+            Err(MeasurementError::NoneExpected { tee: "snp" })
+        ));
+    }
+
+    #[test]
+    fn tdx_check_names_the_differing_register() {
+        let expected = ExpectedMeasurements {
+            snp: vec![],
+            tdx: vec![tdx([1, 2, 3, 4, 5])],
+        };
+        assert!(expected.check_tdx(&tdx([1, 2, 3, 4, 5])).is_ok());
+        for (i, register) in [
+            Register::Mrtd,
+            Register::Rtmr0,
+            Register::Rtmr1,
+            Register::Rtmr2,
+            Register::Rtmr3,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut bytes = [1, 2, 3, 4, 5];
+            bytes[i] = 9;
+            match expected.check_tdx(&tdx(bytes)) {
+                Err(MeasurementError::Mismatch { register: r, got }) => {
+                    assert_eq!(r, register);
+                    assert_eq!(got, "09".repeat(48));
+                }
+                other => panic!("expected a mismatch on {register:?}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn manifest_json_form_parses() {
+        let json = format!(
+            r#"{{"snp":[{{"launch_digest":"{a}","label":"4 vCPU"}}],
+                "tdx":[{{"mrtd":"{a}","rtmr0":"{a}","rtmr1":"{a}","rtmr2":"{a}","rtmr3":"{a}"}}]}}"#,
+            a = "11".repeat(48)
+        );
+        let m: ExpectedMeasurements = serde_json::from_str(&json).unwrap();
+        assert_eq!(m.snp[0].label.as_deref(), Some("4 vCPU"));
+        assert_eq!(m.tdx[0].rtmr3, digest(0x11));
+        let back: ExpectedMeasurements =
+            serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+}

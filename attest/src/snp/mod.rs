@@ -1,0 +1,36 @@
+//! AMD SEV-SNP: getting reports (configfs-tsm, `/dev/sev-guest`), derived keys, and verifying
+//! reports against AMD's roots.
+
+pub(crate) mod certs;
+pub mod get;
+mod roots;
+mod vcek;
+pub(crate) mod verify;
+
+pub use get::{DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix};
+pub use verify::{SnpDetails, SnpTcb};
+
+/// Offsets in the 1184-byte attestation report (AMD SEV-SNP ABI, Table "ATTESTATION_REPORT").
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod layout {
+    use std::ops::Range;
+
+    /// Whole report.
+    pub(crate) const LEN: usize = 1184;
+    /// REPORT_DATA.
+    pub(crate) const REPORT_DATA: Range<usize> = 0x50..0x90;
+    /// MEASUREMENT.
+    pub(crate) const MEASUREMENT: Range<usize> = 0x90..0xC0;
+    /// The signed part: everything before the signature.
+    pub(crate) const SIGNED: Range<usize> = 0..0x2A0;
+    /// Signature R, 72 bytes little-endian (48 significant).
+    pub(crate) const SIG_R: Range<usize> = 0x2A0..0x2E8;
+    /// Signature S, 72 bytes little-endian (48 significant).
+    pub(crate) const SIG_S: Range<usize> = 0x2E8..0x330;
+    /// CHIP_ID.
+    pub(crate) const CHIP_ID: Range<usize> = 0x1A0..0x1E0;
+    /// POLICY (u64 LE).
+    pub(crate) const POLICY: Range<usize> = 0x08..0x10;
+    /// REPORTED_TCB.
+    pub(crate) const REPORTED_TCB: Range<usize> = 0x180..0x188;
+}
