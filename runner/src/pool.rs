@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::triggers::cron::CronError;
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::cron::Schedule;
 use crate::worker::CreateError;
@@ -57,8 +56,6 @@ pub enum PoolError {
     Full(usize),
     #[error(transparent)]
     Create(#[from] CreateError),
-    #[error(transparent)]
-    Cron(#[from] CronError),
     #[error("no worker with id {0}")]
     NotFound(WorkerId),
     #[error(transparent)]
@@ -170,19 +167,15 @@ impl Pool {
             Some(schedule) => {
                 let weak = Arc::downgrade(&handle);
                 let cron = schedule.to_string();
-                Some(
-                    self.cron
-                        .add(schedule, move || {
-                            let weak = weak.clone();
-                            let cron = cron.clone();
-                            async move {
-                                if let Some(handle) = weak.upgrade() {
-                                    run_logged(&handle, TriggerInfo::now("cron", Some(cron))).await;
-                                }
-                            }
-                        })
-                        .await?,
-                )
+                Some(self.cron.add(schedule, move || {
+                    let weak = weak.clone();
+                    let cron = cron.clone();
+                    async move {
+                        if let Some(handle) = weak.upgrade() {
+                            run_logged(&handle, TriggerInfo::now("cron", Some(cron))).await;
+                        }
+                    }
+                }))
             }
             None => None,
         };
@@ -213,7 +206,7 @@ impl Pool {
         self.handle(id).map(|h| h.status().logs())
     }
 
-    fn handle(&self, id: &WorkerId) -> Result<Arc<WorkerHandle>, PoolError> {
+    pub fn handle(&self, id: &WorkerId) -> Result<Arc<WorkerHandle>, PoolError> {
         self.read()
             .entries
             .get(id)
@@ -235,9 +228,7 @@ impl Pool {
             .remove(id)
             .ok_or_else(|| PoolError::NotFound(id.clone()))?;
         if let Some(job) = entry.cron_job {
-            if let Err(error) = self.cron.remove(job).await {
-                tracing::warn!(worker = %id, %error, "could not remove the worker's schedule");
-            }
+            self.cron.remove(job);
         }
         entry.handle.stop(TerminationReason::Deleted);
         tracing::info!(worker = %id, "worker deleted");

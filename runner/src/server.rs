@@ -7,7 +7,6 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::config::Config;
 use crate::pool::Pool;
-use crate::triggers::cron::CronError;
 use crate::triggers::cron::CronTrigger;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +21,6 @@ pub enum ServeError {
         path: String,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Cron(#[from] CronError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -31,7 +28,7 @@ pub enum ServeError {
 /// Runs until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::warn!("TEE: none — development mode, no attestation: secrets here are NOT protected from the host");
-    let cron = CronTrigger::start().await?;
+    let cron = CronTrigger::new();
     let pool = Pool::new(config.worker_limits(), config.max_workers, cron);
     let state = api::AppState {
         pool: pool.clone(),

@@ -12,6 +12,8 @@ mod bad_input;
 mod config;
 #[path = "e2e/create.rs"]
 mod create;
+#[path = "e2e/fetch.rs"]
+mod fetch;
 #[path = "e2e/handlers.rs"]
 mod handlers;
 #[path = "e2e/limits.rs"]

@@ -43,9 +43,7 @@ impl From<PoolError> for ApiError {
         let status = match &error {
             PoolError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
             PoolError::NotFound(_) => StatusCode::NOT_FOUND,
-            PoolError::Create(CreateError::Thread(_)) | PoolError::Cron(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            PoolError::Create(CreateError::Thread(_)) => StatusCode::SERVICE_UNAVAILABLE,
             PoolError::Create(_) => StatusCode::BAD_REQUEST,
             PoolError::Run(RunError::Busy) => StatusCode::CONFLICT,
             PoolError::Run(RunError::Handler(_)) => StatusCode::INTERNAL_SERVER_ERROR,

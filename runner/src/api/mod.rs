@@ -2,11 +2,13 @@
 
 mod create;
 mod error;
+mod invoke;
 mod workers;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::routing::any;
 use axum::routing::get;
 use axum::routing::post;
 use axum::Router;
@@ -32,6 +34,9 @@ pub fn router(state: AppState) -> Router {
         .route("/workers/{id}", get(workers::get).delete(workers::delete))
         .route("/workers/{id}/tasks", post(workers::run_tasks))
         .route("/workers/{id}/logs", get(workers::logs))
+        .route("/w/{id}", any(invoke::worker_root))
+        .route("/w/{id}/", any(invoke::worker_root))
+        .route("/w/{id}/{*path}", any(invoke::worker_path))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

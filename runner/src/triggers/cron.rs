@@ -1,25 +1,43 @@
-//! Cron schedules (`tokio-cron-scheduler`): standard 5-field cron, or 6 fields
-//! with seconds first. Each tick calls the worker's `tasks()` handler.
+//! Cron schedules: standard 5-field cron, or 6 fields with seconds first.
+//! Each tick calls the worker's `tasks()` handler.
+//!
+//! Why not `tokio-cron-scheduler` (the design's first choice, used until the
+//! benchmark): it looks for due jobs every 500 ms (hard-coded), so ticks
+//! fired 80 to 430 ms late, a different lag each run. Here each schedule is a
+//! task that sleeps until its next occurrence, computed by `croner` (the
+//! parser that crate uses), so a tick fires within a millisecond or two.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 
+use chrono::DateTime;
+use chrono::Utc;
 use croner::parser::CronParser;
 use croner::parser::Seconds;
-use tokio_cron_scheduler::Job;
-use tokio_cron_scheduler::JobScheduler;
+use croner::Cron;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// A validated cron schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Schedule {
     /// As the user wrote it (quotes and surrounding space removed).
     original: String,
-    /// Always six fields (seconds first), as the scheduler wants it.
+    /// Always six fields (seconds first).
     six_fields: String,
+    cron: Cron,
 }
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.six_fields == other.six_fields
+    }
+}
+
+impl Eq for Schedule {}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScheduleError {
@@ -50,9 +68,8 @@ impl Schedule {
             6 => fields.join(" "),
             n => return Err(ScheduleError::FieldCount(n)),
         };
-        CronParser::builder()
+        let cron = CronParser::builder()
             .seconds(Seconds::Required)
-            .dom_and_dow(true)
             .build()
             .parse(&six_fields)
             .map_err(|e| ScheduleError::Invalid {
@@ -62,7 +79,13 @@ impl Schedule {
         Ok(Self {
             original: fields.join(" "),
             six_fields,
+            cron,
         })
+    }
+
+    /// The first occurrence strictly after `time`; `None` if there is none.
+    pub fn next_after(&self, time: &DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_next_occurrence(time, false).ok()
     }
 
     pub fn as_str(&self) -> &str {
@@ -76,41 +99,49 @@ impl fmt::Display for Schedule {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("cron scheduler: {0}")]
-pub struct CronError(#[from] tokio_cron_scheduler::JobSchedulerError);
-
-type Tick = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-/// The cron trigger: one scheduler for all workers.
-#[derive(Clone)]
+/// The cron trigger: one task per schedule, sleeping until its next tick.
+#[derive(Clone, Default)]
 pub struct CronTrigger {
-    scheduler: JobScheduler,
+    jobs: Arc<Mutex<HashMap<Uuid, JoinHandle<()>>>>,
 }
 
 impl CronTrigger {
-    pub async fn start() -> Result<Self, CronError> {
-        let scheduler = JobScheduler::new().await?;
-        scheduler.start().await?;
-        Ok(Self { scheduler })
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Calls `on_tick` at every time the schedule names; returns the job's id.
-    pub async fn add<F, Fut>(&self, schedule: &Schedule, on_tick: F) -> Result<Uuid, CronError>
+    /// Calls `on_tick` at every time the schedule names, each call in a task
+    /// of its own (a slow run never delays the next tick); returns the job's id.
+    pub fn add<F, Fut>(&self, schedule: &Schedule, on_tick: F) -> Uuid
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let on_tick: Tick = Arc::new(move || Box::pin(on_tick()));
-        let job = Job::new_async(schedule.six_fields.as_str(), move |_id, _scheduler| {
-            let on_tick = on_tick.clone();
-            Box::pin(async move { on_tick().await })
-        })?;
-        Ok(self.scheduler.add(job).await?)
+        let schedule = schedule.clone();
+        let task = tokio::spawn(async move {
+            let mut after = Utc::now();
+            while let Some(tick) = schedule.next_after(&after) {
+                let wait = (tick - Utc::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                tokio::spawn(on_tick());
+                // Ticks missed while the machine was busy or asleep are skipped.
+                after = tick.max(Utc::now());
+            }
+        });
+        let id = Uuid::new_v4();
+        self.lock().insert(id, task);
+        id
     }
 
-    pub async fn remove(&self, job: Uuid) -> Result<(), CronError> {
-        Ok(self.scheduler.remove(&job).await?)
+    /// Stops a job; unknown ids are ignored.
+    pub fn remove(&self, job: Uuid) {
+        if let Some(task) = self.lock().remove(&job) {
+            task.abort();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, JoinHandle<()>>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -140,6 +171,48 @@ mod tests {
             "* * * * * *"
         );
         assert!(Schedule::parse("30 0 12 * * MON-FRI").is_ok());
+    }
+
+    #[test]
+    fn next_occurrences_follow_the_schedule() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let every_five = Schedule::parse("*/5 * * * *").unwrap();
+        assert_eq!(
+            every_five.next_after(&at("2026-11-25T10:02:30Z")),
+            Some(at("2026-11-25T10:05:00Z"))
+        );
+        // Strictly after: a tick is never returned twice.
+        assert_eq!(
+            every_five.next_after(&at("2026-11-25T10:05:00Z")),
+            Some(at("2026-11-25T10:10:00Z"))
+        );
+        let weekdays_noon = Schedule::parse("0 12 * * MON-FRI").unwrap();
+        // 2026-11-28 is a Saturday: the next one is Monday the 30th.
+        assert_eq!(
+            weekdays_noon.next_after(&at("2026-11-27T12:00:00Z")),
+            Some(at("2026-11-30T12:00:00Z"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_ticks_until_removed() {
+        let trigger = CronTrigger::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let job = trigger.add(&Schedule::parse("* * * * * *").unwrap(), move || {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(Utc::now());
+            }
+        });
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        // Every second: two ticks fall in different seconds.
+        assert!(second.timestamp() > first.timestamp());
+        trigger.remove(job);
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        while rx.try_recv().is_ok() {}
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        assert!(rx.try_recv().is_err(), "a removed job still ticks");
     }
 
     #[test]

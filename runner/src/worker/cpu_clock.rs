@@ -38,6 +38,7 @@ mod tests {
     fn measures_work_on_another_thread_and_not_its_sleep() {
         let (clock_tx, clock_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (measured_tx, measured_rx) = std::sync::mpsc::channel::<()>();
         let worker = std::thread::spawn(move || {
             let own = ThreadCpuClock::of_current_thread().expect("linux has thread CPU clocks");
             clock_tx.send(own).unwrap();
@@ -49,10 +50,13 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(300));
             done_tx.send(start).unwrap();
+            // Stay alive (a finished thread has no clock) until measured.
+            let _ = measured_rx.recv();
         });
         let clock = clock_rx.recv().unwrap();
         let start = done_rx.recv().unwrap();
-        let used = clock.used().unwrap() - start;
+        let used = clock.used().expect("the thread is still alive") - start;
+        drop(measured_tx);
         worker.join().unwrap();
         assert!(used >= Duration::from_millis(150), "{used:?}");
         assert!(

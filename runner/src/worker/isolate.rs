@@ -35,6 +35,8 @@ use sys_traits::impls::RealSys;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
+use super::bodies;
+use super::bodies::HostBodies;
 use super::cpu_clock::ThreadCpuClock;
 use super::extension::rnr;
 use super::extension::WorkerSink;
@@ -125,14 +127,13 @@ async fn run(args: ThreadArgs) {
             return;
         }
     };
-    let has_tasks = match host.has_tasks() {
-        Ok(has_tasks) => has_tasks,
-        Err(message) => {
-            let _ = started_tx.send(Err(message));
-            return;
-        }
-    };
-    if started_tx.send(Ok(Started { has_tasks })).is_err() {
+    let started = host.has("hasTasks").and_then(|has_tasks| {
+        Ok(Started {
+            has_tasks,
+            has_fetch: host.has("hasFetch")?,
+        })
+    });
+    if started_tx.send(started).is_err() {
         return;
     }
     host.serve(commands, &status).await;
@@ -248,16 +249,37 @@ struct Host {
     worker: WebWorker,
     hooks: v8::Global<v8::Object>,
     dispatch: v8::Global<v8::Function>,
+    bodies: Rc<HostBodies>,
 }
 
 /// A handler call in flight: its number and, once settled, its outcome.
-type PendingCall = Pin<Box<dyn std::future::Future<Output = (u64, Result<(), String>)>>>;
+type PendingCall =
+    Pin<Box<dyn std::future::Future<Output = (u64, Result<v8::Global<v8::Value>, String>)>>>;
 
-type Reply = oneshot::Sender<Result<(), String>>;
+/// Who waits for a call's outcome.
+enum Reply {
+    Tasks(oneshot::Sender<Result<(), String>>),
+    /// Fetch number (for its bodies) and the waiter for the response head.
+    Fetch(u32, oneshot::Sender<Result<String, String>>),
+}
+
+impl Reply {
+    fn fail(self, bodies: &HostBodies, message: String) {
+        match self {
+            Reply::Tasks(reply) => {
+                let _ = reply.send(Err(message));
+            }
+            Reply::Fetch(n, reply) => {
+                bodies.abort(n, &message);
+                let _ = reply.send(Err(message));
+            }
+        }
+    }
+}
 
 enum Step {
     Command(Option<Command>),
-    Finished(u64, Result<(), String>),
+    Finished(u64, Result<v8::Global<v8::Value>, String>),
     Idle,
     LoopError(CoreError),
 }
@@ -325,10 +347,17 @@ impl Host {
             }
         }
         let dispatch = Self::hook(&mut worker.js_runtime, &hooks, "dispatch")?;
+        let bodies = Rc::new(HostBodies::default());
+        worker
+            .js_runtime
+            .op_state()
+            .borrow_mut()
+            .put(bodies::shared(&bodies));
         Ok(Self {
             worker,
             hooks,
             dispatch,
+            bodies,
         })
     }
 
@@ -346,41 +375,59 @@ impl Host {
         Ok(v8::Global::new(scope, function))
     }
 
-    fn has_tasks(&mut self) -> Result<bool, String> {
-        let function = Self::hook(&mut self.worker.js_runtime, &self.hooks, "hasTasks")?;
+    /// Asks a yes/no hook (`hasTasks`, `hasFetch`).
+    fn has(&mut self, hook: &str) -> Result<bool, String> {
+        let function = Self::hook(&mut self.worker.js_runtime, &self.hooks, hook)?;
         deno_core::scope!(scope, &mut self.worker.js_runtime);
         let function = v8::Local::new(scope, function);
         let this = v8::Local::new(scope, &self.hooks);
         let result = function
             .call(scope, this.into(), &[])
-            .ok_or("hasTasks failed")?;
+            .ok_or_else(|| format!("{hook} failed"))?;
         Ok(result.is_true())
     }
 
-    fn call_dispatch(&mut self, number: u64, trigger: &str, info_json: &str) -> PendingCall {
+    /// Calls `dispatch(trigger, info, requestStream, responseStream)`.
+    fn call_dispatch(
+        &mut self,
+        number: u64,
+        trigger: &str,
+        info_json: &str,
+        streams: (u32, u32),
+    ) -> PendingCall {
         let args = {
             deno_core::scope!(scope, &mut self.worker.js_runtime);
-            let global = |text: &str| {
+            let text = |scope: &mut v8::PinScope, text: &str| {
                 v8::String::new(scope, text)
                     .map(|s| v8::Global::new(scope, v8::Local::<v8::Value>::from(s)))
             };
-            global(trigger).zip(global(info_json))
+            let number = |scope: &mut v8::PinScope, n: u32| {
+                let n = v8::Integer::new_from_unsigned(scope, n);
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(n))
+            };
+            let trigger = text(scope, trigger);
+            let info = text(scope, info_json);
+            trigger.zip(info).map(|(trigger, info)| {
+                [
+                    trigger,
+                    info,
+                    number(scope, streams.0),
+                    number(scope, streams.1),
+                ]
+            })
         };
-        let Some((trigger, info)) = args else {
+        let Some(args) = args else {
             return Box::pin(async move { (number, Err("out of memory".to_string())) });
         };
-        let call = self
-            .worker
-            .js_runtime
-            .call_with_args(&self.dispatch, &[trigger, info]);
-        Box::pin(async move {
-            (
-                number,
-                call.await
-                    .map(|_| ())
-                    .map_err(|e| e.exception_message.clone()),
-            )
-        })
+        let call = self.worker.js_runtime.call_with_args(&self.dispatch, &args);
+        Box::pin(async move { (number, call.await.map_err(|e| e.exception_message.clone())) })
+    }
+
+    /// The string a fetch dispatch resolved with (the response head as JSON).
+    fn string_of(&mut self, value: &v8::Global<v8::Value>) -> String {
+        deno_core::scope!(scope, &mut self.worker.js_runtime);
+        let value = v8::Local::new(scope, value);
+        value.to_rust_string_lossy(scope)
     }
 
     /// Serves commands until told to stop or the worker is terminated.
@@ -392,6 +439,7 @@ impl Host {
         let mut pending: FuturesUnordered<PendingCall> = FuturesUnordered::new();
         let mut replies: HashMap<u64, Reply> = HashMap::new();
         let mut next_call = 0u64;
+        let mut next_fetch = 0u32;
         // Whether the event loop has work; it is polled only then.
         let mut loop_active = false;
         // Set when the event loop went idle with calls still unsettled.
@@ -425,16 +473,37 @@ impl Host {
                 Step::Command(Some(Command::RunTasks { info, reply })) => {
                     let info_json = serde_json::to_string(&info).unwrap_or_else(|_| "{}".into());
                     next_call += 1;
-                    replies.insert(next_call, reply);
-                    pending.push(self.call_dispatch(next_call, "tasks", &info_json));
+                    replies.insert(next_call, Reply::Tasks(reply));
+                    pending.push(self.call_dispatch(next_call, "tasks", &info_json, (0, 0)));
                     loop_active = true;
                     idle_with_pending = false;
                 }
-                Step::Finished(number, result) => {
-                    if let Some(reply) = replies.remove(&number) {
-                        let _ = reply.send(result);
-                    }
+                Step::Command(Some(Command::Fetch {
+                    info,
+                    request_body,
+                    response_body,
+                    reply,
+                })) => {
+                    next_call += 1;
+                    next_fetch = next_fetch.wrapping_add(1);
+                    let streams = self.bodies.open(next_fetch, request_body, response_body);
+                    replies.insert(next_call, Reply::Fetch(next_fetch, reply));
+                    pending.push(self.call_dispatch(next_call, "fetch", &info, streams));
+                    loop_active = true;
+                    idle_with_pending = false;
                 }
+                Step::Finished(number, result) => match replies.remove(&number) {
+                    Some(Reply::Tasks(reply)) => {
+                        let _ = reply.send(result.map(|_| ()));
+                    }
+                    Some(Reply::Fetch(n, reply)) => match result {
+                        Ok(head) => {
+                            let _ = reply.send(Ok(self.string_of(&head)));
+                        }
+                        Err(message) => Reply::Fetch(n, reply).fail(&self.bodies, message),
+                    },
+                    None => {}
+                },
                 Step::Idle if loop_active => {
                     // Collect calls that settled in the event loop's last turn
                     // before declaring the others stuck.
@@ -446,7 +515,8 @@ impl Host {
                     idle_with_pending = false;
                     pending.clear();
                     for (_, reply) in replies.drain() {
-                        let _ = reply.send(Err("the handler's promise never settled: nothing was left for it to wait for".into()));
+                        let message = "the handler's promise never settled: nothing was left for it to wait for";
+                        reply.fail(&self.bodies, message.into());
                     }
                 }
                 Step::LoopError(error) => {

@@ -2,6 +2,7 @@
 //! driven through a command channel and watched by a supervisor that enforces
 //! the worker's limits.
 
+mod bodies;
 mod cpu_clock;
 mod extension;
 mod isolate;
@@ -19,6 +20,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
+pub use bodies::ResponseChunk;
 pub use status::State;
 pub use status::StatusView;
 pub use status::TerminationReason;
@@ -195,11 +197,44 @@ pub enum RunError {
     Terminated(TerminationReason),
 }
 
+/// An HTTP request for a worker's fetch handler.
+pub struct FetchRequest {
+    pub method: String,
+    /// The URL the worker sees (the runner's routing prefix removed).
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// The request body, chunk by chunk; `None` when there is none.
+    pub body: Option<mpsc::Receiver<bytes::Bytes>>,
+}
+
+/// The head of a worker's response; its body follows on `body`.
+pub struct FetchResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: mpsc::Receiver<bodies::ResponseChunk>,
+}
+
+/// The response head as the isolate's `dispatch` hook reports it.
+#[derive(Deserialize)]
+struct ResponseHead {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+/// Chunks of a response body buffered between the isolate and the client.
+const RESPONSE_BODY_CHUNKS: usize = 8;
+
 /// Messages from the host to a worker's isolate thread.
 enum Command {
     RunTasks {
         info: TriggerInfo,
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    Fetch {
+        info: String,
+        request_body: mpsc::Receiver<bytes::Bytes>,
+        response_body: mpsc::Sender<bodies::ResponseChunk>,
+        reply: oneshot::Sender<Result<String, String>>,
     },
     Stop,
 }
@@ -207,6 +242,7 @@ enum Command {
 /// What the isolate thread reports once the script has been evaluated.
 struct Started {
     has_tasks: bool,
+    has_fetch: bool,
 }
 
 /// The host's handle on a running worker.
@@ -214,6 +250,7 @@ pub struct WorkerHandle {
     spec_kind: ScriptKind,
     identity: CodeIdentity,
     has_tasks: bool,
+    has_fetch: bool,
     status: Arc<WorkerStatus>,
     commands: mpsc::UnboundedSender<Command>,
     isolate: v8::IsolateHandle,
@@ -260,6 +297,7 @@ impl WorkerHandle {
             spec_kind: kind,
             identity,
             has_tasks: false,
+            has_fetch: false,
             status,
             commands,
             isolate,
@@ -272,6 +310,7 @@ impl WorkerHandle {
                     return Err(CreateError::NoTasksHandler);
                 }
                 handle.has_tasks = started.has_tasks;
+                handle.has_fetch = started.has_fetch;
                 handle.status.set_ready();
                 Ok(handle)
             }
@@ -304,6 +343,11 @@ impl WorkerHandle {
         self.has_tasks
     }
 
+    /// Whether the script has a fetch handler.
+    pub fn has_fetch(&self) -> bool {
+        self.has_fetch
+    }
+
     pub fn identity(&self) -> CodeIdentity {
         self.identity
     }
@@ -330,26 +374,83 @@ impl WorkerHandle {
             self.status.end_run(None);
             return Err(self.gone());
         }
+        let outcome = self.supervise(reply_rx).await;
+        match &outcome {
+            Ok(()) => self.status.end_run(None),
+            Err(RunError::Handler(message)) => {
+                self.status.log(
+                    status::LogLevel::Error,
+                    format!("tasks() failed: {message}"),
+                );
+                self.status.end_run(Some(message.clone()));
+            }
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    /// Hands an HTTP request to the worker's fetch handler; resolves with the
+    /// response head once the handler has answered (under the run limits),
+    /// while the body keeps streaming. Requests may overlap.
+    pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResponse, RunError> {
+        if !self.status.state().is_alive() {
+            return Err(self.gone());
+        }
+        let info = serde_json::json!({
+            "method": request.method,
+            "url": request.url,
+            "headers": request.headers,
+            "hasBody": request.body.is_some(),
+        })
+        .to_string();
+        let request_body = request.body.unwrap_or_else(|| mpsc::channel(1).1);
+        let (response_body, body) = mpsc::channel(RESPONSE_BODY_CHUNKS);
+        let (reply, reply_rx) = oneshot::channel();
+        let command = Command::Fetch {
+            info,
+            request_body,
+            response_body,
+            reply,
+        };
+        if self.commands.send(command).is_err() {
+            return Err(self.gone());
+        }
+        match self.supervise(reply_rx).await {
+            Ok(head) => {
+                let head: ResponseHead = serde_json::from_str(&head).map_err(|e| {
+                    RunError::Handler(format!("the response head could not be read: {e}"))
+                })?;
+                Ok(FetchResponse {
+                    status: head.status,
+                    headers: head.headers,
+                    body,
+                })
+            }
+            Err(RunError::Handler(message)) => {
+                self.status
+                    .record_uncaught(format!("fetch handler failed: {message}"));
+                Err(RunError::Handler(message))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Waits for the isolate's answer under the wall and CPU limits;
+    /// terminates the worker when it goes over one.
+    async fn supervise<T>(
+        &self,
+        reply: oneshot::Receiver<Result<T, String>>,
+    ) -> Result<T, RunError> {
         let outcome = tokio::select! {
-            outcome = tokio::time::timeout(self.limits.wall_limit, reply_rx) => outcome,
+            outcome = tokio::time::timeout(self.limits.wall_limit, reply) => outcome,
             reason = self.cpu_limit_reached() => {
                 self.stop(reason.clone());
                 return Err(RunError::Terminated(reason));
             }
         };
         match outcome {
-            Ok(Ok(Ok(()))) => {
-                self.status.end_run(None);
-                Ok(())
-            }
-            Ok(Ok(Err(message))) => {
-                self.status.log(
-                    status::LogLevel::Error,
-                    format!("tasks() failed: {message}"),
-                );
-                self.status.end_run(Some(message.clone()));
-                Err(RunError::Handler(message))
-            }
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(message))) => Err(RunError::Handler(message)),
             Ok(Err(_)) => Err(self.gone()),
             Err(_) => {
                 let reason = TerminationReason::WallTimeLimit {

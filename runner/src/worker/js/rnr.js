@@ -5,7 +5,13 @@
 // function under a registered symbol, which the runner takes (and deletes)
 // before the worker's own code runs, so worker code can never reach it.
 import { primordials } from "ext:core/mod.js";
-import { op_rnr_log, op_rnr_uncaught } from "ext:core/ops";
+import {
+  op_rnr_body_close,
+  op_rnr_body_read,
+  op_rnr_body_write,
+  op_rnr_log,
+  op_rnr_uncaught,
+} from "ext:core/ops";
 
 const SETUP_KEY = Symbol.for("smartworker.runner.setup");
 
@@ -16,6 +22,7 @@ const {
   ArrayPrototypeMap,
   FunctionPrototypeCall,
   JSONParse,
+  JSONStringify,
   ObjectFreeze,
   PromiseAllSettled,
   SafeSet,
@@ -141,6 +148,85 @@ function setup(kind, configJson) {
     await settle(undefined, waitUntils);
   }
 
+  // A request body streamed in from the runner, chunk by chunk.
+  function requestBody(stream) {
+    return new ReadableStream({
+      async pull(controller) {
+        const chunk = await op_rnr_body_read(stream);
+        if (chunk === null) controller.close();
+        else controller.enqueue(chunk);
+      },
+      cancel() {
+        op_rnr_body_close(stream, "");
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  // Streams a response body out to the runner, in the background: the
+  // response head goes back as soon as the handler has answered.
+  async function sendBody(response, stream) {
+    let failure = "";
+    try {
+      if (response.body !== null) {
+        for await (const chunk of response.body) {
+          await op_rnr_body_write(stream, chunk);
+        }
+      }
+    } catch (error) {
+      failure = String(error?.message ?? error);
+      op_rnr_uncaught(`response body failed: ${format([error])}`);
+    } finally {
+      op_rnr_body_close(stream, failure);
+    }
+  }
+
+  function reportLater(waitUntils) {
+    PromiseAllSettled(waitUntils).then((outcomes) => {
+      for (const outcome of outcomes) {
+        if (outcome.status === "rejected") {
+          op_rnr_uncaught(`waitUntil rejected: ${format([outcome.reason])}`);
+        }
+      }
+    });
+  }
+
+  async function runFetch(info, requestStream, responseStream) {
+    const request = new Request(info.url, {
+      method: info.method,
+      headers: info.headers,
+      body: info.hasBody ? requestBody(requestStream) : null,
+      duplex: "half",
+    });
+    if (!info.hasBody) op_rnr_body_close(requestStream, "");
+    const waitUntils = [];
+    let response;
+    if (kind === "module") {
+      response = await moduleHandlers.fetch(request, rnr, makeContext(waitUntils, {}));
+    } else {
+      let answer = null;
+      const event = new Event("fetch");
+      event.request = request;
+      event.rnr = rnr;
+      event.respondWith = (r) => {
+        answer = Promise.resolve(r);
+      };
+      event.waitUntil = (p) => waitUntils.push(Promise.resolve(p));
+      FunctionPrototypeCall(dispatchEvent, globalThis, event);
+      if (answer === null) {
+        throw new TypeError("the fetch listener did not call event.respondWith()");
+      }
+      response = await answer;
+    }
+    reportLater(waitUntils);
+    if (!(response instanceof Response)) {
+      throw new TypeError("the fetch handler must return a Response");
+    }
+    sendBody(response, responseStream);
+    const headers = [];
+    for (const pair of response.headers) headers.push(pair);
+    return JSONStringify({ status: response.status, headers });
+  }
+
   return {
     // Called once the module is evaluated, with its namespace object.
     bindModule(namespace) {
@@ -148,6 +234,10 @@ function setup(kind, configJson) {
       moduleHandlers = def && (typeof def === "object" || typeof def === "function")
         ? def
         : {};
+    },
+    hasFetch() {
+      if (kind === "module") return typeof moduleHandlers?.fetch === "function";
+      return SetPrototypeHas(listened, "fetch");
     },
     hasTasks() {
       if (kind === "module") {
@@ -158,12 +248,16 @@ function setup(kind, configJson) {
         SetPrototypeHas(listened, "scheduled");
     },
     // The runner's single entry point into the worker: one call per trigger.
-    dispatch(trigger, infoJson) {
+    dispatch(trigger, infoJson, requestStream, responseStream) {
       const info = JSONParse(infoJson);
-      if (trigger !== "tasks") {
-        return Promise.reject(new TypeError(`unknown trigger ${trigger}`));
+      switch (trigger) {
+        case "tasks":
+          return kind === "module" ? runModuleTasks(info) : runClassicTasks(info);
+        case "fetch":
+          return runFetch(info, requestStream, responseStream);
+        default:
+          return Promise.reject(new TypeError(`unknown trigger ${trigger}`));
       }
-      return kind === "module" ? runModuleTasks(info) : runClassicTasks(info);
     },
   };
 }
