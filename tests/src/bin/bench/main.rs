@@ -1,0 +1,138 @@
+//! `bench`: measures the Smart Worker runner, and deno side by side, and writes BENCHMARKS.md.
+//!
+//! ```sh
+//! bench --runner target/release/runner [--deno PATH] [--out BENCHMARKS.md] [--quick]
+//! ```
+//!
+//! The figures: create→ready latency of `POST /`, idle memory per worker, cron trigger jitter,
+//! and deno's cold start and idle memory for comparison. Progress goes to standard error.
+//! `scripts/bench.sh` builds the release binaries and runs this.
+
+mod deno;
+mod host;
+mod measure;
+mod report;
+mod stats;
+mod system;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use clap::Parser;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::report::Report;
+
+/// Measures a Smart Worker runner (and deno, side by side) and writes the figures as Markdown.
+///
+/// An option given twice takes its last value, so a wrapper's defaults can be overridden.
+#[derive(Debug, Parser)]
+#[command(args_override_self = true)]
+struct Cli {
+    /// The runner binary to measure.
+    #[arg(long)]
+    runner: PathBuf,
+    /// The deno binary to compare with [default: `deno` on PATH, else the npm package installed
+    /// into ~/.cache/smart-worker/bench-npm]. Without deno the comparison is skipped.
+    #[arg(long)]
+    deno: Option<PathBuf>,
+    /// Where to write the report (overwritten).
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Fewer samples: a quick sanity run, not figures to keep.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// How many samples each measurement takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub quick: bool,
+    /// Sequential creates timed.
+    pub creates: usize,
+    /// Worker counts whose idle memory is measured, each in a fresh runner.
+    pub idle_workers: &'static [usize],
+    /// Workers scheduled every second, and how long their ticks are collected.
+    pub cron_workers: usize,
+    pub cron_window: Duration,
+    /// `deno run` cold starts timed.
+    pub deno_runs: usize,
+}
+
+impl Plan {
+    const FULL: Plan = Plan {
+        quick: false,
+        creates: 200,
+        idle_workers: &[1, 10, 100],
+        cron_workers: 10,
+        cron_window: Duration::from_secs(20),
+        deno_runs: 30,
+    };
+
+    const QUICK: Plan = Plan {
+        quick: true,
+        creates: 20,
+        idle_workers: &[1, 10],
+        cron_workers: 3,
+        cron_window: Duration::from_secs(5),
+        deno_runs: 5,
+    };
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    ensure!(
+        cli.runner.is_file(),
+        "no runner binary at {} (build it: cargo build --release -p runner)",
+        cli.runner.display()
+    );
+    let plan = if cli.quick { Plan::QUICK } else { Plan::FULL };
+    let date = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)?
+        .format(&Rfc3339)?;
+    let runner_version = version_of(&cli.runner)?;
+    eprintln!("bench: {runner_version} at {}", cli.runner.display());
+
+    let create = measure::create_latency(&cli.runner, plan.creates).await?;
+    let mut memory = Vec::with_capacity(plan.idle_workers.len());
+    for &workers in plan.idle_workers {
+        memory.push(measure::idle_memory(&cli.runner, workers).await?);
+    }
+    let cron = measure::cron_jitter(&cli.runner, plan.cron_workers, plan.cron_window).await?;
+    let deno = deno::measure(cli.deno.as_deref(), plan.deno_runs).await;
+
+    let report = Report {
+        date,
+        machine: system::Machine::describe(),
+        runner: cli.runner,
+        runner_version,
+        command: report::shell_command(std::env::args()),
+        plan,
+        create,
+        memory,
+        cron,
+        deno,
+    };
+    fs::write(&cli.out, report.render()).with_context(|| format!("write {}", cli.out.display()))?;
+    eprintln!("bench: wrote {}", cli.out.display());
+    Ok(())
+}
+
+/// The first line `binary --version` prints.
+fn version_of(binary: &Path) -> Result<String> {
+    let output = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("run {} --version", binary.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(stdout
+        .lines()
+        .next()
+        .unwrap_or("unknown version")
+        .trim()
+        .to_owned())
+}

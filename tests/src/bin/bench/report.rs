@@ -1,0 +1,304 @@
+//! BENCHMARKS.md: the figures as Markdown tables, with how and where they were measured.
+
+use std::fmt::{self, Write};
+use std::path::{Component, Path, PathBuf};
+
+use crate::deno::DenoFigures;
+use crate::measure::{CreateLatency, CronJitter, IdleMemory, Tick};
+use crate::stats::Summary;
+use crate::system::{Machine, KIB_PER_MIB};
+use crate::Plan;
+
+/// Everything BENCHMARKS.md shows.
+pub struct Report {
+    /// When the run started (RFC 3339, UTC).
+    pub date: String,
+    pub machine: Machine,
+    pub runner: PathBuf,
+    /// What `runner --version` says.
+    pub runner_version: String,
+    /// The command line that produced the report, shell-quoted.
+    pub command: String,
+    pub plan: Plan,
+    pub create: CreateLatency,
+    pub memory: Vec<IdleMemory>,
+    pub cron: CronJitter,
+    pub deno: DenoFigures,
+}
+
+impl Report {
+    /// The whole Markdown file.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    fn write(&self, out: &mut String) -> fmt::Result {
+        self.header(out)?;
+        self.setup(out)?;
+        self.create_section(out)?;
+        self.memory_section(out)?;
+        self.cron_section(out)?;
+        method(out)
+    }
+
+    fn header(&self, out: &mut String) -> fmt::Result {
+        writeln!(out, "# Benchmarks\n")?;
+        writeln!(
+            out,
+            "Measured on {} by `bench` (`tests/src/bin/bench`; `scripts/bench.sh` builds and runs it):\n",
+            self.date
+        )?;
+        writeln!(out, "```sh\n{}\n```\n", self.command)?;
+        if build_profile(&self.runner) == "debug" {
+            writeln!(
+                out,
+                "> **Debug build of the runner**: unoptimised, so these figures are not \
+                 representative; `scripts/bench.sh` measures the release build.\n"
+            )?;
+        }
+        if self.plan.quick {
+            writeln!(out, "> **`--quick`**: reduced counts, a sanity run.\n")?;
+        }
+        Ok(())
+    }
+
+    fn setup(&self, out: &mut String) -> fmt::Result {
+        let machine = &self.machine;
+        let memory = machine.mem_total_kib.map_or("unknown".to_owned(), |kib| {
+            format!("{:.1} GiB", kib as f64 / KIB_PER_MIB / 1024.0)
+        });
+        writeln!(out, "## Machine and binaries\n")?;
+        writeln!(out, "| | |\n|---|---|")?;
+        writeln!(out, "| CPUs (`nproc`) | {} |", machine.cpus)?;
+        writeln!(out, "| CPU | {} |", machine.cpu_model)?;
+        writeln!(out, "| memory | {memory} |")?;
+        writeln!(out, "| kernel | {} |", machine.kernel)?;
+        writeln!(
+            out,
+            "| runner | `{}` ({} build; `{}`) |",
+            self.runner.display(),
+            build_profile(&self.runner),
+            self.runner_version
+        )?;
+        match &self.deno {
+            DenoFigures::Measured { deno, .. } => writeln!(
+                out,
+                "| deno | `{}` ({}) |",
+                deno.path.display(),
+                deno.version
+            )?,
+            DenoFigures::Unavailable(reason) => {
+                writeln!(out, "| deno | not measured: {} |", table_cell(reason))?
+            }
+        }
+        writeln!(out)
+    }
+
+    fn create_section(&self, out: &mut String) -> fmt::Result {
+        let create = &self.create;
+        writeln!(out, "## Create → ready\n")?;
+        writeln!(
+            out,
+            "runner: {} workers created one after the other with `POST /` (JSON; a module worker \
+             with an empty `tasks()`, made unique by a comment), each deleted right after. The \
+             runner answers `201` only once the script is evaluated, so the round trip is the \
+             create→ready latency.",
+            create.samples_ms.len()
+        )?;
+        if let DenoFigures::Measured { cold_start_ms, .. } = &self.deno {
+            writeln!(
+                out,
+                "deno: `deno run --quiet <file>` of the same module (a new file each run), from \
+                 spawn to exit, {} runs after one untimed run.",
+                cold_start_ms.len()
+            )?;
+        }
+        writeln!(out)?;
+        summary_header(out, "runs", "ms")?;
+        summary_row(out, "runner: `POST /` → `201`", &create.samples_ms, 1)?;
+        if let DenoFigures::Measured { cold_start_ms, .. } = &self.deno {
+            summary_row(out, "deno: `deno run` spawn → exit", cold_start_ms, 1)?;
+        }
+        writeln!(
+            out,
+            "\nThe runner's RSS: {} MiB before the first create, {} MiB after the last delete.\n",
+            mib(create.rss_before_kib as f64),
+            mib(create.rss_after_kib as f64)
+        )
+    }
+
+    fn memory_section(&self, out: &mut String) -> fmt::Result {
+        writeln!(out, "## Idle memory\n")?;
+        writeln!(
+            out,
+            "`VmRSS` (from `/proc/<pid>/status`) of a fresh runner before any worker (RSS(0)) and \
+             after creating N idle workers (no schedule) and waiting for their creation runs to \
+             finish (RSS(N)). Per worker: (RSS(N) − RSS(0)) / N; at small N it includes what the \
+             first worker initialises once for all."
+        )?;
+        if matches!(self.deno, DenoFigures::Measured { .. }) {
+            writeln!(
+                out,
+                "deno: one `deno run` process of the same module plus a timer that keeps it \
+                 alive, read after 1 s."
+            )?;
+        }
+        writeln!(out)?;
+        writeln!(
+            out,
+            "| workers | RSS(0) (MiB) | RSS(N) (MiB) | per worker (MiB) |\n|---:|---:|---:|---:|"
+        )?;
+        for point in &self.memory {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                point.workers,
+                mib(point.base_kib as f64),
+                mib(point.total_kib as f64),
+                mib(point.per_worker_kib())
+            )?;
+        }
+        if let DenoFigures::Measured { idle_rss_kib, .. } = &self.deno {
+            let rss = mib(*idle_rss_kib as f64);
+            writeln!(out, "| deno: 1 process | – | {rss} | {rss} |")?;
+        }
+        writeln!(out)
+    }
+
+    fn cron_section(&self, out: &mut String) -> fmt::Result {
+        let cron = &self.cron;
+        let seconds = cron.window.as_secs_f64();
+        writeln!(out, "## Cron trigger jitter\n")?;
+        writeln!(
+            out,
+            "{} workers scheduled `* * * * * *` (every second), each `tasks()` reporting to a \
+             loopback sink `Date.now()` at its start and `ctx.scheduledTime` (when the runner's \
+             scheduler fired). Only runs with `ctx.source === \"cron\"` count, during {seconds:.0} s \
+             after the creation runs. Lags are in ms after the whole second, the nominal fire \
+             time (modulo 1 s: a run over a second late would wrap around).\n",
+            cron.workers
+        )?;
+        let handler: Vec<f64> = cron.ticks.iter().map(Tick::handler_lag_ms).collect();
+        let fired: Vec<f64> = cron.ticks.iter().filter_map(Tick::fire_lag_ms).collect();
+        let dispatch: Vec<f64> = cron.ticks.iter().filter_map(Tick::dispatch_ms).collect();
+        summary_header(out, "ticks", "ms")?;
+        summary_row(out, "handler start: `Date.now() % 1000`", &handler, 0)?;
+        summary_row(
+            out,
+            "scheduler fired: `ctx.scheduledTime % 1000`",
+            &fired,
+            0,
+        )?;
+        summary_row(
+            out,
+            "dispatch: handler start − `ctx.scheduledTime`",
+            &dispatch,
+            0,
+        )?;
+        writeln!(
+            out,
+            "\nTicks seen: {} of about {:.0} expected ({} workers × {seconds:.0} s); ticks the runner \
+             skipped because the previous run was still going: {}.\n",
+            cron.ticks.len(),
+            cron.workers as f64 * seconds,
+            cron.workers,
+            cron.skipped
+        )
+    }
+}
+
+fn method(out: &mut String) -> fmt::Result {
+    writeln!(out, "## Method\n")?;
+    writeln!(
+        out,
+        "- Percentiles are nearest-rank: the pth percentile of n samples is the sample of rank \
+         ⌈p·n/100⌉ in ascending order (always a measured value; with fewer than 100 samples p99 \
+         is the maximum).\n\
+         - Every measurement starts its own runner (`--listen 127.0.0.1:0 --max-workers 10000`, \
+         other settings at their defaults); all traffic stays on 127.0.0.1.\n\
+         - MiB = 1024 × 1024 bytes."
+    )
+}
+
+fn summary_header(out: &mut String, count: &str, unit: &str) -> fmt::Result {
+    writeln!(
+        out,
+        "| | {count} | p50 ({unit}) | p99 ({unit}) | max ({unit}) | mean ({unit}) |\n\
+         |---|---:|---:|---:|---:|---:|"
+    )
+}
+
+/// A table row of `samples`' summary with `decimals` digits after the point.
+fn summary_row(out: &mut String, label: &str, samples: &[f64], decimals: usize) -> fmt::Result {
+    match Summary::of(samples) {
+        Some(s) => writeln!(
+            out,
+            "| {label} | {} | {:.decimals$} | {:.decimals$} | {:.decimals$} | {:.decimals$} |",
+            s.n, s.p50, s.p99, s.max, s.mean
+        ),
+        None => writeln!(out, "| {label} | 0 | – | – | – | – |"),
+    }
+}
+
+/// KiB as MiB with one decimal.
+fn mib(kib: f64) -> String {
+    format!("{:.1}", kib / KIB_PER_MIB)
+}
+
+/// `text` on one line, safe inside a Markdown table cell.
+fn table_cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+/// `release` or `debug` from the binary's path (`…/release/runner`), else `unknown`.
+pub fn build_profile(binary: &Path) -> &'static str {
+    let dirs: Vec<Component> = binary.components().collect();
+    if dirs.contains(&Component::Normal("release".as_ref())) {
+        "release"
+    } else if dirs.contains(&Component::Normal("debug".as_ref())) {
+        "debug"
+    } else {
+        "unknown"
+    }
+}
+
+/// `args` as one shell command line, quoting what the shell would interpret.
+pub fn shell_command(args: impl IntoIterator<Item = String>) -> String {
+    args.into_iter()
+        .map(|arg| shell_quote(&arg))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infers_the_build_profile() {
+        assert_eq!(build_profile(Path::new("/t/release/runner")), "release");
+        assert_eq!(build_profile(Path::new("/t/debug/runner")), "debug");
+        assert_eq!(build_profile(Path::new("/usr/bin/runner")), "unknown");
+    }
+
+    #[test]
+    fn quotes_for_the_shell() {
+        let args = ["bench", "--out", "/tmp/a b.md", "it's"].map(String::from);
+        assert_eq!(shell_command(args), r"bench --out '/tmp/a b.md' 'it'\''s'");
+    }
+}
