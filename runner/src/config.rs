@@ -56,6 +56,10 @@ pub struct Config {
     #[arg(long, env = "RUNNER_LOG_LINES", default_value_t = 200)]
     pub log_lines: usize,
 
+    /// Refuse to start without a TEE (SEV-SNP or TDX); the confidential image sets this.
+    #[arg(long, env = "RUNNER_REQUIRE_TEE")]
+    pub require_tee: bool,
+
     /// Format of the runner's own log (on standard error).
     #[arg(long, env = "RUNNER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

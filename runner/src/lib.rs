@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod identity;
 pub mod init;
 pub mod pool;
 pub mod server;

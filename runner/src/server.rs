@@ -6,6 +6,7 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::config::Config;
+use crate::identity::Identity;
 use crate::pool::Pool;
 use crate::triggers::cron::CronTrigger;
 
@@ -21,18 +22,38 @@ pub enum ServeError {
         path: String,
         source: std::io::Error,
     },
+    #[error("--require-tee is set but no TEE was found (no configfs-tsm provider, /dev/sev-guest or /dev/tdx_guest)")]
+    NoTee,
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
 
 /// Runs until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    tracing::warn!("TEE: none — development mode, no attestation: secrets here are NOT protected from the host");
+    let attester = Arc::new(attest::Attester::detect());
+    if attester.tee() == attest::Tee::None {
+        if config.require_tee {
+            return Err(ServeError::NoTee);
+        }
+        tracing::warn!(
+            "TEE: none — INSECURE DEVELOPMENT MODE: no attestation; worker secrets are NOT protected from the host"
+        );
+    }
+    let identity = Arc::new(Identity::generate()?);
+    tracing::info!(
+        tee = %attester.tee(),
+        identity = %hex::encode(identity.public_key().as_bytes()),
+        "runner identity key generated"
+    );
     let cron = CronTrigger::new();
     let pool = Pool::new(config.worker_limits(), config.max_workers, cron);
     let state = api::AppState {
         pool: pool.clone(),
         create_limits: config.create_limits(),
+        identity,
+        attester,
     };
     let listener = TcpListener::bind(config.listen)
         .await

@@ -331,7 +331,7 @@ pub fn count(worker: &Value, field: &str) -> u64 {
 
 /// The runner binary: `$RUNNER_BIN`, else `<target>/debug/runner` derived from this test binary,
 /// which lives in `<target>/debug/deps/`.
-fn runner_bin() -> PathBuf {
+pub fn runner_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("RUNNER_BIN") {
         let bin = PathBuf::from(bin);
         assert!(

@@ -6,6 +6,8 @@
 
 #[path = "e2e/api.rs"]
 mod api;
+#[path = "e2e/attestation.rs"]
+mod attestation;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
 #[path = "e2e/config.rs"]

@@ -1,5 +1,6 @@
 //! The creation and management API (axum).
 
+mod attestation;
 mod create;
 mod error;
 mod invoke;
@@ -16,12 +17,15 @@ use axum::Router;
 pub use create::CreateLimits;
 pub use error::ApiError;
 
+use crate::identity::Identity;
 use crate::pool::Pool;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Arc<Pool>,
     pub create_limits: CreateLimits,
+    pub identity: Arc<Identity>,
+    pub attester: Arc<attest::Attester>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -30,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", post(create::create_worker))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/attestation", get(attestation::attestation))
         .route("/workers", get(workers::list))
         .route("/workers/{id}", get(workers::get).delete(workers::delete))
         .route("/workers/{id}/tasks", post(workers::run_tasks))
