@@ -14,7 +14,7 @@ fn hex_bytes(value: &Value, field: &str) -> Vec<u8> {
 }
 
 fn hex(text: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "even-length hex: {text}");
+    assert!(text.len().is_multiple_of(2), "even-length hex: {text}");
     (0..text.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digits"))
