@@ -177,3 +177,83 @@ pub fn verify_with(
     }
     Ok(verified)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measurement::SnpMeasurement;
+    use crate::testing::vectors::*;
+
+    fn milan_policy() -> Policy {
+        let mut p = Policy::default();
+        p.snp.allow_smt = true;
+        let report = milan_report();
+        let mut digest = [0u8; 48];
+        digest.copy_from_slice(&report[crate::snp::layout::MEASUREMENT]);
+        p.expected.snp.push(SnpMeasurement {
+            launch_digest: Digest48(digest),
+            label: None,
+        });
+        p
+    }
+
+    #[test]
+    fn real_evidence_survives_the_json_format_and_still_verifies() {
+        let snp = Evidence::Snp(milan());
+        let back = Evidence::from_json(&snp.to_json()).unwrap();
+        assert_eq!(back, snp);
+        assert!(verify(&back, &milan_policy(), snp_now()).is_ok());
+
+        let e = tdx(TDX_V4, TDX_V4_COLLATERAL);
+        let now = tdx_now(&e);
+        let tdx = Evidence::Tdx(e);
+        let json = tdx.to_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["tee"], "tdx");
+        assert!(v["collateral"]["tcb_info"]
+            .as_str()
+            .unwrap()
+            .contains("\"TDX\""));
+        let back = Evidence::from_json(&json).unwrap();
+        assert_eq!(back, tdx);
+        let Evidence::Tdx(t) = &back else {
+            panic!("tdx")
+        };
+        let q = dcap_qvl::quote::Quote::parse(&t.quote).unwrap();
+        let td = q.report.as_td10().unwrap();
+        let mut p = Policy::default();
+        p.expected.tdx.push(TdxMeasurements {
+            mrtd: Digest48(td.mr_td),
+            rtmr0: Digest48(td.rt_mr0),
+            rtmr1: Digest48(td.rt_mr1),
+            rtmr2: Digest48(td.rt_mr2),
+            rtmr3: Digest48(td.rt_mr3),
+            label: None,
+        });
+        assert!(verify(&back, &p, now).is_ok());
+    }
+
+    #[test]
+    fn verifier_applies_its_policy_and_endorsements() {
+        let bare = Evidence::Snp(crate::SnpEvidence {
+            report: milan_report(),
+            certs: vec![],
+        });
+        let mut verifier = Verifier::new(milan_policy());
+        assert!(matches!(
+            verifier.verify(&bare, snp_now()),
+            Err(VerifyError::Snp(crate::SnpError::MissingVcek))
+        ));
+        verifier.endorsements.snp_vcek = Some(MILAN_VCEK.to_vec());
+        assert_eq!(verifier.verify(&bare, snp_now()).unwrap().tee, Tee::Snp);
+        verifier.policy.allow_insecure_dev = false;
+        let none = Evidence::None(crate::NoneEvidence {
+            report_data: [0; 64],
+        });
+        assert_eq!(
+            verifier.verify(&none, snp_now()),
+            Err(VerifyError::Insecure)
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Verification time per SEV-SNP report and per TDX quote, on the public test vectors.
+//!
+//! `attest-bench [runs]` (default 200): one warm-up verification each (loads AMD's roots), then
+//! `runs` timed verifications; prints min / median / max in milliseconds.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use attest::{
+    CertKind, Digest48, Evidence, Policy, SnpCert, SnpEvidence, SnpMeasurement, TdxEvidence,
+    TdxMeasurements,
+};
+
+const MILAN_REPORT_HEX: &str = include_str!("../../testdata/snp/report_milan.hex");
+const MILAN_VCEK: &[u8] = include_bytes!("../../testdata/snp/vcek_milan.der");
+const GCP_REPORT: &[u8] = include_bytes!("../../testdata/snp/gcp_milan_v5_vmpl0.bin");
+const GCP_VCEK: &[u8] = include_bytes!("../../testdata/snp/gcp_milan_v5_vmpl0_vcek.der");
+const TDX_V4: &[u8] = include_bytes!("../../testdata/tdx/tdx_quote");
+const TDX_V4_COLLATERAL: &str = include_str!("../../testdata/tdx/tdx_quote_collateral.json");
+const TDX_V5: &[u8] = include_bytes!("../../testdata/tdx/tdx_quote_td15ex");
+const TDX_V5_COLLATERAL: &str = include_str!("../../testdata/tdx/tdx_quote_td15ex_collateral.json");
+
+/// Inside the SNP certificates' validity (2026-01-01).
+const SNP_NOW: u64 = 1_767_225_600;
+/// Inside the v4 collateral's window (2025-07-01).
+const TDX_V4_NOW: u64 = 1_751_328_000;
+/// Inside the v5 collateral's window (2026-10-20).
+const TDX_V5_NOW: u64 = 1_792_454_400;
+
+struct Case {
+    name: &'static str,
+    evidence: Evidence,
+    policy: Policy,
+    now: SystemTime,
+}
+
+fn main() {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200)
+        .max(1);
+    let cases = match cases() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("attest-bench: bad test vector: {e}");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "attest-bench: {runs} verifications per case ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    for case in &cases {
+        if let Err(e) = attest::verify(&case.evidence, &case.policy, case.now) {
+            eprintln!("attest-bench: {} does not verify: {e}", case.name);
+            std::process::exit(1);
+        }
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let start = Instant::now();
+            let result = attest::verify(&case.evidence, &case.policy, case.now);
+            times.push(start.elapsed());
+            if let Err(e) = result {
+                eprintln!("attest-bench: {} stopped verifying: {e}", case.name);
+                std::process::exit(1);
+            }
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "{:<32} min {:>8.3} ms   median {:>8.3} ms   max {:>8.3} ms",
+            case.name,
+            ms(times[0]),
+            ms(times[times.len() / 2]),
+            ms(times[times.len() - 1])
+        );
+    }
+}
+
+fn cases() -> Result<Vec<Case>, String> {
+    let milan = hex::decode(MILAN_REPORT_HEX.trim()).map_err(|e| e.to_string())?;
+    Ok(vec![
+        snp_case("SNP report v2 (Milan)", milan, MILAN_VCEK)?,
+        snp_case("SNP report v5 (Milan, GCP)", GCP_REPORT.to_vec(), GCP_VCEK)?,
+        tdx_case("TDX quote v4", TDX_V4, TDX_V4_COLLATERAL, TDX_V4_NOW)?,
+        tdx_case(
+            "TDX quote v5 (TD 1.5)",
+            TDX_V5,
+            TDX_V5_COLLATERAL,
+            TDX_V5_NOW,
+        )?,
+    ])
+}
+
+fn snp_case(name: &'static str, report: Vec<u8>, vcek: &[u8]) -> Result<Case, String> {
+    let digest: [u8; 48] = report
+        .get(0x90..0xC0)
+        .and_then(|s| s.try_into().ok())
+        .ok_or("short report")?;
+    let mut policy = Policy::default();
+    policy.snp.allow_smt = true;
+    policy.snp.vmpl = 0;
+    policy.expected.snp.push(SnpMeasurement {
+        launch_digest: Digest48(digest),
+        label: None,
+    });
+    Ok(Case {
+        name,
+        evidence: Evidence::Snp(SnpEvidence {
+            report,
+            certs: vec![SnpCert {
+                kind: CertKind::Vcek,
+                der: vcek.to_vec(),
+            }],
+        }),
+        policy,
+        now: UNIX_EPOCH + Duration::from_secs(SNP_NOW),
+    })
+}
+
+fn tdx_case(name: &'static str, quote: &[u8], collateral: &str, now: u64) -> Result<Case, String> {
+    let collateral = serde_json::from_str(collateral).map_err(|e| e.to_string())?;
+    let reg = |offset: usize| -> Result<Digest48, String> {
+        quote
+            .get(offset..offset + 48)
+            .and_then(|s| s.try_into().ok())
+            .map(Digest48)
+            .ok_or_else(|| "short quote".to_string())
+    };
+    // TD report body: at 48 (v4) or 54 (v5: body type and size first).
+    let body = if quote.first() == Some(&5) { 54 } else { 48 };
+    let mut policy = Policy::default();
+    policy.expected.tdx.push(TdxMeasurements {
+        mrtd: reg(body + 136)?,
+        rtmr0: reg(body + 328)?,
+        rtmr1: reg(body + 376)?,
+        rtmr2: reg(body + 424)?,
+        rtmr3: reg(body + 472)?,
+        label: None,
+    });
+    Ok(Case {
+        name,
+        evidence: Evidence::Tdx(TdxEvidence {
+            quote: quote.to_vec(),
+            collateral: Some(collateral),
+        }),
+        policy,
+        now: UNIX_EPOCH + Duration::from_secs(now),
+    })
+}
