@@ -1,1 +1,85 @@
-fn main() {}
+//! `image`: builds the appliance image bundle. See `image/README.md`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use appliance_image::{build, Options, RunnerSource, DEFAULT_ZSTD_LEVEL};
+use clap::Parser;
+
+/// Builds runner → initramfs → {vmlinuz, initrd.img, cmdline, manifest.json}.
+#[derive(Debug, Parser)]
+#[command(name = "image", version, about)]
+struct Cli {
+    /// Bundle directory [default: $CARGO_TARGET_DIR/image, else target/image].
+    #[arg(long)]
+    out: Option<PathBuf>,
+
+    /// Use this runner binary instead of building one.
+    #[arg(long, value_name = "PATH", conflicts_with = "profile")]
+    runner_bin: Option<PathBuf>,
+
+    /// Cargo profile to build the runner with.
+    #[arg(long, default_value = "release")]
+    profile: String,
+
+    /// The cargo workspace [default: the current directory].
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+
+    /// Download cache [default: $XDG_CACHE_HOME/smart-worker/image or ~/.cache/smart-worker/image].
+    #[arg(long)]
+    cache: Option<PathBuf>,
+
+    /// Use this kernel .deb instead of downloading the pinned one (its SHA-256 must match the pin).
+    #[arg(long, value_name = "PATH")]
+    kernel_deb: Option<PathBuf>,
+
+    /// Words to append to the kernel command line (measured), e.g. RUNNER_LOG=debug.
+    #[arg(long = "cmdline", value_name = "WORD")]
+    cmdline_append: Vec<String>,
+
+    /// zstd level of the initramfs (1-22).
+    #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
+    zstd_level: i32,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let out = cli.out.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("target"))
+            .join("image")
+    });
+    let cache = match cli.cache {
+        Some(cache) => cache,
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .context("no --cache, XDG_CACHE_HOME or HOME")?
+            .join("smart-worker/image"),
+    };
+    let runner = match cli.runner_bin {
+        Some(path) => RunnerSource::Prebuilt(path),
+        None => RunnerSource::Build {
+            profile: cli.profile,
+        },
+    };
+    let options = Options {
+        workspace: cli.workspace,
+        out: out.clone(),
+        cache,
+        runner,
+        kernel_deb: cli.kernel_deb,
+        cmdline_append: cli.cmdline_append,
+        zstd_level: cli.zstd_level,
+        source_date_epoch: None,
+    };
+    let manifest = build(&options).context("building the image")?;
+    println!("{}", out.display());
+    eprintln!(
+        "image: kernel sha256 {}\nimage: initrd sha256 {}\nimage: cmdline {:?}",
+        manifest.parts.kernel.sha256, manifest.parts.initrd.sha256, manifest.parts.cmdline.value
+    );
+    Ok(())
+}

@@ -166,6 +166,15 @@ impl Archive {
         normalize(path).is_ok_and(|path| self.entries.contains_key(&path))
     }
 
+    /// The contents of the regular file at `path`, if there is one.
+    pub fn contents(&self, path: &str) -> Option<&Contents> {
+        let path = normalize(path).ok()?;
+        match &self.entries.get(&path)?.kind {
+            Kind::File(contents) => Some(contents),
+            _ => None,
+        }
+    }
+
     /// The entries in archive order. The size of a [`Contents::File`] entry is read from the file
     /// system now.
     pub fn entries(&self) -> Result<Vec<EntryInfo>, Error> {

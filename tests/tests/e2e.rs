@@ -18,6 +18,8 @@ mod create;
 mod fetch;
 #[path = "e2e/handlers.rs"]
 mod handlers;
+#[path = "e2e/image.rs"]
+mod image;
 #[path = "e2e/limits.rs"]
 mod limits;
 #[path = "e2e/sandbox.rs"]

@@ -1,0 +1,356 @@
+//! Builds the appliance image: runner → initramfs → a bundle directory with
+//!
+//! ```text
+//! vmlinuz        the pinned Debian kernel (EFI-stub bzImage)
+//! initrd.img     zstd-compressed newc cpio: the runner as /init and what it needs
+//! cmdline        the kernel command line (measured with the kernel and initrd)
+//! manifest.json  SHA-256 of every part and of every file in the initramfs, the inputs' versions,
+//!                the firmware each platform assumes and the expected measurements
+//! ```
+//!
+//! Two builds of the same commit give the same bytes: nothing depends on paths, clocks, users or
+//! directory order (see the `initramfs` crate for the archive's rules).
+
+pub mod kernel;
+pub mod manifest;
+pub mod rootfs;
+pub mod runner;
+#[macro_use]
+pub mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use initramfs::Compression;
+
+use crate::manifest::{
+    Cmdline, FileEntry, Firmware, FirmwareSpec, InitrdInfo, KernelInfo, Manifest, Measurement,
+    Measurements, Part, Parts, RunnerInfo, Source,
+};
+use crate::util::{megabytes, sha256_file, sha256_hex, ToolError};
+
+/// The kernel command line: serial console, reboot (QEMU: exit) on panic, kernel warnings only.
+/// Runner settings can be appended as `RUNNER_*=value` words.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
+
+/// zstd level of the product image: slow to compress, as fast to decompress as any level.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 19;
+
+pub const KERNEL_FILE: &str = "vmlinuz";
+pub const INITRD_FILE: &str = "initrd.img";
+pub const CMDLINE_FILE: &str = "cmdline";
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Where the runner comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunnerSource {
+    /// `cargo build --profile <profile> -p runner` in the workspace.
+    Build { profile: String },
+    /// A binary built already (e.g. by `scripts/test.sh`).
+    Prebuilt(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The cargo workspace (the repository root).
+    pub workspace: PathBuf,
+    /// The bundle directory (created; existing bundle files are replaced).
+    pub out: PathBuf,
+    /// Downloads and unpacked packages, reused across builds.
+    pub cache: PathBuf,
+    pub runner: RunnerSource,
+    /// Use this `.deb` instead of downloading the pinned one (it must match the pin's hash).
+    pub kernel_deb: Option<PathBuf>,
+    /// Words appended to [`DEFAULT_CMDLINE`].
+    pub cmdline_append: Vec<String>,
+    pub zstd_level: i32,
+    /// Defaults to `SOURCE_DATE_EPOCH`, else the commit's time.
+    pub source_date_epoch: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("runner: {0}")]
+    Runner(#[from] runner::RunnerError),
+    #[error("kernel: {0}")]
+    Kernel(#[from] kernel::KernelError),
+    #[error("initramfs: {0}")]
+    Initramfs(#[from] initramfs::Error),
+    #[error("no SOURCE_DATE_EPOCH and no git commit time in {0}: set SOURCE_DATE_EPOCH")]
+    NoEpoch(PathBuf),
+    #[error("manifest: {0}")]
+    Manifest(#[from] serde_json::Error),
+}
+
+/// Builds the bundle into `options.out` and returns its manifest.
+pub fn build(options: &Options) -> Result<Manifest, BuildError> {
+    let started = Instant::now();
+    let source = source_info(&options.workspace, options.source_date_epoch)?;
+    progress!(
+        "[1/5] runner ({})",
+        match &options.runner {
+            RunnerSource::Build { profile } => format!("cargo --profile {profile}"),
+            RunnerSource::Prebuilt(path) => path.display().to_string(),
+        }
+    );
+    let (runner_bin, runner_build) = match &options.runner {
+        RunnerSource::Build { profile } => (
+            runner::build(&options.workspace, profile)?,
+            format!("cargo --profile {profile}"),
+        ),
+        RunnerSource::Prebuilt(path) => (path.clone(), "given".to_owned()),
+    };
+    let work = tempfile::tempdir().map_err(|e| ToolError::io(&std::env::temp_dir(), e))?;
+    let stripped = work.path().join("runner");
+    runner::strip(&runner_bin, &stripped)?;
+    let libraries = runner::shared_libraries(&runner_bin)?;
+    let runner_size = file_size(&stripped)?;
+    progress!(
+        "runner: {} stripped, {} shared libraries",
+        megabytes(runner_size),
+        libraries.len()
+    );
+
+    progress!(
+        "[2/5] kernel {} {}",
+        kernel::PIN.package,
+        kernel::PIN.version
+    );
+    let kernel = kernel::fetch(&kernel::PIN, &options.cache, options.kernel_deb.as_deref())?;
+    let modules = kernel::resolve_modules(&kernel.modules_dir(), kernel::MODULES)?;
+    progress!(
+        "kernel: {} modules: {}",
+        modules.len(),
+        modules
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    progress!("[3/5] initramfs (zstd -{})", options.zstd_level);
+    let ca_bundle = Path::new(rootfs::CA_BUNDLE);
+    let inputs = rootfs::Inputs {
+        runner: stripped.clone(),
+        libraries: libraries.clone(),
+        ca_bundle: ca_bundle.is_file().then(|| ca_bundle.to_owned()),
+        kernel_release: kernel.pin.release.to_owned(),
+        modules: modules.clone(),
+    };
+    if inputs.ca_bundle.is_none() {
+        progress!(
+            "warning: no {} on this machine: the image has no CA bundle",
+            rootfs::CA_BUNDLE
+        );
+    }
+    let archive = rootfs::assemble(&inputs)?;
+    std::fs::create_dir_all(&options.out).map_err(|e| ToolError::io(&options.out, e))?;
+    let initrd_path = options.out.join(INITRD_FILE);
+    let compressing = Instant::now();
+    let file = std::fs::File::create(&initrd_path).map_err(|e| ToolError::io(&initrd_path, e))?;
+    let file = archive.write(
+        std::io::BufWriter::new(file),
+        source.source_date_epoch,
+        Compression::Zstd {
+            level: options.zstd_level,
+        },
+    )?;
+    file.into_inner()
+        .map_err(|e| ToolError::io(&initrd_path, e.into_error()))?
+        .sync_all()
+        .map_err(|e| ToolError::io(&initrd_path, e))?;
+    let files = file_entries(&archive, &inputs)?;
+    let uncompressed_size = files.iter().map(|f| f.size).sum::<u64>();
+    let initrd_size = file_size(&initrd_path)?;
+    progress!(
+        "initramfs: {} files, {} of contents → {} in {:.1} s",
+        files.len(),
+        megabytes(uncompressed_size),
+        megabytes(initrd_size),
+        compressing.elapsed().as_secs_f64()
+    );
+
+    progress!("[4/5] bundle in {}", options.out.display());
+    let kernel_path = options.out.join(KERNEL_FILE);
+    std::fs::copy(kernel.vmlinuz(), &kernel_path).map_err(|e| ToolError::io(&kernel_path, e))?;
+    let cmdline = std::iter::once(DEFAULT_CMDLINE.to_owned())
+        .chain(options.cmdline_append.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cmdline_path = options.out.join(CMDLINE_FILE);
+    std::fs::write(&cmdline_path, &cmdline).map_err(|e| ToolError::io(&cmdline_path, e))?;
+
+    progress!("[5/5] manifest");
+    let runner_sha256 = files
+        .iter()
+        .find(|f| f.path == "init")
+        .and_then(|f| f.sha256.clone())
+        .unwrap_or_default();
+    let manifest = Manifest {
+        schema: manifest::SCHEMA,
+        source,
+        parts: Parts {
+            kernel: Part {
+                file: KERNEL_FILE.into(),
+                sha256: sha256_file(&kernel_path)?,
+                size: file_size(&kernel_path)?,
+            },
+            initrd: Part {
+                file: INITRD_FILE.into(),
+                sha256: sha256_file(&initrd_path)?,
+                size: initrd_size,
+            },
+            cmdline: Cmdline {
+                file: CMDLINE_FILE.into(),
+                sha256: sha256_hex(cmdline.as_bytes()),
+                value: cmdline,
+            },
+        },
+        kernel: KernelInfo {
+            package: kernel.pin.package.into(),
+            version: kernel.pin.version.into(),
+            deb_sha256: kernel.deb_sha256.clone(),
+            release: kernel.pin.release.into(),
+            modules: modules.iter().map(|m| m.name.clone()).collect(),
+        },
+        runner: RunnerInfo {
+            build: runner_build,
+            sha256: runner_sha256,
+            size: runner_size,
+        },
+        initrd: InitrdInfo {
+            compression: format!("zstd -{}", options.zstd_level),
+            uncompressed_size,
+            files,
+        },
+        firmware: firmware(),
+        measurements: Measurements {
+            snp: Measurement::NotComputed {
+                reason: "needs a pinned OVMF AmdSev build (OvmfPkg/AmdSev/AmdSevX64.dsc) with \
+                         kernel hashes; Debian ships none (see image/README.md)"
+                    .into(),
+            },
+            tdx: Measurement::NotComputed {
+                reason: "MRTD and RTMRs depend on the TDVF (OVMF) build a TDX host runs; not \
+                         pinned yet (see image/README.md)"
+                    .into(),
+            },
+        },
+    };
+    let manifest_path = options.out.join(MANIFEST_FILE);
+    std::fs::write(&manifest_path, manifest.to_json()?)
+        .map_err(|e| ToolError::io(&manifest_path, e))?;
+    progress!(
+        "done in {:.1} s: kernel {} + initrd {} = {}",
+        started.elapsed().as_secs_f64(),
+        megabytes(manifest.parts.kernel.size),
+        megabytes(manifest.parts.initrd.size),
+        megabytes(manifest.parts.kernel.size + manifest.parts.initrd.size)
+    );
+    Ok(manifest)
+}
+
+fn file_size(path: &Path) -> Result<u64, ToolError> {
+    Ok(std::fs::metadata(path)
+        .map_err(|e| ToolError::io(path, e))?
+        .len())
+}
+
+/// The manifest's list of the initramfs: every entry, its mode and size, the SHA-256 of regular
+/// files, and the Debian package of files taken from the host.
+fn file_entries(
+    archive: &initramfs::Archive,
+    inputs: &rootfs::Inputs,
+) -> Result<Vec<FileEntry>, BuildError> {
+    let cpio = |path: &str| format!("/{path}");
+    let mut entries = Vec::new();
+    for entry in archive.entries()? {
+        let regular = entry.mode & 0o170000 == 0o100000;
+        let host_source = inputs
+            .libraries
+            .iter()
+            .find(|l| l.image_path == cpio(&entry.path))
+            .map(|l| (l.image_path.clone(), l.source.clone()))
+            .or_else(|| {
+                (cpio(&entry.path) == rootfs::CA_BUNDLE)
+                    .then(|| inputs.ca_bundle.clone())
+                    .flatten()
+                    .map(|s| (rootfs::CA_BUNDLE.to_owned(), s))
+            });
+        let sha256 = if regular {
+            Some(archive_file_sha256(archive, &entry.path)?)
+        } else {
+            None
+        };
+        entries.push(FileEntry {
+            mode: format!("{:o}", entry.mode),
+            size: entry.size,
+            sha256,
+            package: host_source.and_then(|(path, source)| runner::debian_package(&path, &source)),
+            path: entry.path,
+        });
+    }
+    Ok(entries)
+}
+
+fn archive_file_sha256(archive: &initramfs::Archive, path: &str) -> Result<String, BuildError> {
+    match archive.contents(path) {
+        Some(initramfs::Contents::Bytes(bytes)) => Ok(sha256_hex(bytes)),
+        Some(initramfs::Contents::File(source)) => Ok(sha256_file(source)?),
+        None => Ok(String::new()),
+    }
+}
+
+fn firmware() -> Firmware {
+    Firmware {
+        local: "QEMU's default BIOS (SeaBIOS) with direct kernel boot (qemu/run); not measured"
+            .into(),
+        snp: FirmwareSpec {
+            file: None,
+            sha256: None,
+            note: "OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (measured direct boot: the \
+                   kernel, initrd and cmdline hashes are in the launch digest); not pinned yet"
+                .into(),
+        },
+        tdx: FirmwareSpec {
+            file: None,
+            sha256: None,
+            note: "the TDX host's TDVF (OVMF); it measures kernel, initrd and cmdline into RTMRs"
+                .into(),
+        },
+    }
+}
+
+/// Commit, dirtiness and the epoch every file's mtime is set to.
+fn source_info(workspace: &Path, epoch: Option<u32>) -> Result<Source, BuildError> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "HEAD"]);
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let epoch = match epoch {
+        Some(epoch) => epoch,
+        None => match initramfs::source_date_epoch()? {
+            Some(epoch) => epoch,
+            None => git(&["log", "-1", "--format=%ct"])
+                .and_then(|t| initramfs::parse_epoch(&t).ok())
+                .ok_or_else(|| BuildError::NoEpoch(workspace.to_owned()))?,
+        },
+    };
+    Ok(Source {
+        commit,
+        dirty,
+        source_date_epoch: epoch,
+    })
+}

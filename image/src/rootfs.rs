@@ -1,0 +1,149 @@
+//! What goes into the initramfs, and with which modes. The runner is `/init`; everything else is
+//! what it needs at run time and nothing more: its ELF interpreter and shared libraries, the CA
+//! bundle, a few files glibc reads, the kernel modules and their load order.
+
+use std::path::PathBuf;
+
+use initramfs::{Archive, Contents};
+
+use crate::kernel::ModuleFile;
+use crate::runner::HostFile;
+
+/// The CA bundle of Debian's `ca-certificates`; workers' `fetch` and the runner's own TLS clients
+/// may use the system store.
+pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The inputs of the root file system.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The stripped runner, installed as `/init`.
+    pub runner: PathBuf,
+    /// ELF interpreter and shared libraries.
+    pub libraries: Vec<HostFile>,
+    /// CA bundle, if the build host has one.
+    pub ca_bundle: Option<PathBuf>,
+    pub kernel_release: String,
+    /// Modules in load order.
+    pub modules: Vec<ModuleFile>,
+}
+
+const ETC_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost\n";
+const ETC_NSSWITCH: &str = "hosts: files dns\n";
+const ETC_PASSWD: &str = "root:x:0:0:root:/root:/nonexistent\n";
+const ETC_GROUP: &str = "root:x:0:\n";
+
+/// Builds the archive. Modes are fixed here, never taken from the build machine.
+pub fn assemble(inputs: &Inputs) -> Result<Archive, initramfs::Error> {
+    let mut archive = Archive::new();
+    for dir in ["dev", "proc", "sys", "run", "etc"] {
+        archive.add_dir(dir, 0o755)?;
+    }
+    archive.add_dir("tmp", 0o1777)?;
+    archive.add_dir("root", 0o700)?;
+    // The kernel opens /dev/console for init's standard streams before anything is mounted.
+    archive.add_char_device("dev/console", 0o600, 5, 1)?;
+    archive.add_file("init", 0o755, Contents::File(inputs.runner.clone()))?;
+    for library in &inputs.libraries {
+        // The interpreter must be executable (the kernel maps it); libraries need not be.
+        let mode = if library.image_path.contains("/ld-linux") {
+            0o755
+        } else {
+            0o644
+        };
+        archive.add_file(
+            &library.image_path,
+            mode,
+            Contents::File(library.source.clone()),
+        )?;
+    }
+    if let Some(bundle) = &inputs.ca_bundle {
+        archive.add_file(CA_BUNDLE, 0o644, Contents::File(bundle.clone()))?;
+    }
+    for (path, text) in [
+        ("etc/hosts", ETC_HOSTS),
+        ("etc/nsswitch.conf", ETC_NSSWITCH),
+        ("etc/passwd", ETC_PASSWD),
+        ("etc/group", ETC_GROUP),
+    ] {
+        archive.add_file(path, 0o644, Contents::Bytes(text.as_bytes().to_vec()))?;
+    }
+    let modules_root = format!("/lib/modules/{}", inputs.kernel_release);
+    let mut load_list = String::from("# Loaded in this order by the runner as init.\n");
+    for module in &inputs.modules {
+        let path = format!("{modules_root}/{}", module.relative);
+        archive.add_file(&path, 0o644, Contents::File(module.source.clone()))?;
+        load_list.push_str(&path);
+        load_list.push('\n');
+    }
+    archive.add_file(
+        "etc/modules.load",
+        0o644,
+        Contents::Bytes(load_list.into_bytes()),
+    )?;
+    Ok(archive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(dir: &std::path::Path) -> Inputs {
+        let file = |name: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, name).unwrap();
+            path
+        };
+        Inputs {
+            runner: file("runner"),
+            libraries: vec![
+                HostFile {
+                    image_path: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+                    source: file("libc"),
+                },
+                HostFile {
+                    image_path: "/lib64/ld-linux-x86-64.so.2".into(),
+                    source: file("ld"),
+                },
+            ],
+            ca_bundle: Some(file("ca")),
+            kernel_release: "6.12.0-test".into(),
+            modules: vec![ModuleFile {
+                name: "failover".into(),
+                relative: "kernel/net/core/failover.ko.xz".into(),
+                source: file("failover"),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_runner_is_init_and_its_needs_are_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = assemble(&inputs(dir.path())).unwrap();
+        let cpio = archive.write_cpio(Vec::new(), 0).unwrap();
+        let entries = initramfs::read_cpio(cpio.as_slice()).unwrap();
+        let get = |path: &str| {
+            entries
+                .iter()
+                .find(|(e, _)| e.path == path)
+                .unwrap_or_else(|| panic!("{path} missing"))
+        };
+
+        assert_eq!(get("init").0.mode, 0o100755);
+        assert_eq!(get("init").1, b"runner");
+        assert_eq!(get("dev/console").0.mode, 0o020600);
+        assert_eq!(get("lib64/ld-linux-x86-64.so.2").0.mode, 0o100755);
+        assert_eq!(get("lib/x86_64-linux-gnu/libc.so.6").0.mode, 0o100644);
+        assert_eq!(get("tmp").0.mode, 0o041777);
+        assert_eq!(get("etc/ssl/certs/ca-certificates.crt").1, b"ca");
+        let list = String::from_utf8(get("etc/modules.load").1.clone()).unwrap();
+        assert!(
+            list.lines()
+                .any(|l| l == "/lib/modules/6.12.0-test/kernel/net/core/failover.ko.xz"),
+            "{list}"
+        );
+        get("lib/modules/6.12.0-test/kernel/net/core/failover.ko.xz");
+        for dir in ["proc", "sys", "run"] {
+            assert_eq!(get(dir).0.mode, 0o040755, "{dir}");
+        }
+    }
+}

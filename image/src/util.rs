@@ -1,0 +1,84 @@
+//! Small helpers: running host tools, hashing, progress lines.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+/// Prints a progress line on standard error: `image: ...`.
+#[macro_export]
+macro_rules! progress {
+    ($($arg:tt)*) => {
+        eprintln!("image: {}", format_args!($($arg)*))
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run {what}: {source}")]
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what} failed ({status}): {stderr}")]
+    Failed {
+        what: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+impl ToolError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        ToolError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Runs `command`, returning its output; a non-zero exit is an error carrying its stderr.
+pub fn run(command: &mut Command, what: &str) -> Result<Output, ToolError> {
+    let output = command.output().map_err(|source| ToolError::Spawn {
+        what: what.to_owned(),
+        source,
+    })?;
+    if !output.status.success() {
+        return Err(ToolError::Failed {
+            what: what.to_owned(),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(output)
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Lowercase hex SHA-256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String, ToolError> {
+    let mut file = std::fs::File::open(path).map_err(|e| ToolError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| ToolError::io(path, e))?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Human-readable size: `12.3 MB` (10^6 bytes).
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}

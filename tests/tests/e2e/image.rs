@@ -1,0 +1,454 @@
+//! The appliance image (issue 7): `image` builds kernel + initramfs + cmdline + manifest from the
+//! runner binary the suite uses; a second build elsewhere must give the same bytes; `qemu/run`
+//! boots it (KVM if usable, else TCG) with the runner as PID 1, and the API inside is driven
+//! through QEMU's port forwarding: health, the seed's curl with an every-second schedule (its
+//! output must reach the serial console), `/attestation` (`none`), then a clean ACPI power-off.
+//!
+//! The boot test is skipped, saying so, only when QEMU is not installed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use appliance_image::manifest::Manifest;
+use appliance_image::{
+    Options, RunnerSource, CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE,
+};
+use e2e::{json, Value};
+use tempfile::TempDir;
+
+/// A fast level: this test binary is unoptimised; the product image uses the default (19).
+const TEST_ZSTD_LEVEL: i32 = 3;
+/// Boot to the first `200 /healthz`: TCG on a busy CI machine is slow.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+const QEMU: &str = "qemu-system-x86_64";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+/// The image cache (`image`'s default): the pinned kernel package is downloaded there once.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME or XDG_CACHE_HOME")
+        .join("smart-worker/image")
+}
+
+fn options(out: &Path, runner: &Path, cache: &Path, kernel_deb: Option<PathBuf>) -> Options {
+    Options {
+        workspace: repo_root(),
+        out: out.to_owned(),
+        cache: cache.to_owned(),
+        runner: RunnerSource::Prebuilt(runner.to_owned()),
+        kernel_deb,
+        cmdline_append: Vec::new(),
+        zstd_level: TEST_ZSTD_LEVEL,
+        source_date_epoch: None,
+    }
+}
+
+struct Bundle {
+    dir: TempDir,
+    manifest: Manifest,
+}
+
+impl Bundle {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// One image build shared by the tests that run at the same time (deleted when both are done).
+fn shared_bundle() -> Arc<Bundle> {
+    static SHARED: Mutex<Weak<Bundle>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bundle) = shared.upgrade() {
+        return bundle;
+    }
+    let dir = tempfile::tempdir().expect("a temp dir for the image");
+    let started = Instant::now();
+    let manifest =
+        appliance_image::build(&options(dir.path(), &e2e::runner_bin(), &cache_dir(), None))
+            .expect("build the image");
+    eprintln!(
+        "image: built in {:.1} s: kernel {} B, initrd {} B",
+        started.elapsed().as_secs_f64(),
+        manifest.parts.kernel.size,
+        manifest.parts.initrd.size
+    );
+    let bundle = Arc::new(Bundle { dir, manifest });
+    *shared = Arc::downgrade(&bundle);
+    bundle
+}
+
+async fn bundle() -> Arc<Bundle> {
+    tokio::task::spawn_blocking(shared_bundle)
+        .await
+        .expect("the image build task")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_builds_in_different_places_give_identical_bytes_and_manifests() {
+    let first = bundle().await;
+    // The second build differs in everything that must not matter: output and cache directories
+    // (the kernel package is unpacked again), the runner's path and file time.
+    let second = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let runner_copy = second.path().join("some-other-name");
+    std::fs::copy(e2e::runner_bin(), &runner_copy).unwrap();
+    let deb = cache_dir()
+        .join("debs")
+        .join(appliance_image::kernel::deb_file_name(
+            &appliance_image::kernel::PIN,
+        ));
+    let out = second.path().join("bundle");
+    let options = options(&out, &runner_copy, cache.path(), Some(deb));
+    let manifest = tokio::task::spawn_blocking(move || appliance_image::build(&options))
+        .await
+        .unwrap()
+        .expect("the second build");
+
+    assert_eq!(manifest, first.manifest);
+    for file in [KERNEL_FILE, INITRD_FILE, CMDLINE_FILE, MANIFEST_FILE] {
+        let a = std::fs::read(first.path().join(file)).unwrap();
+        let b = std::fs::read(out.join(file)).unwrap();
+        assert!(a == b, "{file} differs between the two builds");
+    }
+    // And the manifest describes what is there.
+    let initrd = std::fs::read(out.join(INITRD_FILE)).unwrap();
+    assert_eq!(manifest.parts.initrd.size, initrd.len() as u64);
+    assert_eq!(
+        manifest.parts.initrd.sha256,
+        appliance_image::util::sha256_hex(&initrd)
+    );
+    let init = manifest.initrd.files.iter().find(|f| f.path == "init");
+    assert_eq!(init.map(|f| f.mode.as_str()), Some("100755"), "{init:?}");
+    assert!(
+        manifest
+            .initrd
+            .files
+            .iter()
+            .any(|f| f.path.ends_with("/virtio_net.ko.xz")),
+        "the NIC driver is in the image"
+    );
+}
+
+/// QEMU started by `qemu/run`, killed if the test ends without a clean power-off.
+struct Vm {
+    child: Child,
+    serial: PathBuf,
+    qmp: PathBuf,
+    http: String,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Vm {
+    /// Everything QEMU and the guest wrote to the serial console so far, without colours.
+    fn serial(&self) -> String {
+        let raw = std::fs::read(&self.serial).unwrap_or_default();
+        strip_ansi(&String::from_utf8_lossy(&raw))
+    }
+
+    fn tail(&self) -> String {
+        let serial = self.serial();
+        let lines: Vec<&str> = serial.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("QEMU exited ({status}):\n{}", self.tail());
+        }
+    }
+
+    /// Sends one QMP command and returns its `return` (events before it are skipped).
+    fn qmp(&self, command: &str) -> Value {
+        let stream = UnixStream::connect(&self.qmp).expect("connect to QMP");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("QMP greeting");
+        let mut answer = |execute: &str| -> Value {
+            writeln!(writer, "{}", json!({ "execute": execute })).expect("QMP write");
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("QMP read");
+                let value: Value = serde_json::from_str(&line).expect("QMP JSON");
+                if let Some(error) = value.get("error") {
+                    panic!("QMP {execute}: {error}");
+                }
+                if let Some(ret) = value.get("return") {
+                    return ret.clone();
+                }
+            }
+        };
+        answer("qmp_capabilities");
+        answer(command)
+    }
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn qemu_installed() -> bool {
+    Command::new(QEMU)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn boot(bundle: &Path, dir: &Path) -> Vm {
+    let serial = dir.join("serial.log");
+    let qmp = dir.join("qmp.sock");
+    let http = format!("127.0.0.1:{}", free_port());
+    let https = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(&serial).unwrap();
+    let child = Command::new("bash")
+        .arg(repo_root().join("qemu/run"))
+        .arg(bundle)
+        .env("SW_HTTP", &http)
+        .env("SW_HTTPS", &https)
+        .env("SW_QMP", &qmp)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("run qemu/run");
+    Vm {
+        child,
+        serial,
+        qmp,
+        http,
+    }
+}
+
+/// The seed's command (README), with an every-second schedule.
+fn curl_create(dir: &Path, url: &str) -> Option<String> {
+    let output = Command::new("curl")
+        .current_dir(dir)
+        .args(["-isS", "--noproxy", "*", "--max-time", "120", url])
+        .args(["-F", "script=@w.js", "-F", "type=module"])
+        .args([
+            "-F",
+            "schedule=\"*/1 * * * * *\"",
+            "-F",
+            r#"config={"a":1}"#,
+        ])
+        .output();
+    match output {
+        Ok(output) => {
+            assert!(output.status.success(), "curl failed: {output:?}");
+            Some(String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("run curl: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
+    if !qemu_installed() {
+        eprintln!(
+            "SKIPPED the_image_boots_under_qemu...: {QEMU} is not installed \
+             (scripts/setup.sh installs qemu-system-x86 from bookworm-backports)"
+        );
+        return;
+    }
+    let bundle = bundle().await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut vm = boot(bundle.path(), dir.path());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+
+    // 1. Boot to the first 200.
+    loop {
+        vm.assert_running();
+        if let Ok(response) = client.get(vm.url("/healthz")).send().await {
+            if response.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < BOOT_TIMEOUT,
+            "no 200 from /healthz within {BOOT_TIMEOUT:?}:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let boot_time = started.elapsed();
+    let serial = vm.serial();
+    eprintln!(
+        "image: first 200 from /healthz {:.2} s after qemu/run started ({})",
+        boot_time.as_secs_f64(),
+        if serial.contains("with kvm") {
+            "KVM"
+        } else {
+            "TCG"
+        }
+    );
+    assert!(serial.contains("runner is PID 1"), "{serial}");
+    assert!(serial.contains("network up"), "{serial}");
+    assert!(
+        serial.contains("listening on http://0.0.0.0:8080"),
+        "{serial}"
+    );
+
+    // 2. The seed's curl, every second; the worker's console output reaches the serial console.
+    let tag = format!("image-e2e-{}", std::process::id());
+    std::fs::write(
+        dir.path().join("w.js"),
+        format!(
+            "export default {{\n  async tasks(rnr, ctx) {{\n    const config = await rnr.getConfig();\n    \
+             console.log({}, \"ran with\", Object.keys(config).join(\",\"));\n  }},\n}};\n",
+            e2e::js::lit(&tag)
+        ),
+    )
+    .unwrap();
+    let id = match curl_create(dir.path(), &vm.url("/")) {
+        Some(output) => {
+            assert!(output.starts_with("HTTP/1.1 201"), "curl:\n{output}");
+            let body = output.split("\r\n\r\n").nth(1).unwrap_or_default();
+            let created: Value = serde_json::from_str(body.trim()).expect("JSON body");
+            created["id"].as_str().expect("an id").to_owned()
+        }
+        None => {
+            eprintln!(
+                "curl is not installed: creating the worker with reqwest's multipart instead"
+            );
+            let form = reqwest::multipart::Form::new()
+                .part(
+                    "script",
+                    reqwest::multipart::Part::text(
+                        std::fs::read_to_string(dir.path().join("w.js")).unwrap(),
+                    )
+                    .file_name("w.js"),
+                )
+                .text("type", "module")
+                .text("schedule", "\"*/1 * * * * *\"")
+                .text("config", r#"{"a":1}"#);
+            let response = client
+                .post(vm.url("/"))
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            let created: Value = response.json().await.unwrap();
+            created["id"].as_str().expect("an id").to_owned()
+        }
+    };
+    let runs_seen = |serial: &str| {
+        serial
+            .lines()
+            .filter(|l| l.contains(&tag) && l.contains("ran with a"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while runs_seen(&vm.serial()) < 3 {
+        vm.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the worker's output did not appear 3 times on the serial console:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let worker: Value = client
+        .get(vm.url(&format!("/workers/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(worker["schedule"], "*/1 * * * * *", "{worker}");
+    assert!(worker["runs"].as_u64().unwrap_or(0) >= 2, "{worker}");
+
+    // 3. Attestation inside QEMU without a TEE: `none`, and marked insecure.
+    let response = client
+        .get(vm.url("/attestation?nonce=0a0b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let attestation: Value = response.json().await.unwrap();
+    assert_eq!(attestation["tee"], "none", "{attestation}");
+    assert_eq!(attestation["insecure"], true, "{attestation}");
+    assert_eq!(attestation["nonce"], "0a0b", "{attestation}");
+
+    // 4. ACPI power button → graceful shutdown → power off → QEMU exits 0.
+    vm.qmp("system_powerdown");
+    let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = vm.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no power-off within {SHUTDOWN_TIMEOUT:?}:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let serial = vm.serial();
+    assert!(status.success(), "QEMU exit {status}:\n{}", vm.tail());
+    assert!(serial.contains("power button pressed"), "{serial}");
+    assert!(
+        serial.contains("the runner stopped; powering off"),
+        "{serial}"
+    );
+    assert!(serial.contains("reboot: Power down"), "{serial}");
+}
