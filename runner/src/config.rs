@@ -27,6 +27,18 @@ pub struct Config {
     #[arg(long, env = "RUNNER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address of the HTTPS listener (TLS 1.3 under the attested certificate; same routes).
+    #[arg(long, env = "RUNNER_TLS_LISTEN", default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
+
+    /// Serve no HTTPS.
+    #[arg(long, env = "RUNNER_NO_TLS")]
+    pub no_tls: bool,
+
+    /// Write the HTTPS address actually bound to this file once listening.
+    #[arg(long, env = "RUNNER_TLS_ADDR_FILE")]
+    pub tls_addr_file: Option<PathBuf>,
+
     /// Write the address actually bound (useful with port 0) to this file once listening.
     #[arg(long, env = "RUNNER_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,

@@ -8,5 +8,6 @@ pub mod identity;
 pub mod init;
 pub mod pool;
 pub mod server;
+pub mod tls;
 pub mod triggers;
 pub mod worker;

@@ -6,13 +6,69 @@ use runner::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    // deno's fetch builds TLS clients with the process-wide rustls provider; with more than one
+    // compiled in (ring for our listener, aws-lc-rs from deno's tree) it must be chosen here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if runner::init::is_pid1() {
         // The appliance image: the kernel started us as init (runner/src/init/). Never returns.
         runner::init::run(|config| init_logging(config.log_format), serve);
     }
-    let config = Config::parse();
-    init_logging(config.log_format);
-    serve(config)
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Verify(args)) => verify(&args),
+        None => {
+            init_logging(cli.serve.log_format);
+            serve(cli.serve)
+        }
+    }
+}
+
+/// Runs Smart Workers: JavaScript workers in their own V8 isolates, created over HTTP.
+/// Without a subcommand it serves (see the options below).
+#[derive(Parser)]
+#[command(
+    name = "runner",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Config,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Verify an appliance's attestation (RA-TLS), then send it one request over the pinned
+    /// connection and print the answer.
+    Verify(runner::tls::verify::VerifyArgs),
+}
+
+fn verify(args: &runner::tls::verify::VerifyArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime.block_on(runner::tls::verify::run(args))?;
+    let verified = &answer.verified;
+    if verified.insecure {
+        eprintln!(
+            "verified: tee={} — INSECURE development evidence (allowed by --allow-insecure-dev)",
+            verified.tee
+        );
+    } else {
+        eprintln!(
+            "verified: tee={} measurements={:?}",
+            verified.tee, verified.measurements
+        );
+    }
+    eprintln!("HTTP {}", answer.status);
+    std::io::Write::write_all(&mut std::io::stdout(), &answer.body)?;
+    if !(200..300).contains(&answer.status) {
+        anyhow::bail!("the appliance answered HTTP {}", answer.status);
+    }
+    Ok(())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

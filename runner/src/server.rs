@@ -26,6 +26,10 @@ pub enum ServeError {
     NoTee,
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Cert(#[from] crate::tls::cert::CertError),
+    #[error("the TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -47,6 +51,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         identity = %hex::encode(identity.public_key().as_bytes()),
         "runner identity key generated"
     );
+    let tls = if config.no_tls {
+        None
+    } else {
+        let cert = crate::tls::cert::make(&attester)?;
+        tracing::info!(
+            tee = %attester.tee(),
+            insecure = cert.evidence.is_insecure(),
+            "TLS key generated; its certificate carries attestation evidence"
+        );
+        Some(crate::tls::listener::server_config(&cert)?)
+    };
     let cron = CronTrigger::new();
     let pool = Pool::new(config.worker_limits(), config.max_workers, cron);
     let state = api::AppState {
@@ -69,7 +84,25 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         })?;
     }
     tracing::info!(addr = %local, "creation API listening on http://{local}");
-    axum::serve(listener, api::router(state))
+    let router = api::router(state);
+    if let Some(tls) = tls {
+        let listener = TcpListener::bind(config.tls_listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.tls_listen,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(ServeError::Http)?;
+        if let Some(path) = &config.tls_addr_file {
+            std::fs::write(path, local.to_string()).map_err(|source| ServeError::AddrFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        tracing::info!(addr = %local, "HTTPS (attested TLS) listening on https://{local}");
+        tokio::spawn(crate::tls::listener::serve(listener, tls, router.clone()));
+    }
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal(pool))
         .await
         .map_err(ServeError::Http)

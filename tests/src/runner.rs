@@ -29,6 +29,7 @@ pub struct Runner {
     base: String,
     log_path: PathBuf,
     client: Client,
+    tls_addr: Option<String>,
     _dir: TempDir,
 }
 
@@ -49,6 +50,7 @@ impl Runner {
         let bin = runner_bin();
         let dir = tempfile::tempdir().expect("create a temp dir for the runner");
         let addr_file = dir.path().join("addr");
+        let tls_addr_file = dir.path().join("tls-addr");
         let log_path = dir.path().join("runner.log");
         let log = File::create(&log_path).expect("create the runner's log file");
         let log_err = log.try_clone().expect("clone the runner's log file handle");
@@ -64,6 +66,10 @@ impl Runner {
             .arg("127.0.0.1:0")
             .arg("--addr-file")
             .arg(&addr_file)
+            .arg("--tls-listen")
+            .arg("127.0.0.1:0")
+            .arg("--tls-addr-file")
+            .arg(&tls_addr_file)
             .args(extra_args)
             .env_remove("RUST_LOG")
             // Workers fetch the sink on loopback: never through a proxy from the environment.
@@ -85,12 +91,21 @@ impl Runner {
             base: String::new(),
             log_path,
             client,
+            tls_addr: None,
             _dir: dir,
         };
         let addr = runner.wait_for_addr(&addr_file).await;
         runner.base = format!("http://{addr}");
         runner.wait_until_healthy().await;
+        if !extra_args.contains(&"--no-tls") {
+            runner.tls_addr = Some(runner.wait_for_addr(&tls_addr_file).await.to_string());
+        }
         runner
+    }
+
+    /// The HTTPS listener's address (`IP:PORT`), unless started with `--no-tls`.
+    pub fn tls_addr(&self) -> Option<&str> {
+        self.tls_addr.as_deref()
     }
 
     /// The runner's URL for `path` (which starts with `/`).

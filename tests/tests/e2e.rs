@@ -24,3 +24,5 @@ mod image;
 mod limits;
 #[path = "e2e/sandbox.rs"]
 mod sandbox;
+#[path = "e2e/tls.rs"]
+mod tls;

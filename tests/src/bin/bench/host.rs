@@ -49,6 +49,7 @@ impl Host {
         let child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--no-tls")
             .arg("--addr-file")
             .arg(&addr_file)
             .arg("--max-workers")

@@ -1,0 +1,346 @@
+//! The client side of RA-TLS: `runner verify URL` connects to an appliance,
+//! checks the evidence in its certificate against a policy (measurements from
+//! the image manifest; `none` only with `--allow-insecure-dev`), checks that
+//! the evidence binds the key the server proves it holds in the handshake,
+//! and only then sends the request over that pinned connection.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use deno_core::url::Url;
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::danger::ServerCertVerified;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::ServerName;
+use rustls::pki_types::UnixTime;
+use rustls::DigitallySignedStruct;
+use rustls::SignatureScheme;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::cert;
+
+/// `runner verify`: talk to an appliance only after verifying its attestation.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// The appliance URL, e.g. https://host:8443/w/<id>/
+    pub url: String,
+    /// Expected measurements: the image build's manifest.json (its `measurements`), or a bare
+    /// list of expected measurements.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// Accept `none` evidence (a runner without a TEE). Development only: nothing is attested.
+    #[arg(long)]
+    pub allow_insecure_dev: bool,
+    /// HTTP method.
+    #[arg(long, short = 'X', default_value = "GET")]
+    pub method: String,
+    /// Request body.
+    #[arg(long, short = 'd')]
+    pub data: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyCommandError {
+    #[error("bad URL {0:?}: {1}")]
+    Url(String, String),
+    #[error("reading the expected measurements from {path}: {reason}")]
+    Expect { path: String, reason: String },
+    #[error("connecting to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("TLS with {0}: {1}")]
+    Tls(String, std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(String),
+}
+
+/// Checks the server's certificate evidence, then its handshake signature.
+#[derive(Debug)]
+pub struct AttestedServerVerifier {
+    policy: attest::Policy,
+    provider: Arc<CryptoProvider>,
+    verified: Mutex<Option<attest::Verified>>,
+}
+
+impl AttestedServerVerifier {
+    pub fn new(policy: attest::Policy) -> Self {
+        Self {
+            policy,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            verified: Mutex::new(None),
+        }
+    }
+
+    /// What the last accepted certificate's evidence showed.
+    pub fn verified(&self) -> Option<attest::Verified> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl ServerCertVerifier for AttestedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let read = cert::read(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
+        let mut policy = self.policy.clone();
+        policy.expected_report_data = Some(cert::report_data_for_spki(&read.spki_der));
+        let verified = attest::verify(&read.evidence, &policy, SystemTime::now())
+            .map_err(|e| rustls::Error::General(format!("attestation refused: {e}")))?;
+        *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = Some(verified);
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "the appliance speaks TLS 1.3 only".into(),
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // Proves the server holds the private key of the attested public key.
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The expected measurements in `path`: a manifest's `measurements`, or the bare list.
+pub fn load_expected(
+    path: &std::path::Path,
+) -> Result<attest::ExpectedMeasurements, VerifyCommandError> {
+    let fail = |reason: String| VerifyCommandError::Expect {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let expected = value.get("measurements").cloned().unwrap_or(value);
+    serde_json::from_value(expected).map_err(|e| fail(e.to_string()))
+}
+
+/// The outcome of `runner verify`: what was verified, and the server's answer.
+pub struct VerifiedResponse {
+    pub verified: attest::Verified,
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// Verifies the appliance behind `args.url` and sends the request over the pinned connection.
+pub async fn run(args: &VerifyArgs) -> Result<VerifiedResponse, VerifyCommandError> {
+    let url = Url::parse(&args.url)
+        .map_err(|e| VerifyCommandError::Url(args.url.clone(), e.to_string()))?;
+    if url.scheme() != "https" {
+        return Err(VerifyCommandError::Url(
+            args.url.clone(),
+            "the scheme must be https".into(),
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| VerifyCommandError::Url(args.url.clone(), "no host".into()))?
+        .to_owned();
+    let port = url.port().unwrap_or(443);
+    let policy = attest::Policy {
+        allow_insecure_dev: args.allow_insecure_dev,
+        expected: match &args.expect {
+            Some(path) => load_expected(path)?,
+            None => attest::ExpectedMeasurements::default(),
+        },
+        ..Default::default()
+    };
+    let verifier = Arc::new(AttestedServerVerifier::new(policy));
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| VerifyCommandError::Http(e.to_string()))?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier.clone())
+    .with_no_client_auth();
+    let address = format!(
+        "{}:{port}",
+        host.trim_start_matches('[').trim_end_matches(']')
+    );
+    let tcp = TcpStream::connect(&address)
+        .await
+        .map_err(|e| VerifyCommandError::Connect(address.clone(), e))?;
+    let server_name = ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )
+    .map_err(|e| VerifyCommandError::Url(args.url.clone(), e.to_string()))?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| VerifyCommandError::Tls(address.clone(), e))?;
+    let verified = verifier.verified().ok_or_else(|| {
+        VerifyCommandError::Http("the handshake finished without a verified certificate".into())
+    })?;
+
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| VerifyCommandError::Http(e.to_string()))?;
+    tokio::spawn(connection);
+    let path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let request = hyper::Request::builder()
+        .method(args.method.as_str())
+        .uri(path)
+        .header(hyper::header::HOST, url.authority())
+        .body(Full::new(Bytes::from(
+            args.data.clone().unwrap_or_default(),
+        )))
+        .map_err(|e| VerifyCommandError::Http(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| VerifyCommandError::Http(e.to_string()))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| VerifyCommandError::Http(e.to_string()))?
+        .to_bytes();
+    Ok(VerifiedResponse {
+        verified,
+        status,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::cert;
+    use crate::tls::listener;
+
+    fn dev_attester() -> attest::Attester {
+        attest::Attester::detect_at(std::env::temp_dir().join("no-such-tee-root"))
+    }
+
+    /// Serves `cert` on a loopback port with a one-route router; returns the port.
+    async fn serve(cert: &cert::AttestedCert) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let router =
+            axum::Router::new().route("/", axum::routing::get(|| async { "secret answer" }));
+        tokio::spawn(listener::serve(
+            listener,
+            listener::server_config(cert).unwrap(),
+            router,
+        ));
+        port
+    }
+
+    fn args(port: u16) -> VerifyArgs {
+        VerifyArgs {
+            url: format!("https://127.0.0.1:{port}/"),
+            expect: None,
+            allow_insecure_dev: true,
+            method: "GET".into(),
+            data: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_honest_certificate_is_accepted_and_pinned() {
+        let port = serve(&cert::make(&dev_attester()).unwrap()).await;
+        let answer = run(&args(port)).await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(&answer.body[..], b"secret answer");
+        assert!(answer.verified.insecure);
+    }
+
+    /// A server that copies another certificate's (valid) evidence into its own certificate:
+    /// the evidence does not bind its key, so nothing is sent.
+    #[tokio::test]
+    async fn evidence_that_binds_another_key_is_refused() {
+        let attester = dev_attester();
+        let honest = cert::make(&attester).unwrap();
+        let thief_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        let stolen = x509_parser::parse_x509_certificate(&honest.cert_der)
+            .unwrap()
+            .1
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "2.23.133.5.4.9")
+            .unwrap()
+            .value
+            .to_vec();
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &cert::EVIDENCE_OID,
+                stolen,
+            ));
+        let forged = cert::AttestedCert {
+            cert_der: params.self_signed(&thief_key).unwrap().der().to_vec(),
+            key_der: thief_key.serialize_der(),
+            evidence: honest.evidence.clone(),
+        };
+        let port = serve(&forged).await;
+
+        let error = run(&args(port))
+            .await
+            .err()
+            .expect("the forged certificate is refused");
+        assert!(error.to_string().contains("attestation refused"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_without_evidence_is_refused() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let plain = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let port = serve(&cert::AttestedCert {
+            cert_der: plain.der().to_vec(),
+            key_der: key.serialize_der(),
+            evidence: cert::make(&dev_attester()).unwrap().evidence,
+        })
+        .await;
+        let error = run(&args(port)).await.err().expect("refused");
+        assert!(error.to_string().contains("no evidence"), "{error}");
+    }
+}
