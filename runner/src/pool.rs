@@ -30,6 +30,8 @@ pub struct NewWorker {
     /// JSON object text; `{}` when none was given.
     pub config_json: String,
     pub schedule: Option<Schedule>,
+    /// A host name whose requests go to this worker's fetch handler.
+    pub hostname: Option<String>,
 }
 
 /// What the API shows of a worker (never its config).
@@ -39,6 +41,8 @@ pub struct WorkerInfo {
     #[serde(rename = "type")]
     pub kind: ScriptKind,
     pub schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     pub code_hash: String,
     #[serde(serialize_with = "rfc3339")]
     pub created: SystemTime,
@@ -56,6 +60,10 @@ pub enum PoolError {
     Full(usize),
     #[error(transparent)]
     Create(#[from] CreateError),
+    #[error("hostname {0} already belongs to another worker")]
+    HostnameTaken(String),
+    #[error("hostname {0}: the worker has no fetch handler to answer it")]
+    HostnameWithoutFetch(String),
     #[error("no worker with id {0}")]
     NotFound(WorkerId),
     #[error(transparent)]
@@ -65,6 +73,7 @@ pub enum PoolError {
 struct Entry {
     handle: Arc<WorkerHandle>,
     schedule: Option<Schedule>,
+    hostname: Option<String>,
     created: SystemTime,
     cron_job: Option<Uuid>,
 }
@@ -75,6 +84,7 @@ impl Entry {
             id: self.handle.status().id().clone(),
             kind: self.handle.kind(),
             schedule: self.schedule.as_ref().map(|s| s.as_str().to_string()),
+            hostname: self.hostname.clone(),
             code_hash: self.handle.identity().to_string(),
             created: self.created,
             status: self.handle.status().view(),
@@ -90,6 +100,12 @@ struct Slots {
 }
 
 impl Slots {
+    fn by_hostname(&self, name: &str) -> Option<&Entry> {
+        self.entries
+            .values()
+            .find(|e| e.hostname.as_deref() == Some(name))
+    }
+
     fn alive(&self) -> usize {
         self.starting
             + self
@@ -134,12 +150,23 @@ impl Pool {
             if slots.alive() >= self.max_workers {
                 return Err(PoolError::Full(self.max_workers));
             }
+            if let Some(name) = &new.hostname {
+                if slots.by_hostname(name).is_some() {
+                    return Err(PoolError::HostnameTaken(name.clone()));
+                }
+            }
             slots.starting += 1;
         }
         let result = self.start(new).await;
         let mut slots = self.write();
         slots.starting -= 1;
         let (id, entry) = result?;
+        if let Some(name) = &entry.hostname {
+            if slots.by_hostname(name).is_some() {
+                entry.handle.stop(TerminationReason::Deleted);
+                return Err(PoolError::HostnameTaken(name.clone()));
+            }
+        }
         let runs_tasks = entry.handle.has_tasks();
         let handle = entry.handle.clone();
         slots.entries.insert(id.clone(), entry);
@@ -163,6 +190,11 @@ impl Pool {
         };
         let handle =
             Arc::new(WorkerHandle::start(spec, self.limits, new.schedule.is_some()).await?);
+        if let Some(name) = &new.hostname {
+            if !handle.has_fetch() {
+                return Err(PoolError::HostnameWithoutFetch(name.clone()));
+            }
+        }
         let cron_job = match &new.schedule {
             Some(schedule) => {
                 let weak = Arc::downgrade(&handle);
@@ -184,6 +216,7 @@ impl Pool {
             Entry {
                 handle,
                 schedule: new.schedule,
+                hostname: new.hostname,
                 created: SystemTime::now(),
                 cron_job,
             },
@@ -204,6 +237,13 @@ impl Pool {
 
     pub fn logs(&self, id: &WorkerId) -> Result<Vec<crate::worker::status::LogLine>, PoolError> {
         self.handle(id).map(|h| h.status().logs())
+    }
+
+    /// The worker that answers for host name `name`.
+    pub fn by_hostname(&self, name: &str) -> Option<WorkerId> {
+        self.read()
+            .by_hostname(name)
+            .map(|e| e.handle.status().id().clone())
     }
 
     pub fn handle(&self, id: &WorkerId) -> Result<Arc<WorkerHandle>, PoolError> {

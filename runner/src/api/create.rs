@@ -51,6 +51,7 @@ struct Fields {
     kind: Option<String>,
     config: Option<ConfigField>,
     schedule: Option<String>,
+    hostname: Option<String>,
 }
 
 pub async fn create_worker(
@@ -141,6 +142,7 @@ fn fields_from_json(body: &[u8]) -> Result<Fields, ApiError> {
         kind: take_string(&mut object, "type")?,
         config: object.remove("config").map(ConfigField::Json),
         schedule: take_string(&mut object, "schedule")?,
+        hostname: take_string(&mut object, "hostname")?.or(take_string(&mut object, "route")?),
     })
 }
 
@@ -205,6 +207,7 @@ impl Fields {
             "type" => self.kind = Some(value),
             "config" => self.config = Some(ConfigField::Text(value)),
             "schedule" => self.schedule = Some(value),
+            "hostname" | "route" => self.hostname = Some(value),
             _ => {}
         }
     }
@@ -235,12 +238,37 @@ fn validate(fields: Fields, limits: CreateLimits) -> Result<NewWorker, ApiError>
             Schedule::parse(text).map_err(|e| ApiError::bad_request(format!("schedule: {e}")))?,
         ),
     };
+    let hostname = match fields.hostname.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => Some(parse_hostname(name)?),
+    };
     Ok(NewWorker {
         kind,
         script,
         config_json,
         schedule,
+        hostname,
     })
+}
+
+/// A host name a worker answers for: DNS labels of letters, digits and hyphens, lowercased.
+fn parse_hostname(name: &str) -> Result<String, ApiError> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err(ApiError::bad_request(format!(
+            "hostname {name:?} is not a valid DNS name"
+        )));
+    }
+    Ok(name)
 }
 
 fn parse_kind(kind: Option<&str>) -> Result<ScriptKind, ApiError> {
@@ -322,6 +350,22 @@ mod tests {
         assert!(err.message.starts_with("schedule:"));
         let err = json_fields(r#"{"type":"module"}"#).err().unwrap();
         assert!(err.message.starts_with("script is required"));
+    }
+
+    #[test]
+    fn hostnames_are_dns_names_lowercased() {
+        let new = json_fields(r#"{"script":"x","hostname":"API.Example.com."}"#).unwrap();
+        assert_eq!(new.hostname.as_deref(), Some("api.example.com"));
+        for bad in ["exa mple.com", "-bad.example", "a..b", "x:80"] {
+            let err = json_fields(&format!(r#"{{"script":"x","hostname":"{bad}"}}"#))
+                .err()
+                .unwrap();
+            assert!(
+                err.message.starts_with("hostname"),
+                "{bad}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]

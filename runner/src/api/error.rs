@@ -43,6 +43,8 @@ impl From<PoolError> for ApiError {
         let status = match &error {
             PoolError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
             PoolError::NotFound(_) => StatusCode::NOT_FOUND,
+            PoolError::HostnameTaken(_) => StatusCode::CONFLICT,
+            PoolError::HostnameWithoutFetch(_) => StatusCode::BAD_REQUEST,
             PoolError::Create(CreateError::Thread(_)) => StatusCode::SERVICE_UNAVAILABLE,
             PoolError::Create(_) => StatusCode::BAD_REQUEST,
             PoolError::Run(RunError::Busy) => StatusCode::CONFLICT,

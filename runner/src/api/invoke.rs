@@ -10,6 +10,7 @@ use axum::http::HeaderName;
 use axum::http::HeaderValue;
 use axum::http::Method;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use bytes::Bytes;
@@ -52,6 +53,30 @@ pub async fn worker_path(
     request: Request,
 ) -> Response {
     invoke(state, id, path, request).await
+}
+
+/// Routes requests whose `Host` names a worker's hostname to that worker,
+/// whatever the path; everything else goes on to the API's routes.
+pub async fn by_hostname(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase());
+    let Some(id) = host.and_then(|h| state.pool.by_hostname(&h)) else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path().trim_start_matches('/').to_owned();
+    invoke(state, id.to_string(), path, request).await
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
 }
 
 async fn invoke(state: AppState, id: String, path: String, request: Request) -> Response {

@@ -43,5 +43,9 @@ pub fn router(state: AppState) -> Router {
         .route("/w/{id}/", any(invoke::worker_root))
         .route("/w/{id}/{*path}", any(invoke::worker_path))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            invoke::by_hostname,
+        ))
         .with_state(state)
 }

@@ -246,3 +246,47 @@ async fn a_handler_over_its_time_limit_is_a_503_and_the_worker_is_terminated() {
     assert_eq!(status["state"], "terminated", "{status}");
     runner.get("/healthz").await.assert_status(200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_with_a_hostname_answers_every_path_of_that_host() {
+    let (runner, _sink) = start(&[]).await;
+    let host = format!("{}.example.test", tag("app").to_lowercase());
+    let script = format!(
+        "// {}\nexport default {{ fetch(request) {{ return new Response('host ' + new URL(request.url).pathname); }} }}",
+        tag("by-host")
+    );
+    let id = runner
+        .create(&json!({ "script": script, "hostname": host.to_uppercase() }))
+        .await;
+    assert_eq!(runner.worker(&id).await["hostname"], host.as_str());
+
+    let answer = client()
+        .get(runner.url("/workers/anything"))
+        .header("host", format!("{host}:8080"))
+        .send()
+        .await
+        .expect("request by host name");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "host /workers/anything");
+
+    // Other hosts still reach the API.
+    runner
+        .get(&format!("/workers/{id}"))
+        .await
+        .assert_status(200);
+    // A host name has one owner, and only a worker with a fetch handler may claim one.
+    let taken = runner
+        .post_json(
+            "/",
+            &json!({ "script": format!("// {}\n{script}", tag("second")), "hostname": host }),
+        )
+        .await;
+    taken.expect_error(409, &["hostname"]);
+    let tasks_only = runner
+        .post_json(
+            "/",
+            &json!({ "script": js::module_tasks(&format!("// {}", tag("no-fetch"))), "hostname": "other.example.test" }),
+        )
+        .await;
+    tasks_only.expect_error(400, &["fetch handler"]);
+}
