@@ -8,6 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/env.sh
 bash scripts/setup.sh
 
+echo "test: licences of every dependency"
+python3 scripts/check-licenses.py
+
 echo "test: cargo build -p runner --bins"
 cargo build -p runner --bins
 
