@@ -13,6 +13,7 @@
 
 pub mod kernel;
 pub mod manifest;
+pub mod measure;
 pub mod rootfs;
 pub mod runner;
 #[macro_use]
@@ -67,6 +68,8 @@ pub struct Options {
     pub zstd_level: i32,
     /// Defaults to `SOURCE_DATE_EPOCH`, else the commit's time.
     pub source_date_epoch: Option<u32>,
+    /// Compute the SNP launch digest for this firmware and these vCPUs.
+    pub snp: Option<measure::SnpParams>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,8 @@ pub enum BuildError {
     NoEpoch(PathBuf),
     #[error("manifest: {0}")]
     Manifest(#[from] serde_json::Error),
+    #[error("measurement: {0}")]
+    Measure(#[from] measure::MeasureError),
 }
 
 /// Builds the bundle into `options.out` and returns its manifest.
@@ -206,7 +211,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
             cmdline: Cmdline {
                 file: CMDLINE_FILE.into(),
                 sha256: sha256_hex(cmdline.as_bytes()),
-                value: cmdline,
+                value: cmdline.clone(),
             },
         },
         kernel: KernelInfo {
@@ -226,12 +231,22 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
             uncompressed_size,
             files,
         },
-        firmware: firmware(),
+        firmware: firmware(options.snp.as_ref())?,
         measurements: Measurements {
-            snp: Measurement::NotComputed {
-                reason: "needs a pinned OVMF AmdSev build (OvmfPkg/AmdSev/AmdSevX64.dsc) with \
-                         kernel hashes; Debian ships none (see image/README.md)"
-                    .into(),
+            snp: match &options.snp {
+                Some(params) => {
+                    progress!(
+                        "manifest: SNP launch digest for {} x {}",
+                        params.vcpus,
+                        params.vcpu_type
+                    );
+                    measure::snp_launch_digest(params, &kernel_path, &initrd_path, &cmdline)?
+                }
+                None => Measurement::NotComputed {
+                    reason: "no AmdSev OVMF given (--snp-ovmf): the launch digest covers the \
+                             firmware; Debian ships no AmdSev build (see image/README.md)"
+                        .into(),
+                },
             },
             tdx: Measurement::NotComputed {
                 reason: "MRTD and RTMRs depend on the TDVF (OVMF) build a TDX host runs; not \
@@ -304,16 +319,25 @@ fn archive_file_sha256(archive: &initramfs::Archive, path: &str) -> Result<Strin
     }
 }
 
-fn firmware() -> Firmware {
-    Firmware {
-        local: "QEMU's default BIOS (SeaBIOS) with direct kernel boot (qemu/run); not measured"
-            .into(),
-        snp: FirmwareSpec {
-            file: None,
-            sha256: None,
-            note: "OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (measured direct boot: the \
-                   kernel, initrd and cmdline hashes are in the launch digest); not pinned yet"
-                .into(),
+fn firmware(snp: Option<&measure::SnpParams>) -> Result<Firmware, BuildError> {
+    let snp_note = "OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (measured direct boot: the \
+                    kernel, initrd and cmdline hashes are in the launch digest)";
+    Ok(Firmware {
+        local: "QEMU's qboot or SeaBIOS with direct kernel boot (qemu/run); not measured".into(),
+        snp: match snp {
+            Some(params) => FirmwareSpec {
+                file: params
+                    .ovmf
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned()),
+                sha256: Some(sha256_file(&params.ovmf)?),
+                note: snp_note.into(),
+            },
+            None => FirmwareSpec {
+                file: None,
+                sha256: None,
+                note: format!("{snp_note}; none given, none pinned yet"),
+            },
         },
         tdx: FirmwareSpec {
             file: None,
@@ -321,7 +345,7 @@ fn firmware() -> Firmware {
             note: "the TDX host's TDVF (OVMF); it measures kernel, initrd and cmdline into RTMRs"
                 .into(),
         },
-    }
+    })
 }
 
 /// Commit, dirtiness and the epoch every file's mtime is set to.

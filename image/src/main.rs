@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use appliance_image::measure::{SnpParams, DEFAULT_SNP_GUEST_FEATURES, DEFAULT_SNP_VCPU_TYPE};
 use appliance_image::{build, Options, RunnerSource, DEFAULT_ZSTD_LEVEL};
 use clap::Parser;
 
@@ -41,6 +42,22 @@ struct Cli {
     /// zstd level of the initramfs (1-22).
     #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: i32,
+
+    /// An OVMF AmdSev build: compute the SNP launch digest for it (measured direct boot).
+    #[arg(long, value_name = "PATH")]
+    snp_ovmf: Option<PathBuf>,
+
+    /// vCPUs the SNP guest is launched with (qemu/run-snp: SW_CPUS).
+    #[arg(long, default_value_t = 2)]
+    snp_vcpus: u32,
+
+    /// vCPU model of the SNP guest (qemu/run-snp: SW_SNP_CPU).
+    #[arg(long, default_value = DEFAULT_SNP_VCPU_TYPE)]
+    snp_vcpu_type: String,
+
+    /// SEV features in the SNP guest's VMSA.
+    #[arg(long, default_value_t = DEFAULT_SNP_GUEST_FEATURES)]
+    snp_guest_features: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +91,12 @@ fn main() -> anyhow::Result<()> {
         cmdline_append: cli.cmdline_append,
         zstd_level: cli.zstd_level,
         source_date_epoch: None,
+        snp: cli.snp_ovmf.map(|ovmf| SnpParams {
+            ovmf,
+            vcpus: cli.snp_vcpus,
+            vcpu_type: cli.snp_vcpu_type,
+            guest_features: cli.snp_guest_features,
+        }),
     };
     let manifest = build(&options).context("building the image")?;
     println!("{}", out.display());

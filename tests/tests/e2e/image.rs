@@ -53,6 +53,7 @@ fn options(out: &Path, runner: &Path, cache: &Path, kernel_deb: Option<PathBuf>)
         cmdline_append: Vec::new(),
         zstd_level: TEST_ZSTD_LEVEL,
         source_date_epoch: None,
+        snp: None,
     }
 }
 

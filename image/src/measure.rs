@@ -1,0 +1,179 @@
+//! Expected measurements of the image.
+//!
+//! SEV-SNP: the launch digest of measured direct boot, computed by the `sev` crate exactly as the
+//! AMD secure processor does it: the OVMF image's pages and metadata sections, the page of SHA-256
+//! hashes of kernel, initrd and command line that QEMU writes for `kernel-hashes=on`, and one VMSA
+//! per vCPU (which depends on the vCPU type and the guest features). It is only valid for the OVMF
+//! build, vCPU count and vCPU type it was computed with: the manifest records all three.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sev::measurement::snp::{snp_calc_launch_digest, SnpMeasurementArgs};
+use sev::measurement::vcpu_types::CpuType;
+use sev::measurement::vmsa::{GuestFeatures, VMMType};
+
+use crate::manifest::Measurement;
+use crate::util::{sha256_file, ToolError};
+
+/// SEV features of the guest's VMSA that QEMU ≥ 9.1 (KVM_SEV_INIT2) launches SNP guests with:
+/// `SNPActive` only.
+pub const DEFAULT_SNP_GUEST_FEATURES: u64 = 0x1;
+pub const DEFAULT_SNP_VCPU_TYPE: &str = "EPYC-v4";
+
+/// What the SNP launch digest depends on besides the image itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnpParams {
+    /// An OVMF built from `OvmfPkg/AmdSev/AmdSevX64.dsc` (it has the kernel-hashes table).
+    pub ovmf: PathBuf,
+    pub vcpus: u32,
+    /// QEMU's `-cpu` model name, e.g. `EPYC-v4`, `EPYC-Milan`, `EPYC-Genoa`.
+    pub vcpu_type: String,
+    pub guest_features: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    #[error("unknown SNP vCPU type {0:?} (one of: {known})", known = known_vcpu_types().join(", "))]
+    VcpuType(String),
+    #[error("SNP launch digest: {0}")]
+    Snp(#[from] sev::error::MeasurementError),
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+}
+
+/// QEMU `-cpu` models and the `sev` crate's types (the VMSA carries the model's CPUID signature).
+const VCPU_TYPES: &[(&str, CpuType)] = &[
+    ("EPYC", CpuType::Epyc),
+    ("EPYC-v1", CpuType::EpycV1),
+    ("EPYC-v2", CpuType::EpycV2),
+    ("EPYC-IBPB", CpuType::EpycIBPB),
+    ("EPYC-v3", CpuType::EpycV3),
+    ("EPYC-v4", CpuType::EpycV4),
+    ("EPYC-Rome", CpuType::EpycRome),
+    ("EPYC-Rome-v1", CpuType::EpycRomeV1),
+    ("EPYC-Rome-v2", CpuType::EpycRomeV2),
+    ("EPYC-Rome-v3", CpuType::EpycRomeV3),
+    ("EPYC-Milan", CpuType::EpycMilan),
+    ("EPYC-Milan-v1", CpuType::EpycMilanV1),
+    ("EPYC-Milan-v2", CpuType::EpycMilanV2),
+    ("EPYC-Genoa", CpuType::EpycGenoa),
+    ("EPYC-Genoa-v1", CpuType::EpycGenoaV1),
+    ("EPYC-Turin", CpuType::EpycTurin),
+    ("EPYC-Turin-v1", CpuType::EpycTurinV1),
+    ("EPYC-Turin-v2", CpuType::EpycTurinV2),
+];
+
+fn known_vcpu_types() -> Vec<&'static str> {
+    VCPU_TYPES.iter().map(|(name, _)| *name).collect()
+}
+
+fn vcpu_type(name: &str) -> Result<CpuType, MeasureError> {
+    VCPU_TYPES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, t)| *t)
+        .ok_or_else(|| MeasureError::VcpuType(name.to_owned()))
+}
+
+/// The SNP launch digest (hex, 48 bytes) of `kernel`, `initrd` and `cmdline` booted by the OVMF
+/// in `params` with QEMU's `kernel-hashes=on`, as a manifest entry with its parameters.
+pub fn snp_launch_digest(
+    params: &SnpParams,
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+) -> Result<Measurement, MeasureError> {
+    let digest = snp_calc_launch_digest(SnpMeasurementArgs {
+        vcpus: params.vcpus,
+        vcpu_type: vcpu_type(&params.vcpu_type)?,
+        ovmf_file: params.ovmf.clone(),
+        guest_features: GuestFeatures(params.guest_features),
+        kernel_file: Some(kernel.to_owned()),
+        initrd_file: Some(initrd.to_owned()),
+        append: Some(cmdline),
+        ovmf_hash_str: None,
+        vmm_type: Some(VMMType::QEMU),
+    })?;
+    let values = BTreeMap::from([("launch_digest".to_owned(), digest.get_hex_ld())]);
+    let parameters = BTreeMap::from([
+        ("vcpus".to_owned(), params.vcpus.to_string()),
+        ("vcpu_type".to_owned(), params.vcpu_type.clone()),
+        (
+            "guest_features".to_owned(),
+            format!("{:#x}", params.guest_features),
+        ),
+        ("ovmf_sha256".to_owned(), sha256_file(&params.ovmf)?),
+        ("vmm".to_owned(), "QEMU, kernel-hashes=on".to_owned()),
+    ]);
+    Ok(Measurement::Computed { values, parameters })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn testdata(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(name)
+    }
+
+    fn params(vcpus: u32) -> SnpParams {
+        SnpParams {
+            ovmf: testdata("ovmf_AmdSev_suffix.bin"),
+            vcpus,
+            vcpu_type: DEFAULT_SNP_VCPU_TYPE.into(),
+            guest_features: DEFAULT_SNP_GUEST_FEATURES,
+        }
+    }
+
+    fn digest(measurement: &Measurement) -> &str {
+        match measurement {
+            Measurement::Computed { values, .. } => &values["launch_digest"],
+            Measurement::NotComputed { reason } => panic!("not computed: {reason}"),
+        }
+    }
+
+    /// The `sev` crate's published vector (its test `test_snp_ovmf_hash_full_snp_only`, the same
+    /// inputs as `sev-snp-measure --mode snp --vcpus 1 --vcpu-type EPYC-v4 --guest-features 0x1`).
+    #[test]
+    fn matches_the_published_vector() {
+        let null = Path::new("/dev/null");
+        let m = snp_launch_digest(&params(1), null, null, "console=ttyS0 loglevel=7").unwrap();
+        assert_eq!(
+            digest(&m),
+            "6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa"
+        );
+    }
+
+    #[test]
+    fn every_input_changes_the_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinuz");
+        let initrd = dir.path().join("initrd.img");
+        std::fs::write(&kernel, b"kernel").unwrap();
+        std::fs::write(&initrd, b"initrd").unwrap();
+        let base = snp_launch_digest(&params(2), &kernel, &initrd, "console=ttyS0").unwrap();
+        let base = digest(&base).to_owned();
+
+        let other_cmdline =
+            snp_launch_digest(&params(2), &kernel, &initrd, "console=ttyS1").unwrap();
+        assert_ne!(digest(&other_cmdline), base);
+        let more_vcpus = snp_launch_digest(&params(4), &kernel, &initrd, "console=ttyS0").unwrap();
+        assert_ne!(digest(&more_vcpus), base);
+        std::fs::write(&initrd, b"initrD").unwrap();
+        let other_initrd =
+            snp_launch_digest(&params(2), &kernel, &initrd, "console=ttyS0").unwrap();
+        assert_ne!(digest(&other_initrd), base);
+    }
+
+    #[test]
+    fn unknown_vcpu_types_are_refused() {
+        let mut p = params(1);
+        p.vcpu_type = "Skylake-Server".into();
+        let null = Path::new("/dev/null");
+        let e = snp_launch_digest(&p, null, null, "").unwrap_err();
+        assert!(e.to_string().contains("EPYC-Milan"), "{e}");
+    }
+}
