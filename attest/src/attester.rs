@@ -57,6 +57,7 @@ impl Attester {
             (Tee::None, _) => Ok(Evidence::None(none::evidence(&report_data))),
             (Tee::Snp, Interface::ConfigfsTsm) => {
                 match tsm::report(fs, &report_data)
+                    .and_then(|r| expect_provider(r, Tee::Snp))
                     .and_then(|r| snp::get::from_tsm(r, &report_data))
                 {
                     Ok(e) => Ok(Evidence::Snp(e)),
@@ -69,6 +70,7 @@ impl Attester {
             }
             (Tee::Snp, _) => snp::get::from_device(&report_data).map(Evidence::Snp),
             (Tee::Tdx, Interface::ConfigfsTsm) => tsm::report(fs, &report_data)
+                .and_then(|r| expect_provider(r, Tee::Tdx))
                 .and_then(|r| tdx::get::from_tsm(r, &report_data))
                 .map(Evidence::Tdx),
             (Tee::Tdx, _) => Err(Error::TdxQuoteNeedsConfigfs),
@@ -84,6 +86,15 @@ impl Attester {
             });
         }
         snp::get::derived_key(request)
+    }
+}
+
+/// The entry's provider must still be the one detection found.
+fn expect_provider(report: tsm::TsmReport, tee: Tee) -> Result<tsm::TsmReport, Error> {
+    if tsm::tee_of_provider(&report.provider) == Some(tee) {
+        Ok(report)
+    } else {
+        Err(Error::UnknownProvider(report.provider))
     }
 }
 
