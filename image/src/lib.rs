@@ -143,7 +143,10 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
         libraries: libraries.clone(),
         ca_bundle: ca_bundle.is_file().then(|| ca_bundle.to_owned()),
         kernel_release: kernel.pin.release.to_owned(),
-        modules: modules.clone(),
+        modules: modules
+            .iter()
+            .map(kernel::ModuleFile::uncompressed)
+            .collect::<Result<_, _>>()?,
     };
     if inputs.ca_bundle.is_none() {
         progress!(

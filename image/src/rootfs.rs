@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use initramfs::{Archive, Contents};
 
-use crate::kernel::ModuleFile;
 use crate::runner::HostFile;
 
 /// The CA bundle of Debian's `ca-certificates`; workers' `fetch` and the runner's own TLS clients
@@ -23,8 +22,8 @@ pub struct Inputs {
     /// CA bundle, if the build host has one.
     pub ca_bundle: Option<PathBuf>,
     pub kernel_release: String,
-    /// Modules in load order.
-    pub modules: Vec<ModuleFile>,
+    /// Modules in load order: path below `lib/modules/<release>/` and contents.
+    pub modules: Vec<(String, Vec<u8>)>,
 }
 
 const ETC_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost\n";
@@ -69,9 +68,9 @@ pub fn assemble(inputs: &Inputs) -> Result<Archive, initramfs::Error> {
     }
     let modules_root = format!("/lib/modules/{}", inputs.kernel_release);
     let mut load_list = String::from("# Loaded in this order by the runner as init.\n");
-    for module in &inputs.modules {
-        let path = format!("{modules_root}/{}", module.relative);
-        archive.add_file(&path, 0o644, Contents::File(module.source.clone()))?;
+    for (relative, contents) in &inputs.modules {
+        let path = format!("{modules_root}/{relative}");
+        archive.add_file(&path, 0o644, Contents::Bytes(contents.clone()))?;
         load_list.push_str(&path);
         load_list.push('\n');
     }
@@ -107,11 +106,10 @@ mod tests {
             ],
             ca_bundle: Some(file("ca")),
             kernel_release: "6.12.0-test".into(),
-            modules: vec![ModuleFile {
-                name: "failover".into(),
-                relative: "kernel/net/core/failover.ko.xz".into(),
-                source: file("failover"),
-            }],
+            modules: vec![(
+                "kernel/net/core/failover.ko".into(),
+                b"\x7fELF failover".to_vec(),
+            )],
         }
     }
 
@@ -138,10 +136,13 @@ mod tests {
         let list = String::from_utf8(get("etc/modules.load").1.clone()).unwrap();
         assert!(
             list.lines()
-                .any(|l| l == "/lib/modules/6.12.0-test/kernel/net/core/failover.ko.xz"),
+                .any(|l| l == "/lib/modules/6.12.0-test/kernel/net/core/failover.ko"),
             "{list}"
         );
-        get("lib/modules/6.12.0-test/kernel/net/core/failover.ko.xz");
+        assert_eq!(
+            get("lib/modules/6.12.0-test/kernel/net/core/failover.ko").1,
+            b"\x7fELF failover"
+        );
         for dir in ["proc", "sys", "run"] {
             assert_eq!(get(dir).0.mode, 0o040755, "{dir}");
         }

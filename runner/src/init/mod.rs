@@ -6,7 +6,8 @@
 //! 1. mounts `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/shm`, `/run` and `/tmp` ([`mounts`]);
 //! 2. reads the configuration from the environment the kernel gives init (unknown `key=value`
 //!    words of the kernel command line, e.g. `RUNNER_LOG=debug`), listening on `0.0.0.0:8080`
-//!    unless `RUNNER_LISTEN` says otherwise, and starts logging to the console;
+//!    and `0.0.0.0:8443` (attested TLS) unless `RUNNER_LISTEN` / `RUNNER_TLS_LISTEN` say
+//!    otherwise, and starts logging to the console;
 //! 3. loads the kernel modules the image lists ([`modules`]), then mounts configfs at
 //!    `/sys/kernel/config` (the TSM report interface for attestation);
 //! 4. checks that the kernel's random number generator is ready and mixes in the CPU's
@@ -37,6 +38,8 @@ use crate::config::Config;
 
 /// Where the appliance listens unless `RUNNER_LISTEN` is on the kernel command line.
 pub const APPLIANCE_LISTEN: &str = "0.0.0.0:8080";
+/// Where the appliance's attested-TLS listener is unless `RUNNER_TLS_LISTEN` says otherwise.
+pub const APPLIANCE_TLS_LISTEN: &str = "0.0.0.0:8443";
 
 /// The image's list of kernel modules to load, in order (written by the `image` tool).
 pub const MODULES_LIST: &str = "/etc/modules.load";
@@ -119,11 +122,14 @@ fn boot() -> Result<(), InitError> {
 }
 
 /// The runner's configuration inside the appliance: flags are not used (the kernel's leftover
-/// arguments are not ours), every setting comes from `RUNNER_*` variables, and the API listens on
-/// all interfaces unless told otherwise.
+/// arguments are not ours), every setting comes from `RUNNER_*` variables, and the HTTP and HTTPS
+/// listeners are on all interfaces unless told otherwise.
 fn appliance_config() -> Result<Config, InitError> {
-    let listen = std::env::var("RUNNER_LISTEN").unwrap_or_else(|_| APPLIANCE_LISTEN.to_owned());
-    Config::try_parse_from(["runner", "--listen", &listen])
+    let setting =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let listen = setting("RUNNER_LISTEN", APPLIANCE_LISTEN);
+    let tls_listen = setting("RUNNER_TLS_LISTEN", APPLIANCE_TLS_LISTEN);
+    Config::try_parse_from(["runner", "--listen", &listen, "--tls-listen", &tls_listen])
         .map_err(|e| InitError::Config(e.to_string()))
 }
 
@@ -152,5 +158,8 @@ mod tests {
         }
         let config = appliance_config().unwrap();
         assert_eq!(config.listen, APPLIANCE_LISTEN.parse().unwrap());
+        if std::env::var_os("RUNNER_TLS_LISTEN").is_none() {
+            assert_eq!(config.tls_listen, APPLIANCE_TLS_LISTEN.parse().unwrap());
+        }
     }
 }

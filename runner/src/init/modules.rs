@@ -1,8 +1,9 @@
 //! Loading the kernel modules the image carries, in the order the image lists them (dependencies
 //! first: the `image` tool resolves them from each module's `depends=`).
 //!
-//! Debian's modules are xz-compressed and signed; the kernel decompresses them itself
-//! (`CONFIG_MODULE_DECOMPRESS`, `MODULE_INIT_COMPRESSED_FILE`) and checks Debian's signature.
+//! The image carries Debian's signed modules decompressed (the kernel checks the signature); a
+//! compressed module (`.ko.xz`, `.ko.zst`, `.ko.gz`) is handed to the kernel to decompress itself
+//! (`CONFIG_MODULE_DECOMPRESS`, `MODULE_INIT_COMPRESSED_FILE`).
 
 use std::ffi::CString;
 use std::fs::File;

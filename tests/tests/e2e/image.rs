@@ -2,7 +2,8 @@
 //! runner binary the suite uses; a second build elsewhere must give the same bytes; `qemu/run`
 //! boots it (KVM if usable, else TCG) with the runner as PID 1, and the API inside is driven
 //! through QEMU's port forwarding: health, the seed's curl with an every-second schedule (its
-//! output must reach the serial console), `/attestation` (`none`), then a clean ACPI power-off.
+//! output must reach the serial console), `/attestation` (`none`), the attested-TLS port through
+//! its forward (`runner verify`), then a clean ACPI power-off.
 //!
 //! The boot test is skipped, saying so, only when QEMU is not installed.
 
@@ -138,7 +139,7 @@ async fn two_builds_in_different_places_give_identical_bytes_and_manifests() {
             .initrd
             .files
             .iter()
-            .any(|f| f.path.ends_with("/virtio_net.ko.xz")),
+            .any(|f| f.path.ends_with("/virtio_net.ko")),
         "the NIC driver is in the image"
     );
 }
@@ -149,6 +150,7 @@ struct Vm {
     serial: PathBuf,
     qmp: PathBuf,
     http: String,
+    https: String,
 }
 
 impl Drop for Vm {
@@ -269,6 +271,7 @@ fn boot(bundle: &Path, dir: &Path) -> Vm {
         serial,
         qmp,
         http,
+        https,
     }
 }
 
@@ -430,7 +433,26 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     assert_eq!(attestation["insecure"], true, "{attestation}");
     assert_eq!(attestation["nonce"], "0a0b", "{attestation}");
 
-    // 4. ACPI power button → graceful shutdown → power off → QEMU exits 0.
+    // 4. The attested-TLS listener through the 8443 forward: `runner verify` checks the `none`
+    //    evidence in the certificate (allowed explicitly) before it sends the request.
+    let https = format!("https://{}/healthz", vm.https);
+    let verify = tokio::task::spawn_blocking(move || {
+        Command::new(e2e::runner_bin())
+            .args(["verify", "--allow-insecure-dev", &https])
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+            .expect("run `runner verify`")
+    })
+    .await
+    .unwrap();
+    assert!(
+        verify.status.success(),
+        "runner verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&verify.stdout), "ok");
+
+    // 5. ACPI power button → graceful shutdown → power off → QEMU exits 0.
     vm.qmp("system_powerdown");
     let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
     let status = loop {

@@ -74,6 +74,7 @@ pub fn configure(kernel_cmdline: &str) -> Result<(), NetError> {
         None => first_ethernet()?,
     };
     runtime.block_on(set_up(&handle, &device))?;
+    wait_for_carrier(&device);
     let addressing = match fixed {
         None => {
             let mac = mac_address(&device)?;
@@ -147,6 +148,20 @@ fn wait_for_device(device: &str) -> Result<String, NetError> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(device.to_owned())
+}
+
+/// Waits (bounded) until `device` reports a carrier: a DHCP request sent before the link is up is
+/// lost, and the client would only resend it after its first timeout.
+fn wait_for_carrier(device: &str) {
+    let path = Path::new("/sys/class/net").join(device).join("carrier");
+    let deadline = Instant::now() + DEVICE_WAIT;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(&path).is_ok_and(|c| c.trim() == "1") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tracing::warn!("init: no carrier on {device} after {DEVICE_WAIT:?}; trying anyway");
 }
 
 /// Ethernet interfaces under `class_net` (`/sys/class/net`), sorted by name.
