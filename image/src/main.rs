@@ -39,6 +39,11 @@ struct Cli {
     #[arg(long = "cmdline", value_name = "WORD")]
     cmdline_append: Vec<String>,
 
+    /// Make the runner refuse to start without a TEE (adds RUNNER_REQUIRE_TEE=1 to the command
+    /// line): for images meant only for SNP/TDX; such an image cannot boot with qemu/run.
+    #[arg(long)]
+    require_tee: bool,
+
     /// zstd level of the initramfs (1-22).
     #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: i32,
@@ -82,13 +87,17 @@ fn main() -> anyhow::Result<()> {
             profile: cli.profile,
         },
     };
+    let mut cmdline_append = cli.cmdline_append;
+    if cli.require_tee {
+        cmdline_append.push("RUNNER_REQUIRE_TEE=1".to_owned());
+    }
     let options = Options {
         workspace: cli.workspace,
         out: out.clone(),
         cache,
         runner,
         kernel_deb: cli.kernel_deb,
-        cmdline_append: cli.cmdline_append,
+        cmdline_append,
         zstd_level: cli.zstd_level,
         source_date_epoch: None,
         snp: cli.snp_ovmf.map(|ovmf| SnpParams {
