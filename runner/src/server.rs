@@ -1,5 +1,7 @@
 //! Starts the runner: cron trigger, worker pool, and the HTTP API.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -70,35 +72,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         identity,
         attester,
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(ServeError::Http)?;
-    if let Some(path) = &config.addr_file {
-        std::fs::write(path, local.to_string()).map_err(|source| ServeError::AddrFile {
-            path: path.display().to_string(),
-            source,
-        })?;
-    }
+    let (listener, local) = bind(config.listen, config.addr_file.as_deref()).await?;
     tracing::info!(addr = %local, "creation API listening on http://{local}");
     let router = api::router(state);
     if let Some(tls) = tls {
-        let listener = TcpListener::bind(config.tls_listen)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: config.tls_listen,
-                source,
-            })?;
-        let local = listener.local_addr().map_err(ServeError::Http)?;
-        if let Some(path) = &config.tls_addr_file {
-            std::fs::write(path, local.to_string()).map_err(|source| ServeError::AddrFile {
-                path: path.display().to_string(),
-                source,
-            })?;
-        }
+        let (listener, local) = bind(config.tls_listen, config.tls_addr_file.as_deref()).await?;
         tracing::info!(addr = %local, "HTTPS (attested TLS) listening on https://{local}");
         tokio::spawn(crate::tls::listener::serve(listener, tls, router.clone()));
     }
@@ -106,6 +84,24 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .with_graceful_shutdown(shutdown_signal(pool))
         .await
         .map_err(ServeError::Http)
+}
+
+/// Binds `addr` and, when asked, writes the address actually bound to `addr_file`.
+async fn bind(
+    addr: SocketAddr,
+    addr_file: Option<&Path>,
+) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(ServeError::Http)?;
+    if let Some(path) = addr_file {
+        std::fs::write(path, local.to_string()).map_err(|source| ServeError::AddrFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok((listener, local))
 }
 
 async fn shutdown_signal(pool: Arc<Pool>) {
