@@ -74,7 +74,15 @@ pub fn configure(kernel_cmdline: &str) -> Result<(), NetError> {
         None => first_ethernet()?,
     };
     runtime.block_on(set_up(&handle, &device))?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "init: {device} up"
+    );
     wait_for_carrier(&device);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "init: {device} has a carrier"
+    );
     let addressing = match fixed {
         None => {
             let mac = mac_address(&device)?;
