@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use chrono::DateTime;
+use chrono::Timelike;
 use chrono::Utc;
 use croner::parser::CronParser;
 use croner::parser::Seconds;
@@ -83,9 +84,11 @@ impl Schedule {
         })
     }
 
-    /// The first occurrence strictly after `time`; `None` if there is none.
+    /// The first occurrence strictly after `time`, on a whole second; `None` if there is none.
     pub fn next_after(&self, time: &DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(time, false).ok()
+        // croner keeps the sub-second part of its starting point: start from the whole second.
+        let whole_second = time.with_nanosecond(0)?;
+        self.cron.find_next_occurrence(&whole_second, false).ok()
     }
 
     pub fn as_str(&self) -> &str {
@@ -185,6 +188,16 @@ mod tests {
         assert_eq!(
             every_five.next_after(&at("2026-11-25T10:05:00Z")),
             Some(at("2026-11-25T10:10:00Z"))
+        );
+        // Ticks fall on whole seconds, whatever the fraction of the starting point.
+        let every_second = Schedule::parse("* * * * * *").unwrap();
+        assert_eq!(
+            every_second.next_after(&at("2026-11-25T10:02:30.384Z")),
+            Some(at("2026-11-25T10:02:31Z"))
+        );
+        assert_eq!(
+            every_five.next_after(&at("2026-11-25T10:04:59.999Z")),
+            Some(at("2026-11-25T10:05:00Z"))
         );
         let weekdays_noon = Schedule::parse("0 12 * * MON-FRI").unwrap();
         // 2026-11-28 is a Saturday: the next one is Monday the 30th.
