@@ -26,6 +26,10 @@ use time::OffsetDateTime;
 
 use crate::report::Report;
 
+/// Everything after this line of the output file (figures other tools measured, history) is kept
+/// as it is when the bench rewrites its own part above it.
+const KEPT_MARKER: &str = "<!-- bench: everything below this line is kept when bench rewrites the file -->";
+
 /// Measures a Smart Worker runner (and deno, side by side) and writes the figures as Markdown.
 ///
 /// An option given twice takes its last value, so a wrapper's defaults can be overridden.
@@ -117,7 +121,12 @@ async fn main() -> Result<()> {
         cron,
         deno,
     };
-    fs::write(&cli.out, report.render()).with_context(|| format!("write {}", cli.out.display()))?;
+    let kept = fs::read_to_string(&cli.out)
+        .ok()
+        .and_then(|old| old.split_once(KEPT_MARKER).map(|(_, kept)| kept.to_owned()))
+        .unwrap_or_else(|| "\n".to_owned());
+    let text = format!("{}\n{KEPT_MARKER}{kept}", report.render());
+    fs::write(&cli.out, text).with_context(|| format!("write {}", cli.out.display()))?;
     eprintln!("bench: wrote {}", cli.out.display());
     Ok(())
 }
