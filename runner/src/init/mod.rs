@@ -107,8 +107,11 @@ pub fn run<E: Display>(
 /// Everything after the early mounts and logging; each step logs what it did.
 fn boot() -> Result<(), InitError> {
     reaper::start()?;
+    // Seconds since the kernel started: how long firmware hand-off to init took, kernel side.
+    let uptime = read_trimmed("/proc/uptime");
     tracing::info!(
         kernel = %read_trimmed("/proc/sys/kernel/osrelease"),
+        kernel_uptime_s = uptime.split_whitespace().next().unwrap_or("?"),
         "init: runner is PID 1"
     );
     modules::load_listed(std::path::Path::new(MODULES_LIST))?;
