@@ -91,6 +91,9 @@ enable_backports() {
   apt_update_once
 }
 
+# binutils: `image` strips the runner with `strip` (usually there already, with clang).
+apt_install_missing binutils
+
 enable_backports
 missing_backports=()
 for pkg in "${BACKPORTS_PACKAGES[@]}"; do
