@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use reply::Reply;
 pub use reqwest::multipart::{Form, Part};
 pub use reqwest::StatusCode;
-pub use runner::{count, runner_bin, worker_path, Runner};
+pub use runner::{count, runner_bin, runner_command, worker_path, Runner};
 pub use serde_json::{json, Value};
 pub use sink::{Recorded, Sink};
 

@@ -54,14 +54,7 @@ impl Runner {
         let log_path = dir.path().join("runner.log");
         let log = File::create(&log_path).expect("create the runner's log file");
         let log_err = log.try_clone().expect("clone the runner's log file handle");
-        let mut command = Command::new(&bin);
-        // The runner reads its settings from `RUNNER_*` variables too: only our flags count.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("RUNNER_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
+        let child = runner_command(&bin)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--addr-file")
@@ -71,10 +64,6 @@ impl Runner {
             .arg("--tls-addr-file")
             .arg(&tls_addr_file)
             .args(extra_args)
-            .env_remove("RUST_LOG")
-            // Workers fetch the sink on loopback: never through a proxy from the environment.
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
@@ -346,6 +335,23 @@ pub fn count(worker: &Value, field: &str) -> u64 {
 
 /// The runner binary: `$RUNNER_BIN`, else `<target>/debug/runner` derived from this test binary,
 /// which lives in `<target>/debug/deps/`.
+/// A command for the runner `bin` in a clean environment: no inherited `RUNNER_*` settings (the
+/// runner reads those too: only the caller's flags count), no `RUST_LOG`, and no proxy for
+/// loopback (workers fetch loopback sinks).
+pub fn runner_command(bin: &Path) -> Command {
+    let mut command = Command::new(bin);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("RUNNER_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env_remove("RUST_LOG")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
+    command
+}
+
 pub fn runner_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("RUNNER_BIN") {
         let bin = PathBuf::from(bin);

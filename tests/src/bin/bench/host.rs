@@ -6,7 +6,7 @@
 use std::fs::{self, File};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -39,14 +39,7 @@ impl Host {
         let dir = tempfile::tempdir().context("create a temp dir for the runner")?;
         let addr_file = dir.path().join("addr");
         let log = File::create(dir.path().join("runner.log")).context("create the runner log")?;
-        let mut command = Command::new(bin);
-        // The runner reads settings from `RUNNER_*` variables too: only our flags count.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("RUNNER_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
+        let child = e2e::runner_command(bin)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--no-tls")
@@ -54,10 +47,6 @@ impl Host {
             .arg(&addr_file)
             .arg("--max-workers")
             .arg(max_workers.to_string())
-            .env_remove("RUST_LOG")
-            // Workers fetch the sink on loopback: never through a proxy.
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

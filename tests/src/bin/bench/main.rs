@@ -28,7 +28,8 @@ use crate::report::Report;
 
 /// Everything after this line of the output file (figures other tools measured, history) is kept
 /// as it is when the bench rewrites its own part above it.
-const KEPT_MARKER: &str = "<!-- bench: everything below this line is kept when bench rewrites the file -->";
+const KEPT_MARKER: &str =
+    "<!-- bench: everything below this line is kept when bench rewrites the file -->";
 
 /// Measures a Smart Worker runner (and deno, side by side) and writes the figures as Markdown.
 ///
