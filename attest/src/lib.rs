@@ -23,6 +23,7 @@ mod host;
 mod measurement;
 mod none;
 mod policy;
+pub mod sealing;
 pub mod snp;
 mod tdx;
 mod tsm;
