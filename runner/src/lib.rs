@@ -8,6 +8,7 @@ pub mod identity;
 pub mod init;
 pub mod pool;
 pub mod server;
+pub mod state;
 pub mod tls;
 pub mod triggers;
 pub mod worker;
