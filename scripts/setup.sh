@@ -109,6 +109,28 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# Chain tools for contracts/ (issues 5, 8): solc-js (compiles the contracts offline), hardhat 2
+# (a local EVM node for the tests) and the Sapphire JS client (the envelope's test oracle),
+# pinned by contracts/npm/package.json + package-lock.json and installed into a cache directory
+# outside the repository. Skipped when the installed lock file already equals the pinned one.
+CHAIN_NPM_DIR="${CONTRACTS_NPM_DIR:-$HOME/.cache/smart-worker/chain-npm}"
+CHAIN_NPM_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../contracts/npm" && pwd)"
+# Node and npm: whatever the machine has (some ship nodesource's nodejs, which bundles npm and
+# conflicts with Debian's npm package); Debian's otherwise.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install_missing nodejs npm
+fi
+if cmp -s "$CHAIN_NPM_SRC/package-lock.json" "$CHAIN_NPM_DIR/node_modules/.package-lock.json.pinned" 2>/dev/null; then
+  log "chain npm tools present in $CHAIN_NPM_DIR"
+else
+  log "npm ci (solc, hardhat, sapphire-paratime) into $CHAIN_NPM_DIR"
+  mkdir -p "$CHAIN_NPM_DIR"
+  cp "$CHAIN_NPM_SRC/package.json" "$CHAIN_NPM_SRC/package-lock.json" "$CHAIN_NPM_DIR/"
+  (cd "$CHAIN_NPM_DIR" && npm ci --no-audit --no-fund)
+  cp "$CHAIN_NPM_SRC/package-lock.json" "$CHAIN_NPM_DIR/node_modules/.package-lock.json.pinned"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # LATER ADDITIONS go here, each as a check-then-install step like the one above:
 #   - npm tools (contracts build, bundling test workers): `npm ci` against the registry npm
 #     is configured for, skipped when node_modules is up to date.
