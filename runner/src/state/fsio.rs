@@ -80,13 +80,15 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> io::Result<bool> {
             Ok(false)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // Missing parents: create them too (each 0700), then this one.
+            // Missing parents: create them too (each 0700), then make every new entry durable.
             fs::DirBuilder::new()
                 .mode(0o700)
                 .recursive(true)
                 .create(dir)?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
+            for ancestor in dir.ancestors().skip(1) {
+                if !ancestor.as_os_str().is_empty() {
+                    sync_dir(ancestor)?;
+                }
             }
             Ok(true)
         }

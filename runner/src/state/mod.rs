@@ -83,6 +83,9 @@ pub type Loaded = Result<(String, Vec<u8>), RecordError>;
 /// The largest record accepted, written or read (a bound against hostile files; scripts are
 /// limited far below it by `--max-script-bytes`).
 pub const MAX_RECORD_BYTES: usize = 256 << 20;
+/// The largest record file read: [`MAX_RECORD_BYTES`] plus the header (≤ 287 bytes with the
+/// longest kind and name), nonce and tag.
+const MAX_FILE_BYTES: u64 = MAX_RECORD_BYTES as u64 + 512;
 /// Longest kind or record name.
 pub const MAX_NAME_LEN: usize = 128;
 /// The kind [`StateDir::get_or_create_secret`] keeps its secrets under.
@@ -221,7 +224,7 @@ impl StateDir {
         validate_name("kind", kind)?;
         validate_name("name", name)?;
         let path = self.records.join(kind).join(record_file(name));
-        match fsio::read_bounded(&path, MAX_RECORD_BYTES as u64 + 256) {
+        match fsio::read_bounded(&path, MAX_FILE_BYTES) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             read => self
                 .open_read(kind, name, &path, read)
@@ -275,7 +278,7 @@ impl StateDir {
                         reason: Refused::BadFileName,
                     }),
                     Some(name) => {
-                        let read = fsio::read_bounded(&path, MAX_RECORD_BYTES as u64 + 256);
+                        let read = fsio::read_bounded(&path, MAX_FILE_BYTES);
                         self.open_read(kind, name, &path, read)
                             .map(|bytes| (name.to_owned(), bytes))
                     }
@@ -348,7 +351,7 @@ impl StateDir {
             Err(e) => Err(refused(Refused::Unreadable(e))),
             Ok(fsio::Bounded::TooLarge(len)) => Err(refused(Refused::TooLarge {
                 len,
-                max: MAX_RECORD_BYTES as u64,
+                max: MAX_FILE_BYTES,
             })),
             Ok(fsio::Bounded::Bytes(file)) => self
                 .sealer

@@ -394,3 +394,20 @@ fn records_are_too_large_beyond_the_limit() {
         Err(StateError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn state_dir_is_send_and_sync_and_debug_shows_no_key() {
+    fn check<T: Send + Sync>() {}
+    check::<StateDir>();
+    let tmp = tempfile::tempdir().unwrap();
+    let shown = format!("{:?}", open(tmp.path()));
+    assert!(shown.contains("store_id"), "{shown}");
+}
+
+#[test]
+fn a_missing_parent_directory_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a/b/state");
+    open(&dir).put("workers", ID_A, b"x").unwrap();
+    assert_eq!(open(&dir).get("workers", ID_A).unwrap().unwrap(), b"x");
+}
