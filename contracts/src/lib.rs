@@ -14,4 +14,6 @@
 
 pub mod bindings;
 pub mod devchain;
+pub mod keys;
 pub mod sapphire;
+pub mod verifier;
