@@ -380,6 +380,8 @@ pub struct KeyClient {
     provider: DynProvider,
     evidence: EvidenceProvider,
     verifier: Arc<dyn EvidenceVerifier>,
+    /// One transaction at a time from the gas wallet, sent to receipt (nonces stay in order).
+    tx_lock: tokio::sync::Mutex<()>,
 }
 
 impl KeyClient {
@@ -396,7 +398,13 @@ impl KeyClient {
             .rpc_url
             .parse()
             .map_err(|e| KeyError::BadConfig(format!("RPC URL {:?}: {e}", config.rpc_url)))?;
+        // The nonce is asked of the node for every transaction (not cached): a refused
+        // transaction must not leave a gap, and other clients may share the gas wallet.
         let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
             .wallet(EthereumWallet::from(gas_wallet))
             .connect_http(url)
             .erased();
@@ -405,6 +413,7 @@ impl KeyClient {
             provider,
             evidence,
             verifier,
+            tx_lock: tokio::sync::Mutex::new(()),
         };
         let chain_id = client
             .step("eth_chainId", async {
@@ -613,6 +622,7 @@ impl KeyClient {
             >,
         >,
     {
+        let _one_at_a_time = self.tx_lock.lock().await;
         let receipt = self
             .step(during, async {
                 let pending = send.await?;
