@@ -9,7 +9,35 @@ use clap::Parser;
 use clap::ValueEnum;
 
 use crate::api::CreateLimits;
+use crate::worker::egress::EgressMode;
 use crate::worker::Limits;
+
+/// A secret from the command line or environment: never shown by `Debug`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.trim().len() < 16 {
+            return Err("the admin token must be at least 16 characters".into());
+        }
+        Ok(Self(text.trim().to_owned()))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -72,6 +100,22 @@ pub struct Config {
     #[arg(long, env = "RUNNER_REQUIRE_TEE")]
     pub require_tee: bool,
 
+    /// Where workers' fetch/WebSocket may connect: `allow-all`, `public-only` (no loopback,
+    /// private or link-local addresses; the appliance's default) or `allow:HOST[,HOST...]`.
+    /// The runner's own ports and cloud metadata endpoints are refused under every policy.
+    #[arg(long, env = "RUNNER_EGRESS", default_value = "allow-all")]
+    pub egress: EgressMode,
+
+    /// A token that manages every worker (delete, logs, run), besides each worker's own.
+    /// Prefer the environment variable: command lines are visible to other local users.
+    #[arg(long, env = "RUNNER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// Refuse worker creation on plain HTTP: only the attested HTTPS listener creates
+    /// (a worker's config would otherwise cross the network in the clear).
+    #[arg(long, env = "RUNNER_CREATION_TLS_ONLY")]
+    pub creation_tls_only: bool,
+
     /// Format of the runner's own log (on standard error).
     #[arg(long, env = "RUNNER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -103,6 +147,27 @@ mod tests {
         let config = Config::parse_from(["runner"]);
         assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(config.worker_limits().wall_limit, Duration::from_secs(30));
+        assert_eq!(config.egress, EgressMode::AllowAll);
+        assert!(config.admin_token.is_none());
+    }
+
+    #[test]
+    fn the_admin_token_is_never_shown() {
+        let config = Config::parse_from([
+            "runner",
+            "--admin-token",
+            "a-long-admin-secret-42",
+            "--egress",
+            "public-only",
+        ]);
+        assert!(!format!("{config:?}").contains("a-long-admin-secret-42"));
+        assert_eq!(
+            config.admin_token.as_ref().map(Secret::expose),
+            Some("a-long-admin-secret-42")
+        );
+        assert_eq!(config.egress, EgressMode::PublicOnly);
+        assert!(Config::try_parse_from(["runner", "--admin-token", "short"]).is_err());
+        assert!(Config::try_parse_from(["runner", "--egress", "everything"]).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod identity;
 pub mod init;
+pub mod ownership;
 pub mod pool;
 pub mod server;
 pub mod state;

@@ -16,6 +16,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Verify(args)) => verify(&args),
+        Some(Command::Deploy(args)) => deploy(&args),
         None => {
             init_logging(cli.serve.log_format);
             serve(cli.serve)
@@ -44,6 +45,10 @@ enum Command {
     /// Verify an appliance's attestation (RA-TLS), then send it one request over the pinned
     /// connection and print the answer.
     Verify(runner::tls::verify::VerifyArgs),
+    /// Create a worker on an appliance after verifying its attestation (as `verify` does):
+    /// the script and config are sent only over the verified, pinned connection. Prints the
+    /// worker's id and management token as JSON.
+    Deploy(runner::tls::deploy::DeployArgs),
 }
 
 fn verify(args: &runner::tls::verify::VerifyArgs) -> anyhow::Result<()> {
@@ -68,6 +73,33 @@ fn verify(args: &runner::tls::verify::VerifyArgs) -> anyhow::Result<()> {
     if !(200..300).contains(&answer.status) {
         anyhow::bail!("the appliance answered HTTP {}", answer.status);
     }
+    Ok(())
+}
+
+fn deploy(args: &runner::tls::deploy::DeployArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let deployed = runtime.block_on(runner::tls::deploy::run(args))?;
+    if deployed.verified.insecure {
+        eprintln!(
+            "verified: tee={} — INSECURE development evidence (allowed by --allow-insecure-dev)",
+            deployed.verified.tee
+        );
+    } else {
+        eprintln!(
+            "verified: tee={} measurements={:?}",
+            deployed.verified.tee, deployed.verified.measurements
+        );
+    }
+    eprintln!(
+        "created worker {}; keep the token: it is shown only once",
+        deployed.id
+    );
+    println!(
+        "{}",
+        serde_json::json!({ "id": deployed.id, "token": deployed.token })
+    );
     Ok(())
 }
 

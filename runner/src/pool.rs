@@ -9,8 +9,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::ownership::TokenHash;
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::cron::Schedule;
+use crate::worker::egress::EgressPolicy;
 use crate::worker::CreateError;
 use crate::worker::Limits;
 use crate::worker::RunError;
@@ -32,6 +34,22 @@ pub struct NewWorker {
     pub schedule: Option<Schedule>,
     /// A host name whose requests go to this worker's fetch handler.
     pub hostname: Option<String>,
+    /// The hash of the management token handed to the creator.
+    pub token_hash: TokenHash,
+}
+
+/// What anyone may see of a worker: no code hash, host name, errors or counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublicWorkerInfo {
+    pub id: WorkerId,
+    #[serde(rename = "type")]
+    pub kind: ScriptKind,
+    pub schedule: Option<String>,
+    pub state: crate::worker::State,
+    #[serde(serialize_with = "rfc3339")]
+    pub created: SystemTime,
+    #[serde(with = "crate::worker::status::humantime_serde_compat::option")]
+    pub last_run: Option<SystemTime>,
 }
 
 /// What the API shows of a worker (never its config).
@@ -76,9 +94,22 @@ struct Entry {
     hostname: Option<String>,
     created: SystemTime,
     cron_job: Option<Uuid>,
+    token_hash: TokenHash,
 }
 
 impl Entry {
+    fn public_info(&self) -> PublicWorkerInfo {
+        let status = self.handle.status().view();
+        PublicWorkerInfo {
+            id: self.handle.status().id().clone(),
+            kind: self.handle.kind(),
+            schedule: self.schedule.as_ref().map(|s| s.as_str().to_string()),
+            state: status.state,
+            created: self.created,
+            last_run: status.last_run,
+        }
+    }
+
     fn info(&self) -> WorkerInfo {
         WorkerInfo {
             id: self.handle.status().id().clone(),
@@ -119,15 +150,22 @@ impl Slots {
 /// All workers of this runner.
 pub struct Pool {
     limits: Limits,
+    egress: Arc<EgressPolicy>,
     max_workers: usize,
     cron: CronTrigger,
     slots: RwLock<Slots>,
 }
 
 impl Pool {
-    pub fn new(limits: Limits, max_workers: usize, cron: CronTrigger) -> Arc<Self> {
+    pub fn new(
+        limits: Limits,
+        egress: Arc<EgressPolicy>,
+        max_workers: usize,
+        cron: CronTrigger,
+    ) -> Arc<Self> {
         Arc::new(Self {
             limits,
+            egress,
             max_workers,
             cron,
             slots: RwLock::new(Slots::default()),
@@ -188,8 +226,15 @@ impl Pool {
             script: new.script,
             config_json: new.config_json,
         };
-        let handle =
-            Arc::new(WorkerHandle::start(spec, self.limits, new.schedule.is_some()).await?);
+        let handle = Arc::new(
+            WorkerHandle::start(
+                spec,
+                self.limits,
+                self.egress.clone(),
+                new.schedule.is_some(),
+            )
+            .await?,
+        );
         if let Some(name) = &new.hostname {
             if !handle.has_fetch() {
                 return Err(PoolError::HostnameWithoutFetch(name.clone()));
@@ -219,12 +264,30 @@ impl Pool {
                 hostname: new.hostname,
                 created: SystemTime::now(),
                 cron_job,
+                token_hash: new.token_hash,
             },
         ))
     }
 
-    pub fn list(&self) -> Vec<WorkerInfo> {
-        self.read().entries.values().map(Entry::info).collect()
+    pub fn list(&self) -> Vec<PublicWorkerInfo> {
+        self.read()
+            .entries
+            .values()
+            .map(Entry::public_info)
+            .collect()
+    }
+
+    pub fn get_public(&self, id: &WorkerId) -> Result<PublicWorkerInfo, PoolError> {
+        self.read()
+            .entries
+            .get(id)
+            .map(Entry::public_info)
+            .ok_or_else(|| PoolError::NotFound(id.clone()))
+    }
+
+    /// The hash of the worker's management token, if the worker exists.
+    pub fn token_hash(&self, id: &WorkerId) -> Option<TokenHash> {
+        self.read().entries.get(id).map(|e| e.token_hash)
     }
 
     pub fn get(&self, id: &WorkerId) -> Result<WorkerInfo, PoolError> {

@@ -9,8 +9,10 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::ownership::TokenHash;
 use crate::pool::Pool;
 use crate::triggers::cron::CronTrigger;
+use crate::worker::egress::EgressPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -32,6 +34,10 @@ pub enum ServeError {
     Cert(#[from] crate::tls::cert::CertError),
     #[error("the TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("--creation-tls-only needs the HTTPS listener (it cannot be combined with --no-tls)")]
+    CreationTlsOnlyWithoutTls,
+    #[error(transparent)]
+    Egress(#[from] crate::worker::egress::EgressError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -64,22 +70,52 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
         Some(crate::tls::listener::server_config(&cert)?)
     };
+    // Bind first: workers must be kept off the ports actually bound.
+    let (listener, local) = bind(config.listen, config.addr_file.as_deref()).await?;
+    let tls_listener = match tls {
+        Some(tls) => Some((
+            bind(config.tls_listen, config.tls_addr_file.as_deref()).await?,
+            tls,
+        )),
+        None => None,
+    };
+    let mut own = vec![local];
+    own.extend(tls_listener.as_ref().map(|((_, addr), _)| *addr));
+    let egress = EgressPolicy::new(config.egress.clone(), &own)?;
+    tracing::info!(policy = %egress.mode(), "worker egress policy");
     let cron = CronTrigger::new();
-    let pool = Pool::new(config.worker_limits(), config.max_workers, cron);
+    let pool = Pool::new(config.worker_limits(), egress, config.max_workers, cron);
     let state = api::AppState {
         pool: pool.clone(),
         create_limits: config.create_limits(),
         identity,
         attester,
+        admin_token: config
+            .admin_token
+            .as_ref()
+            .map(|token| TokenHash::of(token.expose())),
     };
-    let (listener, local) = bind(config.listen, config.addr_file.as_deref()).await?;
-    tracing::info!(addr = %local, "creation API listening on http://{local}");
-    let router = api::router(state);
-    if let Some(tls) = tls {
-        let (listener, local) = bind(config.tls_listen, config.tls_addr_file.as_deref()).await?;
-        tracing::info!(addr = %local, "HTTPS (attested TLS) listening on https://{local}");
-        tokio::spawn(crate::tls::listener::serve(listener, tls, router.clone()));
+    if config.creation_tls_only {
+        if tls_listener.is_none() {
+            return Err(ServeError::CreationTlsOnlyWithoutTls);
+        }
+        tracing::info!(addr = %local, "API listening on http://{local} (creation only over HTTPS)");
+    } else {
+        tracing::warn!(
+            addr = %local,
+            "creation API listening on plain http://{local}: worker configs sent here cross the network in the clear (use --creation-tls-only and `runner deploy` where that matters)"
+        );
     }
+    if let Some(((listener, local), tls)) = tls_listener {
+        tracing::info!(addr = %local, "HTTPS (attested TLS) listening on https://{local}");
+        let router = api::router(
+            state.clone(),
+            api::Listener::Https,
+            config.creation_tls_only,
+        );
+        tokio::spawn(crate::tls::listener::serve(listener, tls, router));
+    }
+    let router = api::router(state, api::Listener::Http, config.creation_tls_only);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal(pool))
         .await

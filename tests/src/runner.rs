@@ -1,9 +1,11 @@
 //! Starting the `runner` binary and talking to its HTTP API.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::multipart::Form;
@@ -30,6 +32,9 @@ pub struct Runner {
     log_path: PathBuf,
     client: Client,
     tls_addr: Option<String>,
+    /// Management tokens of the workers created through this harness, by worker id: sent
+    /// automatically on `/workers/{id}…` requests (see [`Runner::request_as`] to choose).
+    tokens: Mutex<HashMap<String, String>>,
     _dir: TempDir,
 }
 
@@ -81,6 +86,7 @@ impl Runner {
             log_path,
             client,
             tls_addr: None,
+            tokens: Mutex::default(),
             _dir: dir,
         };
         let addr = runner.wait_for_addr(&addr_file).await;
@@ -134,16 +140,50 @@ impl Runner {
     // ----- raw HTTP -----
 
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(self.client.get(self.url(path))).await
+        self.send(self.authorized(path, self.client.get(self.url(path))))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
-        self.send(self.client.delete(self.url(path))).await
+        self.send(self.authorized(path, self.client.delete(self.url(path))))
+            .await
     }
 
     /// `POST` with an empty body.
     pub async fn post(&self, path: &str) -> Reply {
-        self.send(self.client.post(self.url(path))).await
+        self.send(self.authorized(path, self.client.post(self.url(path))))
+            .await
+    }
+
+    /// `method path` with exactly the bearer token given (none when `None`), never the one
+    /// the harness remembers.
+    pub async fn request_as(&self, method: &str, path: &str, token: Option<&str>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    /// The management token the runner returned when worker `id` was created here.
+    pub fn token(&self, id: &str) -> Option<String> {
+        self.lock_tokens().get(id).cloned()
+    }
+
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds the remembered token of the worker that `path` (`/workers/{id}…`) names.
+    fn authorized(&self, path: &str, request: RequestBuilder) -> RequestBuilder {
+        let id = path
+            .strip_prefix("/workers/")
+            .and_then(|rest| rest.split('/').next());
+        match id.and_then(|id| self.token(id)) {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// `POST` with a JSON body (`content-type: application/json`).
@@ -177,7 +217,22 @@ impl Runner {
             .send()
             .await
             .unwrap_or_else(|e| panic!("request to the runner failed: {e}\n{}", self.log_tail()));
-        Reply::read(response).await
+        let reply = Reply::read(response).await;
+        self.remember_token(&reply);
+        reply
+    }
+
+    /// Keeps the management token of a `201` creation reply.
+    fn remember_token(&self, reply: &Reply) {
+        if reply.status != 201 {
+            return;
+        }
+        let Ok(body) = serde_json::from_str::<Value>(&reply.body) else {
+            return;
+        };
+        if let (Some(id), Some(token)) = (body["id"].as_str(), body["token"].as_str()) {
+            self.lock_tokens().insert(id.to_owned(), token.to_owned());
+        }
     }
 
     // ----- the worker API -----

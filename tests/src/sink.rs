@@ -132,7 +132,15 @@ impl Drop for Sink {
     }
 }
 
-async fn record(State(log): State<Log>, method: Method, uri: Uri, body: Bytes) -> &'static str {
+/// Records the request and answers `200 ok` — except `/redirect?<url>`, answered with a
+/// `302` to `<url>` (to test what a worker's fetch does on a redirect).
+async fn record(
+    State(log): State<Log>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let request = Recorded {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -140,7 +148,14 @@ async fn record(State(log): State<Log>, method: Method, uri: Uri, body: Bytes) -
         body: String::from_utf8_lossy(&body).into_owned(),
     };
     log.send_modify(|requests| requests.push(request));
-    "ok"
+    match (uri.path(), uri.query()) {
+        ("/redirect", Some(target)) => (
+            axum::http::StatusCode::FOUND,
+            [(axum::http::header::LOCATION, target.to_owned())],
+        )
+            .into_response(),
+        _ => "ok".into_response(),
+    }
 }
 
 fn matching(requests: &[Recorded], path: &str) -> Vec<Recorded> {

@@ -14,6 +14,8 @@ mod bad_input;
 mod config;
 #[path = "e2e/create.rs"]
 mod create;
+#[path = "e2e/egress.rs"]
+mod egress;
 #[path = "e2e/fetch.rs"]
 mod fetch;
 #[path = "e2e/handlers.rs"]
@@ -22,6 +24,8 @@ mod handlers;
 mod image;
 #[path = "e2e/limits.rs"]
 mod limits;
+#[path = "e2e/ownership.rs"]
+mod ownership;
 #[path = "e2e/sandbox.rs"]
 mod sandbox;
 #[path = "e2e/tls.rs"]

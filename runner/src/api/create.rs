@@ -18,6 +18,8 @@ use serde_json::Value;
 
 use super::ApiError;
 use super::AppState;
+use crate::ownership::ManagementToken;
+use crate::ownership::TokenHash;
 use crate::pool::NewWorker;
 use crate::triggers::cron::Schedule;
 use crate::worker::ScriptKind;
@@ -54,18 +56,38 @@ struct Fields {
     hostname: Option<String>,
 }
 
+/// `201 {"id", "token"}`: the management token is shown here once and never again.
 pub async fn create_worker(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<(StatusCode, HeaderMap, Json<Value>), ApiError> {
     let fields = read_fields(request, &state).await?;
-    let new = validate(fields, state.create_limits)?;
+    let token = ManagementToken::generate().map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no randomness for a management token: {e}"),
+        )
+    })?;
+    let new = validate(fields, state.create_limits, token.hash())?;
     let id = state.pool.create(new).await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/workers/{id}")) {
         headers.insert(header::LOCATION, location);
     }
-    Ok((StatusCode::CREATED, headers, Json(json!({ "id": id }))))
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        Json(json!({ "id": id, "token": token.reveal() })),
+    ))
+}
+
+/// `POST /` on plain HTTP under `--creation-tls-only`.
+pub async fn refuse_plain_http() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "creation over plain HTTP is turned off on this runner (--creation-tls-only): a worker's config would cross the network in the clear; create it over the attested HTTPS listener, e.g. with `runner deploy`",
+    )
 }
 
 async fn read_fields(request: Request, state: &AppState) -> Result<Fields, ApiError> {
@@ -213,7 +235,11 @@ impl Fields {
     }
 }
 
-fn validate(fields: Fields, limits: CreateLimits) -> Result<NewWorker, ApiError> {
+fn validate(
+    fields: Fields,
+    limits: CreateLimits,
+    token_hash: TokenHash,
+) -> Result<NewWorker, ApiError> {
     let script = fields
         .script
         .ok_or_else(|| ApiError::bad_request("script is required (the worker's bundled source)"))?;
@@ -248,6 +274,7 @@ fn validate(fields: Fields, limits: CreateLimits) -> Result<NewWorker, ApiError>
         config_json,
         schedule,
         hostname,
+        token_hash,
     })
 }
 
@@ -307,7 +334,11 @@ mod tests {
     };
 
     fn json_fields(body: &str) -> Result<NewWorker, ApiError> {
-        validate(fields_from_json(body.as_bytes())?, LIMITS)
+        validate(
+            fields_from_json(body.as_bytes())?,
+            LIMITS,
+            TokenHash::of("t"),
+        )
     }
 
     #[test]
@@ -390,7 +421,7 @@ mod tests {
             b"script=x&type=module&schedule=%22*%2F5+*+*+*+*%22&config=%7B%22a%22%3A1%7D",
         )
         .unwrap();
-        let new = validate(fields, LIMITS).unwrap();
+        let new = validate(fields, LIMITS, TokenHash::of("t")).unwrap();
         assert_eq!(new.schedule.unwrap().as_str(), "*/5 * * * *");
         assert_eq!(new.config_json, r#"{"a":1}"#);
     }

@@ -15,6 +15,9 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// The challenge a `401` carries (RFC 6750).
+const BEARER_CHALLENGE: &str = r#"Bearer realm="smart-worker-runner""#;
+
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
@@ -30,11 +33,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({ "error": self.message })),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(BEARER_CHALLENGE),
+            );
+        }
+        response
     }
 }
 

@@ -1,6 +1,7 @@
 //! The creation and management API (axum).
 
 mod attestation;
+mod auth;
 mod create;
 mod error;
 mod invoke;
@@ -18,6 +19,7 @@ pub use create::CreateLimits;
 pub use error::ApiError;
 
 use crate::identity::Identity;
+use crate::ownership::TokenHash;
 use crate::pool::Pool;
 
 #[derive(Clone)]
@@ -26,13 +28,29 @@ pub struct AppState {
     pub create_limits: CreateLimits,
     pub identity: Arc<Identity>,
     pub attester: Arc<attest::Attester>,
+    /// The hash of the runner's admin token, when one is configured.
+    pub admin_token: Option<TokenHash>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// Which listener a router serves: creation may be refused on plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Http,
+    Https,
+}
+
+/// The API's routes. With `creation_tls_only`, the plain-HTTP router refuses `POST /`: a
+/// worker's config would otherwise cross the host's network in the clear.
+pub fn router(state: AppState, listener: Listener, creation_tls_only: bool) -> Router {
     // The body may be a little larger than the script: form framing and config.
     let body_limit = state.create_limits.max_body_bytes();
+    let create = if listener == Listener::Http && creation_tls_only {
+        post(create::refuse_plain_http)
+    } else {
+        post(create::create_worker)
+    };
     Router::new()
-        .route("/", post(create::create_worker))
+        .route("/", create)
         .route("/healthz", get(|| async { "ok" }))
         .route("/attestation", get(attestation::attestation))
         .route("/workers", get(workers::list))

@@ -126,14 +126,24 @@ fn boot() -> Result<(), InitError> {
 
 /// The runner's configuration inside the appliance: flags are not used (the kernel's leftover
 /// arguments are not ours), every setting comes from `RUNNER_*` variables, and the HTTP and HTTPS
-/// listeners are on all interfaces unless told otherwise.
+/// listeners are on all interfaces and worker egress is `public-only` unless told otherwise.
 fn appliance_config() -> Result<Config, InitError> {
     let setting =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     let listen = setting("RUNNER_LISTEN", APPLIANCE_LISTEN);
     let tls_listen = setting("RUNNER_TLS_LISTEN", APPLIANCE_TLS_LISTEN);
-    Config::try_parse_from(["runner", "--listen", &listen, "--tls-listen", &tls_listen])
-        .map_err(|e| InitError::Config(e.to_string()))
+    // Workers in the appliance reach public addresses only: not the host's network.
+    let egress = setting("RUNNER_EGRESS", "public-only");
+    Config::try_parse_from([
+        "runner",
+        "--listen",
+        &listen,
+        "--tls-listen",
+        &tls_listen,
+        "--egress",
+        &egress,
+    ])
+    .map_err(|e| InitError::Config(e.to_string()))
 }
 
 /// Logs `error` to the console and powers off.

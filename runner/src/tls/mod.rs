@@ -17,5 +17,6 @@
 //! boot (not persisted).
 
 pub mod cert;
+pub mod deploy;
 pub mod listener;
 pub mod verify;

@@ -162,27 +162,49 @@ pub struct VerifiedResponse {
 
 /// Verifies the appliance behind `args.url` and sends the request over the pinned connection.
 pub async fn run(args: &VerifyArgs) -> Result<VerifiedResponse, VerifyCommandError> {
-    let url = Url::parse(&args.url)
-        .map_err(|e| VerifyCommandError::Url(args.url.clone(), e.to_string()))?;
-    if url.scheme() != "https" {
-        return Err(VerifyCommandError::Url(
-            args.url.clone(),
-            "the scheme must be https".into(),
-        ));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| VerifyCommandError::Url(args.url.clone(), "no host".into()))?
-        .to_owned();
-    let port = url.port().unwrap_or(443);
-    let policy = attest::Policy {
-        allow_insecure_dev: args.allow_insecure_dev,
-        expected: match &args.expect {
+    let policy = policy(args.expect.as_deref(), args.allow_insecure_dev)?;
+    let body = Bytes::from(args.data.clone().unwrap_or_default());
+    send_verified(&args.url, policy, &args.method, None, body).await
+}
+
+/// The attestation policy of `--expect` and `--allow-insecure-dev`.
+pub fn policy(
+    expect: Option<&std::path::Path>,
+    allow_insecure_dev: bool,
+) -> Result<attest::Policy, VerifyCommandError> {
+    Ok(attest::Policy {
+        allow_insecure_dev,
+        expected: match expect {
             Some(path) => load_expected(path)?,
             None => attest::ExpectedMeasurements::default(),
         },
         ..Default::default()
-    };
+    })
+}
+
+/// Connects to `url` (https), verifies the appliance's evidence against `policy` during the
+/// handshake — nothing is sent to an appliance that fails — then sends one request over that
+/// pinned connection and reads the answer.
+pub async fn send_verified(
+    url: &str,
+    policy: attest::Policy,
+    method: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<VerifiedResponse, VerifyCommandError> {
+    let parsed =
+        Url::parse(url).map_err(|e| VerifyCommandError::Url(url.to_owned(), e.to_string()))?;
+    if parsed.scheme() != "https" {
+        return Err(VerifyCommandError::Url(
+            url.to_owned(),
+            "the scheme must be https".into(),
+        ));
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| VerifyCommandError::Url(url.to_owned(), "no host".into()))?
+        .to_owned();
+    let port = parsed.port().unwrap_or(443);
     let verifier = Arc::new(AttestedServerVerifier::new(policy));
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -192,19 +214,16 @@ pub async fn run(args: &VerifyArgs) -> Result<VerifiedResponse, VerifyCommandErr
     .dangerous()
     .with_custom_certificate_verifier(verifier.clone())
     .with_no_client_auth();
-    let address = format!(
-        "{}:{port}",
-        host.trim_start_matches('[').trim_end_matches(']')
-    );
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let address = format!("{bare_host}:{port}");
     let tcp = TcpStream::connect(&address)
         .await
         .map_err(|e| VerifyCommandError::Connect(address.clone(), e))?;
-    let server_name = ServerName::try_from(
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-    )
-    .map_err(|e| VerifyCommandError::Url(args.url.clone(), e.to_string()))?;
+    let server_name = ServerName::try_from(bare_host)
+        .map_err(|e| VerifyCommandError::Url(url.to_owned(), e.to_string()))?;
     let tls = TlsConnector::from(Arc::new(config))
         .connect(server_name, tcp)
         .await
@@ -217,17 +236,19 @@ pub async fn run(args: &VerifyArgs) -> Result<VerifiedResponse, VerifyCommandErr
         .await
         .map_err(|e| VerifyCommandError::Http(e.to_string()))?;
     tokio::spawn(connection);
-    let path = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_owned(),
+    let path = match parsed.query() {
+        Some(query) => format!("{}?{query}", parsed.path()),
+        None => parsed.path().to_owned(),
     };
-    let request = hyper::Request::builder()
-        .method(args.method.as_str())
+    let mut request = hyper::Request::builder()
+        .method(method)
         .uri(path)
-        .header(hyper::header::HOST, url.authority())
-        .body(Full::new(Bytes::from(
-            args.data.clone().unwrap_or_default(),
-        )))
+        .header(hyper::header::HOST, parsed.authority());
+    if let Some(content_type) = content_type {
+        request = request.header(hyper::header::CONTENT_TYPE, content_type);
+    }
+    let request = request
+        .body(Full::new(body))
         .map_err(|e| VerifyCommandError::Http(e.to_string()))?;
     let response = sender
         .send_request(request)

@@ -20,10 +20,14 @@ pub type LogFn = dyn Fn(u32, &str);
 /// An error nobody handled: thrown from a callback or an unhandled rejection.
 pub type UncaughtFn = dyn Fn(&str);
 
+/// A connection the egress policy refused: (API, target) → the message for the worker.
+pub type EgressRefusedFn = dyn Fn(&str, &str) -> String;
+
 /// Receives what a worker reports.
 pub struct WorkerSink {
     pub log: Box<LogFn>,
     pub uncaught: Box<UncaughtFn>,
+    pub egress_refused: Box<EgressRefusedFn>,
 }
 
 /// HTTP bodies crossing into and out of the isolate, by stream number.
@@ -42,7 +46,14 @@ pub type SharedBodyStreams = Rc<dyn BodyStreams>;
 
 deno_core::extension!(
     rnr,
-    ops = [op_rnr_log, op_rnr_uncaught, op_rnr_body_read, op_rnr_body_write, op_rnr_body_close],
+    ops = [
+        op_rnr_log,
+        op_rnr_uncaught,
+        op_rnr_egress_refused,
+        op_rnr_body_read,
+        op_rnr_body_write,
+        op_rnr_body_close,
+    ],
     esm_entry_point = "ext:rnr/rnr.js",
     esm = [dir "src/worker/js", "rnr.js"],
 );
@@ -58,6 +69,20 @@ fn op_rnr_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str) {
 fn op_rnr_uncaught(state: &mut OpState, #[string] message: &str) {
     if let Some(sink) = state.try_borrow::<WorkerSink>() {
         (sink.uncaught)(message);
+    }
+}
+
+/// Reports a connection the net permission refused; returns the message naming the rule.
+#[op2]
+#[string]
+fn op_rnr_egress_refused(
+    state: &mut OpState,
+    #[string] api: &str,
+    #[string] target: &str,
+) -> String {
+    match state.try_borrow::<WorkerSink>() {
+        Some(sink) => (sink.egress_refused)(api, target),
+        None => format!("{api}: connection to {target} refused by the runner's egress policy"),
     }
 }
 

@@ -19,10 +19,6 @@ use deno_core::PollEventLoopOptions;
 use deno_core::StaticModuleLoader;
 use deno_resolver::npm::DenoInNpmPackageChecker;
 use deno_resolver::npm::NpmResolver;
-use deno_runtime::deno_permissions::Permissions;
-use deno_runtime::deno_permissions::PermissionsContainer;
-use deno_runtime::deno_permissions::PermissionsOptions;
-use deno_runtime::deno_permissions::RuntimePermissionDescriptorParser;
 use deno_runtime::deno_web::BlobStore;
 use deno_runtime::web_worker::WebWorker;
 use deno_runtime::web_worker::WebWorkerOptions;
@@ -38,6 +34,7 @@ use tokio::sync::oneshot;
 use super::bodies;
 use super::bodies::HostBodies;
 use super::cpu_clock::ThreadCpuClock;
+use super::egress::EgressPolicy;
 use super::extension::rnr;
 use super::extension::WorkerSink;
 use super::status::LogLevel;
@@ -81,6 +78,7 @@ fn rnr_extension() -> deno_core::Extension {
 pub(super) struct ThreadArgs {
     pub spec: WorkerSpec,
     pub limits: Limits,
+    pub egress: Arc<EgressPolicy>,
     pub status: Arc<WorkerStatus>,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub isolate_tx: oneshot::Sender<(v8::IsolateHandle, Option<ThreadCpuClock>)>,
@@ -106,12 +104,13 @@ async fn run(args: ThreadArgs) {
     let ThreadArgs {
         spec,
         limits,
+        egress,
         status,
         commands,
         isolate_tx,
         started_tx,
     } = args;
-    let mut worker = build_worker(&spec, &limits, status.clone());
+    let mut worker = build_worker(&spec, &limits, &egress, status.clone());
     watch_heap(&mut worker.js_runtime, &limits, status.clone());
     let isolate = worker.js_runtime.v8_isolate().thread_safe_handle();
     if isolate_tx
@@ -139,7 +138,12 @@ async fn run(args: ThreadArgs) {
     host.serve(commands, &status).await;
 }
 
-fn build_worker(spec: &WorkerSpec, limits: &Limits, status: Arc<WorkerStatus>) -> WebWorker {
+fn build_worker(
+    spec: &WorkerSpec,
+    limits: &Limits,
+    egress: &Arc<EgressPolicy>,
+    status: Arc<WorkerStatus>,
+) -> WebWorker {
     let main_module = ModuleSpecifier::parse(SCRIPT_URL).expect("constant URL parses");
     let module_loader = match spec.kind {
         ScriptKind::Module => StaticModuleLoader::with(main_module.clone(), spec.script.clone()),
@@ -157,7 +161,7 @@ fn build_worker(spec: &WorkerSpec, limits: &Limits, status: Arc<WorkerStatus>) -
             module_loader: Rc::new(module_loader),
             node_services: None,
             npm_process_state_provider: None,
-            permissions: web_only_permissions(),
+            permissions: egress.permissions(),
             root_cert_store_provider: None,
             shared_array_buffer_store: None,
             bundle_provider: None,
@@ -204,27 +208,22 @@ fn build_worker(spec: &WorkerSpec, limits: &Limits, status: Arc<WorkerStatus>) -
     };
     let (worker, _external_handle) = WebWorker::bootstrap_from_options(services, options);
     let log_status = status.clone();
+    let egress_status = status.clone();
+    let egress_policy = egress.clone();
     let sink = WorkerSink {
         log: Box::new(move |level, message| {
             log_status.log(LogLevel::from_js(level), message.to_owned())
         }),
         uncaught: Box::new(move |message| status.record_uncaught(message.to_owned())),
+        egress_refused: Box::new(move |api, target| {
+            let message = egress_policy.explain(api, target);
+            tracing::warn!(worker = %egress_status.id(), %target, "{message}");
+            egress_status.log(LogLevel::Warn, message.clone());
+            message
+        }),
     };
     worker.js_runtime.op_state().borrow_mut().put(sink);
     worker
-}
-
-/// Network through `fetch` only: every other permission is denied, with no prompt.
-fn web_only_permissions() -> PermissionsContainer {
-    let parser = Arc::new(RuntimePermissionDescriptorParser::new(RealSys));
-    let options = PermissionsOptions {
-        allow_net: Some(vec![]),
-        prompt: false,
-        ..Default::default()
-    };
-    let permissions = Permissions::from_options(parser.as_ref(), &options)
-        .unwrap_or_else(|_| Permissions::none_without_prompt());
-    PermissionsContainer::new(parser, permissions)
 }
 
 /// Near the heap limit, stop the isolate before V8 aborts the whole process.

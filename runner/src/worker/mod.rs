@@ -4,6 +4,7 @@
 
 mod bodies;
 mod cpu_clock;
+pub mod egress;
 mod extension;
 mod isolate;
 pub mod status;
@@ -274,6 +275,7 @@ impl WorkerHandle {
     pub async fn start(
         spec: WorkerSpec,
         limits: Limits,
+        egress: Arc<egress::EgressPolicy>,
         require_tasks: bool,
     ) -> Result<Self, CreateError> {
         let status = Arc::new(WorkerStatus::new(spec.id.clone(), limits.log_lines));
@@ -285,6 +287,7 @@ impl WorkerHandle {
         isolate::spawn_thread(isolate::ThreadArgs {
             spec,
             limits,
+            egress,
             status: status.clone(),
             commands: command_rx,
             isolate_tx,

@@ -273,7 +273,7 @@ impl WorkerStatus {
 }
 
 /// RFC 3339 timestamps for `SystemTime` fields.
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use std::time::SystemTime;
 
     use serde::Serializer;

@@ -346,7 +346,7 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     assert!(serial.contains("runner is PID 1"), "{serial}");
     assert!(serial.contains("network up"), "{serial}");
     assert!(
-        serial.contains("listening on http://0.0.0.0:8080"),
+        serial.contains("http://0.0.0.0:8080") && serial.contains("listening"),
         "{serial}"
     );
 
@@ -361,12 +361,11 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
         ),
     )
     .unwrap();
-    let id = match curl_create(dir.path(), &vm.url("/")) {
+    let created: Value = match curl_create(dir.path(), &vm.url("/")) {
         Some(output) => {
             assert!(output.starts_with("HTTP/1.1 201"), "curl:\n{output}");
             let body = output.split("\r\n\r\n").nth(1).unwrap_or_default();
-            let created: Value = serde_json::from_str(body.trim()).expect("JSON body");
-            created["id"].as_str().expect("an id").to_owned()
+            serde_json::from_str(body.trim()).expect("JSON body")
         }
         None => {
             eprintln!(
@@ -390,10 +389,14 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
                 .await
                 .unwrap();
             assert_eq!(response.status(), 201);
-            let created: Value = response.json().await.unwrap();
-            created["id"].as_str().expect("an id").to_owned()
+            response.json().await.unwrap()
         }
     };
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let token = created["token"]
+        .as_str()
+        .expect("a management token")
+        .to_owned();
     let runs_seen = |serial: &str| {
         serial
             .lines()
@@ -412,6 +415,7 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     }
     let worker: Value = client
         .get(vm.url(&format!("/workers/{id}")))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()

@@ -92,3 +92,80 @@ fn verify_refuses_plain_http_urls() {
     assert!(!answer.status.success());
     assert!(String::from_utf8_lossy(&answer.stderr).contains("https"));
 }
+
+fn deploy(args: &[&str]) -> Output {
+    std::process::Command::new(e2e::runner_bin())
+        .arg("deploy")
+        .args(args)
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .expect("run `runner deploy`")
+}
+
+/// `runner deploy` sends a script and its config only to a runner whose evidence checks out,
+/// and `--creation-tls-only` leaves it the only way in.
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_creates_only_on_a_verified_runner_and_tls_only_refuses_plain_http() {
+    let (runner, sink) = start(&["--creation-tls-only"]).await;
+    let secret = tag("deployed-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("w.js");
+    std::fs::write(&script, js::config_reporter(&sink.url("/config"))).unwrap();
+    let config = format!(r#"{{"secret":"{secret}"}}"#);
+    let url = format!("https://{}", runner.tls_addr().expect("HTTPS"));
+    let args = [
+        "--url",
+        &url,
+        "--script",
+        script.to_str().unwrap(),
+        "--config",
+        &config,
+        "--schedule",
+        "0 0 1 1 *",
+    ];
+
+    // Plain HTTP creation is off: the config would cross the network in the clear.
+    let plain = runner
+        .post_json(
+            "/",
+            &json!({ "script": "export default {}", "config": {"a": 1} }),
+        )
+        .await;
+    plain.expect_error(403, &["tls", "https"]);
+
+    // `none` evidence is refused before anything is sent.
+    let refused = deploy(&args);
+    assert!(
+        !refused.status.success(),
+        "deployed to an unattested runner"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("insecure"));
+    assert!(
+        runner.workers().await.is_empty(),
+        "a worker was created anyway"
+    );
+
+    let mut insecure_ok = args.to_vec();
+    insecure_ok.push("--allow-insecure-dev");
+    let deployed = deploy(&insecure_ok);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let printed: e2e::Value = serde_json::from_slice(&deployed.stdout).expect("JSON on stdout");
+    let id = printed["id"].as_str().expect("the worker id");
+    let token = printed["token"].as_str().expect("the management token");
+    assert_eq!(
+        sink.first_json("/config").await,
+        json!({ "secret": secret }),
+        "the worker runs with the config sent over attested TLS"
+    );
+    // The printed token manages the worker.
+    runner
+        .request_as("GET", &format!("/workers/{id}/logs"), Some(token))
+        .await
+        .assert_status(200);
+    assert_eq!(runner.workers().await.len(), 1);
+    assert!(!runner.logs().contains(&secret));
+}

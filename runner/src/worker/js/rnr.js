@@ -9,6 +9,7 @@ import {
   op_rnr_body_close,
   op_rnr_body_read,
   op_rnr_body_write,
+  op_rnr_egress_refused,
   op_rnr_log,
   op_rnr_uncaught,
 } from "ext:core/ops";
@@ -23,8 +24,10 @@ const {
   FunctionPrototypeCall,
   JSONParse,
   JSONStringify,
+  ObjectDefineProperty,
   ObjectFreeze,
   PromiseAllSettled,
+  ReflectConstruct,
   SafeSet,
   SetPrototypeAdd,
   SetPrototypeHas,
@@ -44,6 +47,52 @@ const NON_WEB_GLOBALS = [
   "SharedWorker",
   "require",
 ];
+
+// A connection refused by the net permission (the runner's egress policy)
+// reaches the worker as a TypeError naming the rule, as a browser's network
+// error would be a TypeError; the runner logs it.
+const NET_REFUSAL = /Requires net access to "([^"]+)"/;
+
+function egressError(error, api) {
+  // Refused on the name the worker wrote: a NotCapable error; refused after
+  // DNS resolution (or on a redirect hop): deno's "fetch failed", whose cause
+  // carries the same permission message.
+  let cause = error;
+  for (let depth = 0; cause && depth < 4; depth++) {
+    const refused = NET_REFUSAL.exec(String(cause.message));
+    if (refused) {
+      return new TypeError(op_rnr_egress_refused(api, refused[1]), {
+        cause: error,
+      });
+    }
+    cause = cause.cause;
+  }
+  return error;
+}
+
+function guardEgress() {
+  const fetch = globalThis.fetch;
+  globalThis.fetch = async function fetch_(input, init) {
+    try {
+      return await fetch(input, init);
+    } catch (error) {
+      throw egressError(error, "fetch");
+    }
+  };
+  ObjectDefineProperty(globalThis.fetch, "name", { value: "fetch" });
+  const WebSocket = globalThis.WebSocket;
+  if (typeof WebSocket === "function") {
+    globalThis.WebSocket = new Proxy(WebSocket, {
+      construct(target, args, newTarget) {
+        try {
+          return ReflectConstruct(target, args, newTarget);
+        } catch (error) {
+          throw egressError(error, "WebSocket");
+        }
+      },
+    });
+  }
+}
 
 function setup(kind, configJson) {
   const inspect = globalThis.Deno?.inspect;
@@ -83,6 +132,8 @@ function setup(kind, configJson) {
     SetPrototypeAdd(listened, String(type));
     return FunctionPrototypeCall(addEventListener, this, type, ...rest);
   };
+
+  guardEgress();
 
   for (const name of NON_WEB_GLOBALS) {
     try {

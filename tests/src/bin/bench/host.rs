@@ -30,6 +30,8 @@ pub struct Host {
     base: String,
     client: Client,
     dir: TempDir,
+    /// Management tokens of the workers created here, by id.
+    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Host {
@@ -61,6 +63,7 @@ impl Host {
             base: String::new(),
             client,
             dir,
+            tokens: Default::default(),
         };
         let addr = host.wait_for_addr(&addr_file).await?;
         host.base = format!("http://{addr}");
@@ -89,22 +92,47 @@ impl Host {
             .send(self.client.post(self.url("/")).json(&body))
             .await?;
         self.expect(StatusCode::CREATED, status, &reply, "POST /")?;
-        let id = serde_json::from_str::<Value>(&reply)
-            .ok()
-            .and_then(|v| v["id"].as_str().map(str::to_owned));
-        id.with_context(|| format!("201 without an \"id\": {reply}"))
+        let created = serde_json::from_str::<Value>(&reply).ok();
+        let field = |name: &str| {
+            created
+                .as_ref()
+                .and_then(|v| v[name].as_str().map(str::to_owned))
+                .with_context(|| format!("201 without a {name:?}: {reply}"))
+        };
+        let id = field("id")?;
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), field("token")?);
+        Ok(id)
+    }
+
+    /// The management token of worker `id` (empty if it was not created here).
+    fn token(&self, id: &str) -> String {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// `DELETE /workers/{id}`, expecting `204`.
     pub async fn delete(&self, id: &str) -> Result<()> {
-        let request = self.client.delete(self.url(&format!("/workers/{id}")));
+        let request = self
+            .client
+            .delete(self.url(&format!("/workers/{id}")))
+            .bearer_auth(self.token(id));
         let (status, reply) = self.send(request).await?;
         self.expect(StatusCode::NO_CONTENT, status, &reply, "DELETE")
     }
 
     /// `GET /workers/{id}`, expecting `200`.
     pub async fn worker(&self, id: &str) -> Result<Value> {
-        let request = self.client.get(self.url(&format!("/workers/{id}")));
+        let request = self
+            .client
+            .get(self.url(&format!("/workers/{id}")))
+            .bearer_auth(self.token(id));
         let (status, reply) = self.send(request).await?;
         self.expect(StatusCode::OK, status, &reply, "GET /workers/{id}")?;
         Ok(serde_json::from_str(&reply)?)
