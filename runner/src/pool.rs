@@ -12,11 +12,11 @@ use uuid::Uuid;
 use crate::ownership::TokenHash;
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::cron::Schedule;
-use crate::worker::egress::EgressPolicy;
 use crate::worker::CreateError;
 use crate::worker::Limits;
 use crate::worker::RunError;
 use crate::worker::ScriptKind;
+use crate::worker::Services;
 use crate::worker::StatusView;
 use crate::worker::TerminationReason;
 use crate::worker::TriggerInfo;
@@ -150,7 +150,7 @@ impl Slots {
 /// All workers of this runner.
 pub struct Pool {
     limits: Limits,
-    egress: Arc<EgressPolicy>,
+    services: Arc<Services>,
     max_workers: usize,
     cron: CronTrigger,
     slots: RwLock<Slots>,
@@ -159,13 +159,13 @@ pub struct Pool {
 impl Pool {
     pub fn new(
         limits: Limits,
-        egress: Arc<EgressPolicy>,
+        services: Arc<Services>,
         max_workers: usize,
         cron: CronTrigger,
     ) -> Arc<Self> {
         Arc::new(Self {
             limits,
-            egress,
+            services,
             max_workers,
             cron,
             slots: RwLock::new(Slots::default()),
@@ -230,7 +230,7 @@ impl Pool {
             WorkerHandle::start(
                 spec,
                 self.limits,
-                self.egress.clone(),
+                self.services.clone(),
                 new.schedule.is_some(),
             )
             .await?,

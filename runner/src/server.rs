@@ -13,6 +13,7 @@ use crate::ownership::TokenHash;
 use crate::pool::Pool;
 use crate::triggers::cron::CronTrigger;
 use crate::worker::egress::EgressPolicy;
+use crate::worker::Services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -84,7 +85,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let egress = EgressPolicy::new(config.egress.clone(), &own)?;
     tracing::info!(policy = %egress.mode(), "worker egress policy");
     let cron = CronTrigger::new();
-    let pool = Pool::new(config.worker_limits(), egress, config.max_workers, cron);
+    let services = Arc::new(Services { egress });
+    let pool = Pool::new(config.worker_limits(), services, config.max_workers, cron);
     let state = api::AppState {
         pool: pool.clone(),
         create_limits: config.create_limits(),

@@ -34,7 +34,6 @@ use tokio::sync::oneshot;
 use super::bodies;
 use super::bodies::HostBodies;
 use super::cpu_clock::ThreadCpuClock;
-use super::egress::EgressPolicy;
 use super::extension::rnr;
 use super::extension::WorkerSink;
 use super::status::LogLevel;
@@ -43,6 +42,7 @@ use super::status::WorkerStatus;
 use super::Command;
 use super::Limits;
 use super::ScriptKind;
+use super::Services;
 use super::Started;
 use super::WorkerSpec;
 
@@ -78,7 +78,7 @@ fn rnr_extension() -> deno_core::Extension {
 pub(super) struct ThreadArgs {
     pub spec: WorkerSpec,
     pub limits: Limits,
-    pub egress: Arc<EgressPolicy>,
+    pub services: Arc<Services>,
     pub status: Arc<WorkerStatus>,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub isolate_tx: oneshot::Sender<(v8::IsolateHandle, Option<ThreadCpuClock>)>,
@@ -104,13 +104,13 @@ async fn run(args: ThreadArgs) {
     let ThreadArgs {
         spec,
         limits,
-        egress,
+        services,
         status,
         commands,
         isolate_tx,
         started_tx,
     } = args;
-    let mut worker = build_worker(&spec, &limits, &egress, status.clone());
+    let mut worker = build_worker(&spec, &limits, &services, status.clone());
     watch_heap(&mut worker.js_runtime, &limits, status.clone());
     let isolate = worker.js_runtime.v8_isolate().thread_safe_handle();
     if isolate_tx
@@ -141,7 +141,7 @@ async fn run(args: ThreadArgs) {
 fn build_worker(
     spec: &WorkerSpec,
     limits: &Limits,
-    egress: &Arc<EgressPolicy>,
+    shared: &Arc<Services>,
     status: Arc<WorkerStatus>,
 ) -> WebWorker {
     let main_module = ModuleSpecifier::parse(SCRIPT_URL).expect("constant URL parses");
@@ -161,7 +161,7 @@ fn build_worker(
             module_loader: Rc::new(module_loader),
             node_services: None,
             npm_process_state_provider: None,
-            permissions: egress.permissions(),
+            permissions: shared.egress.permissions(),
             root_cert_store_provider: None,
             shared_array_buffer_store: None,
             bundle_provider: None,
@@ -209,7 +209,7 @@ fn build_worker(
     let (worker, _external_handle) = WebWorker::bootstrap_from_options(services, options);
     let log_status = status.clone();
     let egress_status = status.clone();
-    let egress_policy = egress.clone();
+    let egress_policy = shared.egress.clone();
     let sink = WorkerSink {
         log: Box::new(move |level, message| {
             log_status.log(LogLevel::from_js(level), message.to_owned())

@@ -121,6 +121,13 @@ impl fmt::Debug for WorkerSpec {
     }
 }
 
+/// What the runner lends every worker's isolate: shared by all workers of a runner.
+#[derive(Debug)]
+pub struct Services {
+    /// Where the worker's fetch/WebSocket may connect.
+    pub egress: Arc<egress::EgressPolicy>,
+}
+
 /// Per-worker resource limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -275,7 +282,7 @@ impl WorkerHandle {
     pub async fn start(
         spec: WorkerSpec,
         limits: Limits,
-        egress: Arc<egress::EgressPolicy>,
+        services: Arc<Services>,
         require_tasks: bool,
     ) -> Result<Self, CreateError> {
         let status = Arc::new(WorkerStatus::new(spec.id.clone(), limits.log_lines));
@@ -287,7 +294,7 @@ impl WorkerHandle {
         isolate::spawn_thread(isolate::ThreadArgs {
             spec,
             limits,
-            egress,
+            services,
             status: status.clone(),
             commands: command_rx,
             isolate_tx,
