@@ -16,4 +16,5 @@ pub mod bindings;
 pub mod devchain;
 pub mod keys;
 pub mod sapphire;
+pub mod taskhub;
 pub mod verifier;

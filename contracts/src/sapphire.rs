@@ -312,7 +312,7 @@ struct RpcKey {
 
 async fn fetch_from_rpc_method<P: Provider>(provider: &P) -> Result<RuntimePublicKey, String> {
     let answer: RpcKey = provider
-        .raw_request("oasis_callDataPublicKey".into(), ())
+        .raw_request("oasis_callDataPublicKey".into(), Vec::<u64>::new())
         .await
         .map_err(|e| e.to_string())?;
     let key: [u8; 32] = answer

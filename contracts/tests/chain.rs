@@ -391,3 +391,163 @@ async fn wrong_chain_id_is_a_configuration_error() {
         "{err:?}"
     );
 }
+
+/// TaskHub: three notifications come out of the watcher exactly once each, with their
+/// payloads, only for the watched hub; a watcher restarted from the saved block sees only what
+/// came after; a confirmation depth holds logs back until enough blocks are on top; only a
+/// hub's owner can ring it.
+#[tokio::test]
+async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
+    use contracts::bindings::TaskHub;
+    use contracts::taskhub::{TaskHubWatcher, WatchConfig};
+
+    let Some(chain) = start_chain("taskhub_watcher_delivers_each_event_once_and_resumes").await
+    else {
+        return;
+    };
+    let url = chain.rpc_url();
+    let d = devchain::deploy(&url, DevChain::account(0), 3600)
+        .await
+        .unwrap();
+    let app = wallet_provider(&url, DevChain::account(2));
+    let other = wallet_provider(&url, DevChain::account(0));
+    let hub = TaskHub::new(d.task_hub, app.clone());
+    let other_hub = TaskHub::new(d.task_hub, other.clone());
+    async fn mined<T: std::fmt::Debug>(
+        call: impl std::future::Future<
+            Output = Result<
+                alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+                T,
+            >,
+        >,
+    ) -> alloy::rpc::types::TransactionReceipt {
+        let receipt = call.await.unwrap().get_receipt().await.unwrap();
+        assert!(receipt.status());
+        receipt
+    }
+    mined(hub.registerHub().send()).await; // hub 1, the app's
+    mined(other_hub.registerHub().send()).await; // hub 2, someone else's
+    assert_eq!(
+        hub.ownerOf(U256::from(1)).call().await.unwrap(),
+        DevChain::account(2).address()
+    );
+
+    let start = app.get_block_number().await.unwrap() + 1;
+    let payloads: Vec<Vec<u8>> = vec![b"first".to_vec(), vec![], vec![0xff; 300]];
+    let mut receipts = Vec::new();
+    for (i, p) in payloads.iter().enumerate() {
+        receipts.push(mined(hub.notify(U256::from(1), p.clone().into()).send()).await);
+        if i == 0 {
+            // Interleaved: another hub's event, which the watcher filters out.
+            mined(
+                other_hub
+                    .notify(U256::from(2), b"not ours".to_vec().into())
+                    .send(),
+            )
+            .await;
+        }
+    }
+    // Not the owner: refused with the hub's custom error.
+    let err = other_hub
+        .notify(U256::from(1), Default::default())
+        .send()
+        .await
+        .unwrap_err();
+    let revert = keys::decode_revert(&err.as_revert_data().unwrap()).unwrap();
+    assert_eq!(revert.name, "NotHubOwner");
+
+    let mut config = WatchConfig::new(url.clone(), d.task_hub);
+    config.hub_id = Some(U256::from(1));
+    config.confirmations = 0;
+    config.from_block = Some(start);
+    config.max_block_range = 2; // several eth_getLogs ranges per poll
+    let mut watcher = TaskHubWatcher::new(config.clone()).unwrap();
+    let events = watcher.poll().await.unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    for ((event, payload), receipt) in events.iter().zip(&payloads).zip(&receipts) {
+        assert_eq!(event.payload.as_ref(), payload.as_slice());
+        assert_eq!(event.hub_id, U256::from(1));
+        assert_eq!(event.app, DevChain::account(2).address());
+        assert_eq!(event.tx_hash, receipt.transaction_hash);
+        assert_eq!(Some(event.block_number), receipt.block_number);
+    }
+    assert!(watcher.poll().await.unwrap().is_empty(), "delivered twice");
+
+    // Restart from the saved position: only what came after.
+    let saved = watcher.next_block().unwrap();
+    drop(watcher);
+    mined(
+        hub.notify(U256::from(1), b"after restart".to_vec().into())
+            .send(),
+    )
+    .await;
+    let mut resumed = TaskHubWatcher::new(WatchConfig {
+        from_block: Some(saved),
+        ..config.clone()
+    })
+    .unwrap();
+    let events = resumed.poll().await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].payload.as_ref(), b"after restart");
+    assert!(resumed.poll().await.unwrap().is_empty());
+
+    // Every hub of the contract, from the start: 3 + 1 + 1 events, hubs 1 and 2.
+    let mut all = TaskHubWatcher::new(WatchConfig {
+        hub_id: None,
+        ..config.clone()
+    })
+    .unwrap();
+    let events = all.poll().await.unwrap();
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[1].payload.as_ref(), b"not ours");
+    assert!(events
+        .windows(2)
+        .all(|w| (w[0].block_number, w[0].log_index) < (w[1].block_number, w[1].log_index)));
+
+    // Confirmation depth 2: held back until two blocks are on top.
+    let mut confirmed = TaskHubWatcher::new(WatchConfig {
+        confirmations: 2,
+        from_block: None,
+        ..config.clone()
+    })
+    .unwrap();
+    assert!(confirmed.poll().await.unwrap().is_empty());
+    mined(hub.notify(U256::from(1), b"deep".to_vec().into()).send()).await;
+    // The watcher started "from now on" at the safe head of its first poll; the new log is at
+    // the head, so it waits.
+    assert!(confirmed.poll().await.unwrap().is_empty());
+    let _: String = app
+        .raw_request("evm_mine".into(), Vec::<u64>::new())
+        .await
+        .unwrap();
+    assert!(confirmed.poll().await.unwrap().is_empty());
+    let _: String = app
+        .raw_request("evm_mine".into(), Vec::<u64>::new())
+        .await
+        .unwrap();
+    let events = confirmed.poll().await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].payload.as_ref(), b"deep");
+
+    // `run` streams the same events through a channel and stops when the receiver goes.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let task = tokio::spawn(
+        TaskHubWatcher::new(WatchConfig {
+            poll_interval: std::time::Duration::from_millis(100),
+            ..config.clone()
+        })
+        .unwrap()
+        .run(tx),
+    );
+    let mut streamed = Vec::new();
+    for _ in 0..5 {
+        streamed.push(rx.recv().await.unwrap().payload);
+    }
+    assert_eq!(streamed[3].as_ref(), b"after restart");
+    assert_eq!(streamed[4].as_ref(), b"deep");
+    drop(rx);
+    tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

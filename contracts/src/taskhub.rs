@@ -1,0 +1,206 @@
+//! A watcher of `TaskHub.TasksAvailable` logs (issue 8): polls `eth_getLogs` block range by
+//! block range, behind a confirmation depth, and resumes from a block the caller saved.
+//!
+//! Delivery: every log in blocks `[next_block, head - confirmations]` is returned once per
+//! watcher, in chain order, then `next_block` moves past that range. Persist
+//! [`TaskHubWatcher::next_block`] after handling a batch and pass it back as
+//! [`WatchConfig::from_block`] after a restart to neither miss nor repeat events. Reorganisations
+//! deeper than `confirmations` are not detected (on Sapphire blocks are final at once).
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use alloy::transports::{RpcError, TransportErrorKind};
+use tokio::sync::mpsc;
+
+use crate::bindings::TaskHub;
+
+/// One `TasksAvailable` log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskEvent {
+    /// The block it is in.
+    pub block_number: u64,
+    /// The transaction that emitted it.
+    pub tx_hash: B256,
+    /// Its index in the block.
+    pub log_index: u64,
+    /// The hub.
+    pub hub_id: U256,
+    /// The hub's owner that rang it.
+    pub app: Address,
+    /// The app's payload (opaque).
+    pub payload: Bytes,
+}
+
+/// What to watch and how.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// JSON-RPC URL.
+    pub rpc_url: String,
+    /// The `TaskHub` contract.
+    pub hub: Address,
+    /// Only this hub's events (`None`: every hub of the contract).
+    pub hub_id: Option<U256>,
+    /// Blocks on top of a log's block before it is delivered (0: at the head). Default 1.
+    pub confirmations: u64,
+    /// Where to start: a saved [`TaskHubWatcher::next_block`], or `None` for "from now on".
+    pub from_block: Option<u64>,
+    /// Pause between polls in [`TaskHubWatcher::run`]. Default 2 s.
+    pub poll_interval: Duration,
+    /// Largest block range per `eth_getLogs` (nodes cap it). Default 1000.
+    pub max_block_range: u64,
+    /// Limit for each RPC request. Default 30 s.
+    pub rpc_timeout: Duration,
+}
+
+impl WatchConfig {
+    /// A configuration with the defaults above, starting from now.
+    pub fn new(rpc_url: impl Into<String>, hub: Address) -> Self {
+        WatchConfig {
+            rpc_url: rpc_url.into(),
+            hub,
+            hub_id: None,
+            confirmations: 1,
+            from_block: None,
+            poll_interval: Duration::from_secs(2),
+            max_block_range: 1000,
+            rpc_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why watching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The configuration is wrong.
+    #[error("bad TaskHub watcher configuration: {0}")]
+    BadConfig(String),
+    /// The RPC node cannot be reached.
+    #[error("RPC node unreachable: {0}")]
+    Unreachable(String),
+    /// An RPC request took longer than `rpc_timeout`.
+    #[error("RPC timed out after {0:?}")]
+    Timeout(Duration),
+    /// The node answered with an error, or a log did not decode.
+    #[error("RPC error: {0}")]
+    Rpc(String),
+}
+
+/// Polls a `TaskHub` for `TasksAvailable` logs.
+pub struct TaskHubWatcher {
+    config: WatchConfig,
+    provider: DynProvider,
+    next_block: Option<u64>,
+}
+
+impl TaskHubWatcher {
+    /// A watcher (no request is made yet).
+    pub fn new(config: WatchConfig) -> Result<Self, WatchError> {
+        if config.hub == Address::ZERO {
+            return Err(WatchError::BadConfig("the hub address is zero".into()));
+        }
+        if config.max_block_range == 0 {
+            return Err(WatchError::BadConfig(
+                "max_block_range must be positive".into(),
+            ));
+        }
+        let url = config
+            .rpc_url
+            .parse()
+            .map_err(|e| WatchError::BadConfig(format!("RPC URL {:?}: {e}", config.rpc_url)))?;
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_http(url)
+            .erased();
+        Ok(TaskHubWatcher {
+            next_block: config.from_block,
+            config,
+            provider,
+        })
+    }
+
+    /// The first block not yet looked at: save it to resume after a restart. `None` until the
+    /// first poll of a watcher started "from now on".
+    pub fn next_block(&self) -> Option<u64> {
+        self.next_block
+    }
+
+    /// One round: every new log up to the confirmed head, in chain order.
+    pub async fn poll(&mut self) -> Result<Vec<TaskEvent>, WatchError> {
+        let head = self.request(self.provider.get_block_number()).await?;
+        // "From now on": blocks after the head of the first poll.
+        let mut from = *self.next_block.get_or_insert(head + 1);
+        let safe = match head.checked_sub(self.config.confirmations) {
+            Some(safe) => safe,
+            None => return Ok(Vec::new()),
+        };
+        let mut events = Vec::new();
+        while from <= safe {
+            let to = safe.min(from + self.config.max_block_range - 1);
+            let mut filter = Filter::new()
+                .address(self.config.hub)
+                .event_signature(TaskHub::TasksAvailable::SIGNATURE_HASH)
+                .from_block(from)
+                .to_block(to);
+            if let Some(id) = self.config.hub_id {
+                filter = filter.topic1(B256::from(id));
+            }
+            let logs = self.request(self.provider.get_logs(&filter)).await?;
+            for log in logs {
+                let decoded = log
+                    .log_decode::<TaskHub::TasksAvailable>()
+                    .map_err(|e| WatchError::Rpc(format!("undecodable TasksAvailable log: {e}")))?;
+                let event = decoded.inner.data;
+                events.push(TaskEvent {
+                    block_number: log.block_number.unwrap_or(0),
+                    tx_hash: log.transaction_hash.unwrap_or_default(),
+                    log_index: log.log_index.unwrap_or(0),
+                    hub_id: event.hubId,
+                    app: event.app,
+                    payload: event.payload,
+                });
+            }
+            from = to + 1;
+        }
+        self.next_block = Some(from);
+        Ok(events)
+    }
+
+    /// Polls every `poll_interval` and sends each event to `events` until the receiver is
+    /// dropped. RPC failures are logged and retried at the next interval (the position does not
+    /// move on a failed poll). To resume after a restart, persist the last handled event's
+    /// block and log index, start from that block and skip events up to that log index.
+    pub async fn run(mut self, events: mpsc::Sender<TaskEvent>) {
+        loop {
+            match self.poll().await {
+                Ok(batch) => {
+                    for event in batch {
+                        if events.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(hub = %self.config.hub, "TaskHub watcher: {e}"),
+            }
+            tokio::select! {
+                _ = events.closed() => return,
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn request<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, RpcError<TransportErrorKind>>>,
+    ) -> Result<T, WatchError> {
+        match tokio::time::timeout(self.config.rpc_timeout, fut).await {
+            Err(_) => Err(WatchError::Timeout(self.config.rpc_timeout)),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(RpcError::Transport(kind))) => Err(WatchError::Unreachable(kind.to_string())),
+            Ok(Err(e)) => Err(WatchError::Rpc(e.to_string())),
+        }
+    }
+}
