@@ -116,6 +116,12 @@ pub struct Config {
     #[arg(long, env = "RUNNER_CREATION_TLS_ONLY")]
     pub creation_tls_only: bool,
 
+    /// Keep workers across restarts: their records, sealed (SNP: measurement-bound key; no TEE:
+    /// a dev key file beside them, insecure), in this directory. Without it the runner is
+    /// stateless.
+    #[arg(long, env = "RUNNER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// Format of the runner's own log (on standard error).
     #[arg(long, env = "RUNNER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

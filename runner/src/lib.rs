@@ -8,6 +8,7 @@ pub mod identity;
 pub mod init;
 pub mod ownership;
 pub mod pool;
+pub mod records;
 pub mod server;
 pub mod state;
 pub mod tls;

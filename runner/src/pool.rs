@@ -1,5 +1,6 @@
 //! The pool owns every worker: it admits new ones within the configured
-//! limits, wires their triggers, and removes them.
+//! limits, wires their triggers, keeps their records (with a state directory)
+//! and brings them back at start-up, and removes them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,8 +11,15 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::ownership::TokenHash;
+use crate::records::from_millis;
+use crate::records::to_millis;
+use crate::records::Records;
+use crate::records::RecordsError;
+use crate::records::WorkerRecord;
+use crate::records::RECORD_VERSION;
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::cron::Schedule;
+use crate::worker::CodeIdentity;
 use crate::worker::CreateError;
 use crate::worker::Limits;
 use crate::worker::RunError;
@@ -66,6 +74,29 @@ pub struct WorkerInfo {
     pub created: SystemTime,
     #[serde(flatten)]
     pub status: StatusView,
+    /// Set when the worker was brought back from its record at start-up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored: Option<Restored>,
+}
+
+/// A worker brought back from its record: when, and since when the runner was down (its last
+/// sign of life before the restart; runs missed in between are not replayed).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Restored {
+    #[serde(serialize_with = "rfc3339")]
+    pub at: SystemTime,
+    #[serde(with = "crate::worker::status::humantime_serde_compat::option")]
+    pub down_since: Option<SystemTime>,
+}
+
+/// What start-up made of the stored records.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreSummary {
+    pub restored: usize,
+    /// Genuine records whose worker could not be started again: kept, listed as failed.
+    pub failed: usize,
+    /// Records refused (tampered, truncated, foreign, unreadable): left on disk, reported.
+    pub refused: usize,
 }
 
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -86,6 +117,10 @@ pub enum PoolError {
     NotFound(WorkerId),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error("the worker could not be stored durably: {0}")]
+    Persist(#[from] RecordsError),
+    #[error("worker {0} could not be brought back at start-up: {1}")]
+    NotRestored(WorkerId, String),
 }
 
 struct Entry {
@@ -95,6 +130,54 @@ struct Entry {
     created: SystemTime,
     cron_job: Option<Uuid>,
     token_hash: TokenHash,
+    restored: Option<Restored>,
+}
+
+/// A stored worker that could not be started again at start-up: kept (with its record) and
+/// shown as failed until deleted.
+struct Failed {
+    kind: ScriptKind,
+    schedule: Option<String>,
+    hostname: Option<String>,
+    code_hash: String,
+    created: SystemTime,
+    token_hash: TokenHash,
+    error: String,
+    restored: Restored,
+}
+
+impl Failed {
+    fn public_info(&self, id: &WorkerId) -> PublicWorkerInfo {
+        PublicWorkerInfo {
+            id: id.clone(),
+            kind: self.kind,
+            schedule: self.schedule.clone(),
+            state: crate::worker::State::Failed,
+            created: self.created,
+            last_run: None,
+        }
+    }
+
+    fn info(&self, id: &WorkerId) -> WorkerInfo {
+        WorkerInfo {
+            id: id.clone(),
+            kind: self.kind,
+            schedule: self.schedule.clone(),
+            hostname: self.hostname.clone(),
+            code_hash: self.code_hash.clone(),
+            created: self.created,
+            status: StatusView {
+                state: crate::worker::State::Failed,
+                reason: Some(format!("not restored: {}", self.error)),
+                last_run: None,
+                last_error: Some(self.error.clone()),
+                runs: 0,
+                errors: 0,
+                skipped: 0,
+            },
+            restored: Some(self.restored),
+        }
+    }
 }
 
 impl Entry {
@@ -119,6 +202,7 @@ impl Entry {
             code_hash: self.handle.identity().to_string(),
             created: self.created,
             status: self.handle.status().view(),
+            restored: self.restored,
         }
     }
 }
@@ -126,6 +210,7 @@ impl Entry {
 #[derive(Default)]
 struct Slots {
     entries: BTreeMap<WorkerId, Entry>,
+    failed: BTreeMap<WorkerId, Failed>,
     /// Admitted but still starting: they count against the maximum.
     starting: usize,
 }
@@ -153,6 +238,8 @@ pub struct Pool {
     services: Arc<Services>,
     max_workers: usize,
     cron: CronTrigger,
+    /// The workers' durable records; `None` runs stateless.
+    records: Option<Records>,
     slots: RwLock<Slots>,
 }
 
@@ -162,12 +249,14 @@ impl Pool {
         services: Arc<Services>,
         max_workers: usize,
         cron: CronTrigger,
+        records: Option<Records>,
     ) -> Arc<Self> {
         Arc::new(Self {
             limits,
             services,
             max_workers,
             cron,
+            records,
             slots: RwLock::new(Slots::default()),
         })
     }
@@ -180,8 +269,9 @@ impl Pool {
         self.slots.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates a worker: evaluates its script, registers its schedule, and
-    /// runs its tasks handler once in the background (as Escrin did).
+    /// Creates a worker: evaluates its script, registers its schedule, stores its record
+    /// (durably, when the runner has a state directory), and runs its tasks handler once in
+    /// the background (as Escrin did).
     pub async fn create(self: &Arc<Self>, new: NewWorker) -> Result<WorkerId, PoolError> {
         {
             let mut slots = self.write();
@@ -195,22 +285,43 @@ impl Pool {
             }
             slots.starting += 1;
         }
-        let result = self.start(new).await;
-        let mut slots = self.write();
-        slots.starting -= 1;
-        let (id, entry) = result?;
-        if let Some(name) = &entry.hostname {
-            if slots.by_hostname(name).is_some() {
-                entry.handle.stop(TerminationReason::Deleted);
-                return Err(PoolError::HostnameTaken(name.clone()));
-            }
-        }
-        let runs_tasks = entry.handle.has_tasks();
+        let id = WorkerId::new_random();
+        let created = SystemTime::now();
+        let record = self.records.as_ref().map(|_| WorkerRecord {
+            version: RECORD_VERSION,
+            id: id.clone(),
+            kind: new.kind,
+            script: new.script.clone(),
+            config_json: new.config_json.clone(),
+            schedule: new.schedule.as_ref().map(|s| s.as_str().to_owned()),
+            hostname: new.hostname.clone(),
+            token_hash: new.token_hash,
+            created_ms: to_millis(created),
+        });
+        let result = self.admit(id.clone(), new, created, record).await;
+        self.write().starting -= 1;
+        let entry = result?;
         let handle = entry.handle.clone();
-        slots.entries.insert(id.clone(), entry);
-        drop(slots);
-        tracing::info!(worker = %id, kind = handle.kind().as_str(), code = %handle.identity(), "worker created");
-        if runs_tasks {
+        let rejected = {
+            let mut slots = self.write();
+            let taken = entry
+                .hostname
+                .clone()
+                .filter(|name| slots.by_hostname(name).is_some());
+            match taken {
+                Some(name) => Some((name, entry)),
+                None => {
+                    slots.entries.insert(id.clone(), entry);
+                    None
+                }
+            }
+        };
+        if let Some((name, entry)) = rejected {
+            self.discard(&id, &entry).await;
+            return Err(PoolError::HostnameTaken(name));
+        }
+        tracing::info!(worker = %id, kind = handle.kind().as_str(), code = %handle.identity(), durable = self.records.is_some(), "worker created");
+        if handle.has_tasks() {
             tokio::spawn(async move {
                 run_logged(&handle, TriggerInfo::now("created", None)).await;
             });
@@ -218,8 +329,120 @@ impl Pool {
         Ok(id)
     }
 
-    async fn start(self: &Arc<Self>, new: NewWorker) -> Result<(WorkerId, Entry), PoolError> {
-        let id = WorkerId::new_random();
+    /// Starts the worker and, when there is a record to keep, stores it before anyone hears
+    /// of the worker; a worker whose record could not be stored is stopped again.
+    async fn admit(
+        self: &Arc<Self>,
+        id: WorkerId,
+        new: NewWorker,
+        created: SystemTime,
+        record: Option<WorkerRecord>,
+    ) -> Result<Entry, PoolError> {
+        let entry = self.start(id.clone(), new, created, None).await?;
+        if let (Some(records), Some(record)) = (&self.records, record) {
+            if let Err(error) = records.put(&record).await {
+                tracing::error!(worker = %id, %error, "the worker's record could not be stored: creation refused");
+                self.stop_entry(&entry);
+                return Err(error.into());
+            }
+        }
+        Ok(entry)
+    }
+
+    /// Undoes a creation that lost a race: stops the worker and removes its record.
+    async fn discard(&self, id: &WorkerId, entry: &Entry) {
+        self.stop_entry(entry);
+        if let Some(records) = &self.records {
+            if let Err(error) = records.delete(id).await {
+                tracing::error!(worker = %id, %error, "the record of a refused worker could not be removed");
+            }
+        }
+    }
+
+    fn stop_entry(&self, entry: &Entry) {
+        if let Some(job) = entry.cron_job {
+            self.cron.remove(job);
+        }
+        entry.handle.stop(TerminationReason::Deleted);
+    }
+
+    /// Brings back every stored worker before the API serves: schedules resume from now (runs
+    /// missed while the runner was down are not replayed; each worker's status shows the gap).
+    /// A genuine record whose worker cannot start again is kept and listed as failed; a refused
+    /// record (tampered, truncated, foreign) is reported and left on disk. Neither stops the
+    /// others.
+    pub async fn restore(self: &Arc<Self>) -> Result<RestoreSummary, RecordsError> {
+        let mut summary = RestoreSummary::default();
+        let Some(records) = self.records.clone() else {
+            return Ok(summary);
+        };
+        let down_since = records.last_alive().await;
+        let restored = Restored {
+            at: SystemTime::now(),
+            down_since,
+        };
+        for item in records.load_all().await? {
+            let record = match item {
+                Ok(record) => record,
+                Err(unusable) => {
+                    tracing::error!(%unusable, "a stored worker record was refused and not loaded (left on disk)");
+                    summary.refused += 1;
+                    continue;
+                }
+            };
+            let id = record.id.clone();
+            let failed = |error: String| Failed {
+                kind: record.kind,
+                schedule: record.schedule.clone(),
+                hostname: record.hostname.clone(),
+                code_hash: CodeIdentity::of(record.kind, &record.script).to_string(),
+                created: from_millis(record.created_ms),
+                token_hash: record.token_hash,
+                error,
+                restored,
+            };
+            let schedule = match record.schedule.as_deref().map(Schedule::parse).transpose() {
+                Ok(schedule) => schedule,
+                Err(error) => {
+                    let failed = failed(format!("schedule: {error}"));
+                    self.keep_failed(id, failed, &mut summary);
+                    continue;
+                }
+            };
+            let new = NewWorker {
+                kind: record.kind,
+                script: record.script.clone(),
+                config_json: record.config_json.clone(),
+                schedule,
+                hostname: record.hostname.clone(),
+                token_hash: record.token_hash,
+            };
+            let created = from_millis(record.created_ms);
+            match self.start(id.clone(), new, created, Some(restored)).await {
+                Ok(entry) => {
+                    tracing::info!(worker = %id, "worker restored from its record");
+                    self.write().entries.insert(id, entry);
+                    summary.restored += 1;
+                }
+                Err(error) => self.keep_failed(id, failed(error.to_string()), &mut summary),
+            }
+        }
+        Ok(summary)
+    }
+
+    fn keep_failed(&self, id: WorkerId, failed: Failed, summary: &mut RestoreSummary) {
+        tracing::error!(worker = %id, error = %failed.error, "a stored worker could not be started again: kept and listed as failed");
+        self.write().failed.insert(id, failed);
+        summary.failed += 1;
+    }
+
+    async fn start(
+        self: &Arc<Self>,
+        id: WorkerId,
+        new: NewWorker,
+        created: SystemTime,
+        restored: Option<Restored>,
+    ) -> Result<Entry, PoolError> {
         let spec = WorkerSpec {
             id: id.clone(),
             kind: new.kind,
@@ -237,6 +460,7 @@ impl Pool {
         );
         if let Some(name) = &new.hostname {
             if !handle.has_fetch() {
+                handle.stop(TerminationReason::Deleted);
                 return Err(PoolError::HostnameWithoutFetch(name.clone()));
             }
         }
@@ -256,29 +480,31 @@ impl Pool {
             }
             None => None,
         };
-        Ok((
-            id,
-            Entry {
-                handle,
-                schedule: new.schedule,
-                hostname: new.hostname,
-                created: SystemTime::now(),
-                cron_job,
-                token_hash: new.token_hash,
-            },
-        ))
+        Ok(Entry {
+            handle,
+            schedule: new.schedule,
+            hostname: new.hostname,
+            created,
+            cron_job,
+            token_hash: new.token_hash,
+            restored,
+        })
     }
 
     pub fn list(&self) -> Vec<PublicWorkerInfo> {
-        self.read()
-            .entries
-            .values()
-            .map(Entry::public_info)
-            .collect()
+        let slots = self.read();
+        let mut list: Vec<PublicWorkerInfo> =
+            slots.entries.values().map(Entry::public_info).collect();
+        list.extend(slots.failed.iter().map(|(id, f)| f.public_info(id)));
+        list
     }
 
     pub fn get_public(&self, id: &WorkerId) -> Result<PublicWorkerInfo, PoolError> {
-        self.read()
+        let slots = self.read();
+        if let Some(failed) = slots.failed.get(id) {
+            return Ok(failed.public_info(id));
+        }
+        slots
             .entries
             .get(id)
             .map(Entry::public_info)
@@ -287,11 +513,20 @@ impl Pool {
 
     /// The hash of the worker's management token, if the worker exists.
     pub fn token_hash(&self, id: &WorkerId) -> Option<TokenHash> {
-        self.read().entries.get(id).map(|e| e.token_hash)
+        let slots = self.read();
+        slots
+            .entries
+            .get(id)
+            .map(|e| e.token_hash)
+            .or_else(|| slots.failed.get(id).map(|f| f.token_hash))
     }
 
     pub fn get(&self, id: &WorkerId) -> Result<WorkerInfo, PoolError> {
-        self.read()
+        let slots = self.read();
+        if let Some(failed) = slots.failed.get(id) {
+            return Ok(failed.info(id));
+        }
+        slots
             .entries
             .get(id)
             .map(Entry::info)
@@ -310,7 +545,11 @@ impl Pool {
     }
 
     pub fn handle(&self, id: &WorkerId) -> Result<Arc<WorkerHandle>, PoolError> {
-        self.read()
+        let slots = self.read();
+        if let Some(failed) = slots.failed.get(id) {
+            return Err(PoolError::NotRestored(id.clone(), failed.error.clone()));
+        }
+        slots
             .entries
             .get(id)
             .map(|e| e.handle.clone())
@@ -323,17 +562,26 @@ impl Pool {
         Ok(handle.run_tasks(TriggerInfo::now("manual", None)).await?)
     }
 
-    /// Terminates a worker and forgets it.
+    /// Removes the worker's record (durably, before answering), terminates it and forgets it.
     pub async fn delete(&self, id: &WorkerId) -> Result<(), PoolError> {
-        let entry = self
-            .write()
-            .entries
-            .remove(id)
-            .ok_or_else(|| PoolError::NotFound(id.clone()))?;
-        if let Some(job) = entry.cron_job {
-            self.cron.remove(job);
+        {
+            let slots = self.read();
+            if !slots.entries.contains_key(id) && !slots.failed.contains_key(id) {
+                return Err(PoolError::NotFound(id.clone()));
+            }
         }
-        entry.handle.stop(TerminationReason::Deleted);
+        if let Some(records) = &self.records {
+            records.delete(id).await?;
+        }
+        let (entry, failed) = {
+            let mut slots = self.write();
+            (slots.entries.remove(id), slots.failed.remove(id))
+        };
+        match (entry, failed) {
+            (Some(entry), _) => self.stop_entry(&entry),
+            (None, Some(_)) => {}
+            (None, None) => return Err(PoolError::NotFound(id.clone())),
+        }
         tracing::info!(worker = %id, "worker deleted");
         Ok(())
     }

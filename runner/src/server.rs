@@ -11,6 +11,9 @@ use crate::config::Config;
 use crate::identity::Identity;
 use crate::ownership::TokenHash;
 use crate::pool::Pool;
+use crate::records::Records;
+use crate::state::KeySource;
+use crate::state::StateDir;
 use crate::triggers::cron::CronTrigger;
 use crate::worker::egress::EgressPolicy;
 use crate::worker::Services;
@@ -39,6 +42,10 @@ pub enum ServeError {
     CreationTlsOnlyWithoutTls,
     #[error(transparent)]
     Egress(#[from] crate::worker::egress::EgressError),
+    #[error("the state directory: {0}")]
+    State(String),
+    #[error("restoring workers: {0}")]
+    Restore(#[from] crate::records::RecordsError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -84,9 +91,30 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     own.extend(tls_listener.as_ref().map(|((_, addr), _)| *addr));
     let egress = EgressPolicy::new(config.egress.clone(), &own)?;
     tracing::info!(policy = %egress.mode(), "worker egress policy");
+    let state_dir = open_state(config.state_dir.as_deref(), attester.tee()).await?;
+    let records = state_dir.clone().map(Records::new);
     let cron = CronTrigger::new();
     let services = Arc::new(Services { egress });
-    let pool = Pool::new(config.worker_limits(), services, config.max_workers, cron);
+    let pool = Pool::new(
+        config.worker_limits(),
+        services,
+        config.max_workers,
+        cron,
+        records.clone(),
+    );
+    // Every stored worker is back before the API answers (healthz included).
+    if let Some(records) = records {
+        let started = std::time::Instant::now();
+        let summary = pool.restore().await?;
+        tracing::info!(
+            restored = summary.restored,
+            failed = summary.failed,
+            refused = summary.refused,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "workers restored from the state directory"
+        );
+        tokio::spawn(heartbeat(records));
+    }
     let state = api::AppState {
         pool: pool.clone(),
         create_limits: config.create_limits(),
@@ -122,6 +150,48 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .with_graceful_shutdown(shutdown_signal(pool))
         .await
         .map_err(ServeError::Http)
+}
+
+/// Opens the state directory with the sealing key this TEE offers: SNP's measurement-bound
+/// derived key; none in TDX (stateless until a key store can release one); a dev key file
+/// without a TEE. No directory configured → stateless.
+async fn open_state(
+    dir: Option<&Path>,
+    tee: attest::Tee,
+) -> Result<Option<Arc<StateDir>>, ServeError> {
+    let Some(dir) = dir else {
+        tracing::warn!("no --state-dir: workers are NOT kept across restarts (stateless)");
+        return Ok(None);
+    };
+    let key = match tee {
+        attest::Tee::Snp => KeySource::Snp,
+        attest::Tee::Tdx => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "TDX has no measurement-bound sealing key: running stateless (workers are NOT kept across restarts)"
+            );
+            return Ok(None);
+        }
+        attest::Tee::None => KeySource::DevFile,
+    };
+    let path = dir.to_owned();
+    let state = tokio::task::spawn_blocking(move || StateDir::open(path, key))
+        .await
+        .map_err(|e| ServeError::State(e.to_string()))?
+        .map_err(|e| ServeError::State(format!("{}: {e}", dir.display())))?;
+    tracing::info!(dir = %dir.display(), "state directory open: workers are kept across restarts");
+    Ok(Some(Arc::new(state)))
+}
+
+/// Records now and then that the runner is alive, so that after a restart each worker's
+/// status can show since when it was down.
+async fn heartbeat(records: Records) {
+    loop {
+        if let Err(error) = records.heartbeat().await {
+            tracing::warn!(%error, "could not record the runner's heartbeat in the state directory");
+        }
+        tokio::time::sleep(crate::records::HEARTBEAT_EVERY).await;
+    }
 }
 
 /// Binds `addr` and, when asked, writes the address actually bound to `addr_file`.

@@ -166,6 +166,29 @@ impl Runner {
         self.send(request).await
     }
 
+    /// Kills the runner with SIGKILL (no shutdown of any kind) and waits for it to be gone;
+    /// returns its log.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.logs()
+    }
+
+    /// The HTTP client the harness uses (for requests a test drives itself).
+    pub fn http_client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Remembers `token` for worker `id` (e.g. one created by an earlier runner).
+    pub fn remember(&self, id: &str, token: &str) {
+        self.lock_tokens().insert(id.to_owned(), token.to_owned());
+    }
+
+    /// Every token this harness remembers, by worker id.
+    pub fn tokens(&self) -> HashMap<String, String> {
+        self.lock_tokens().clone()
+    }
+
     /// The management token the runner returned when worker `id` was created here.
     pub fn token(&self, id: &str) -> Option<String> {
         self.lock_tokens().get(id).cloned()

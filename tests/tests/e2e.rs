@@ -26,6 +26,8 @@ mod image;
 mod limits;
 #[path = "e2e/ownership.rs"]
 mod ownership;
+#[path = "e2e/persistence.rs"]
+mod persistence;
 #[path = "e2e/sandbox.rs"]
 mod sandbox;
 #[path = "e2e/tls.rs"]

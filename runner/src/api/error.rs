@@ -62,6 +62,7 @@ impl From<PoolError> for ApiError {
             PoolError::Run(RunError::Gone(_) | RunError::Terminated(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            PoolError::Persist(_) | PoolError::NotRestored(..) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let message = match &error {
             PoolError::Create(CreateError::Script(js)) => format!("script: {js}"),
