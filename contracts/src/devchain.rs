@@ -80,18 +80,28 @@ pub fn node_with(package: &str) -> Result<(PathBuf, PathBuf), DevChainError> {
 pub struct DevChain {
     child: Child,
     port: u16,
+    chain_id: u64,
     dir: tempfile::TempDir,
 }
 
 impl DevChain {
-    /// Starts `hardhat node` in a temporary project directory and waits until it answers.
+    /// Starts `hardhat node` (chain id 31337) in a temporary project directory and waits until
+    /// it answers.
     pub async fn start() -> Result<DevChain, DevChainError> {
+        Self::start_with_chain_id(HARDHAT_CHAIN_ID).await
+    }
+
+    /// [`DevChain::start`] with another chain id (e.g. a Sapphire one, for a stand-in: hardhat
+    /// has none of Sapphire's precompiles or confidentiality).
+    pub async fn start_with_chain_id(chain_id: u64) -> Result<DevChain, DevChainError> {
         let (node, npm) = node_with("hardhat")?;
         let dir = tempfile::tempdir().map_err(|e| DevChainError::Failed(e.to_string()))?;
         let failed = |what: &str, e: std::io::Error| DevChainError::Failed(format!("{what}: {e}"));
         fs::write(
             dir.path().join("hardhat.config.js"),
-            "module.exports = { solidity: \"0.8.28\" };\n",
+            format!(
+                "module.exports = {{ solidity: \"0.8.28\", networks: {{ hardhat: {{ chainId: {chain_id} }} }} }};\n"
+            ),
         )
         .map_err(|e| failed("config", e))?;
         // Hardhat refuses to run from an installation outside the project: link it in.
@@ -116,7 +126,12 @@ impl DevChain {
             .stderr(log_err)
             .spawn()
             .map_err(|e| failed("spawn hardhat", e))?;
-        let mut chain = DevChain { child, port, dir };
+        let mut chain = DevChain {
+            child,
+            port,
+            chain_id,
+            dir,
+        };
         chain.wait_ready(Duration::from_secs(90)).await?;
         Ok(chain)
     }
@@ -132,7 +147,7 @@ impl DevChain {
                 )));
             }
             if let Ok(id) = provider.get_chain_id().await {
-                if id == HARDHAT_CHAIN_ID {
+                if id == self.chain_id {
                     return Ok(());
                 }
             }
@@ -144,6 +159,11 @@ impl DevChain {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
     }
 
     /// The HTTP JSON-RPC URL.

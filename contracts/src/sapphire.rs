@@ -218,6 +218,30 @@ impl CallSession {
         )]))
     }
 
+    /// The runtime's side: an encrypted failure (`evm`, 8, `reverted: <base64>` for reverts).
+    pub fn encrypt_failure_with_nonce(
+        &self,
+        module: &str,
+        code: u64,
+        message: &str,
+        nonce: [u8; NONCE_LEN],
+    ) -> Vec<u8> {
+        let fail = map(vec![
+            ("code", Value::Integer(code.into())),
+            ("module", Value::Text(module.to_owned())),
+            ("message", Value::Text(message.to_owned())),
+        ]);
+        let inner = cbor(&map(vec![("fail", fail)]));
+        let data = self.seal(&nonce, &inner);
+        cbor(&map(vec![(
+            "ok",
+            map(vec![
+                ("data", Value::Bytes(data)),
+                ("nonce", Value::Bytes(nonce.to_vec())),
+            ]),
+        )]))
+    }
+
     fn seal(&self, nonce: &[u8; NONCE_LEN], plaintext: &[u8]) -> Vec<u8> {
         // Deoxys-II encryption cannot fail for in-memory buffers of this size.
         self.cipher
@@ -442,6 +466,13 @@ mod tests {
         assert_eq!(rt.decrypt_call(&envelope).unwrap(), b"calldata");
         let result = rt.encrypt_result_with_nonce(b"output", [3; NONCE_LEN]);
         assert_eq!(client.decrypt_result(&result).unwrap(), b"output");
+        let failure = rt.encrypt_failure_with_nonce("evm", 8, "reverted: AQID", [4; NONCE_LEN]);
+        match client.decrypt_result(&failure) {
+            Err(EnvelopeError::CallFailed { revert_data, .. }) => {
+                assert_eq!(revert_data, Some(vec![1, 2, 3]))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -89,6 +89,10 @@ struct Setup {
 }
 
 async fn setup(chain: &DevChain, verifier: &Verifier) -> Setup {
+    setup_with(chain, verifier, Confidentiality::InsecureDevChain).await
+}
+
+async fn setup_with(chain: &DevChain, verifier: &Verifier, c: Confidentiality) -> Setup {
     let url = chain.rpc_url();
     let d = devchain::deploy(&url, DevChain::account(0), 3600)
         .await
@@ -113,11 +117,11 @@ async fn setup(chain: &DevChain, verifier: &Verifier) -> Setup {
         .unwrap();
     let config = ChainConfig::new(
         url.clone(),
-        devchain::HARDHAT_CHAIN_ID,
+        chain.chain_id(),
         d.registry,
         d.key_store,
         d.permitter,
-        Confidentiality::InsecureDevChain,
+        c,
     );
     Setup {
         url,
@@ -550,4 +554,303 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// The Sapphire code path of the key client against a stand-in: hardhat with the Sapphire
+/// localnet chain id, a fake random-bytes precompile, and a JSON-RPC proxy that plays the
+/// confidential runtime (answers the call-data public key precompile, decrypts enveloped
+/// `eth_call`s, encrypts results and reverts the way Sapphire does, and refuses plaintext calls to
+/// the key store). Keys are read only through the envelope; a revert comes back as the key store's
+/// custom error.
+#[tokio::test]
+async fn sapphire_stand_in_reads_keys_only_through_the_envelope() {
+    let Some(chain) = (match DevChain::start_with_chain_id(0x5afd).await {
+        Ok(chain) => Some(chain),
+        Err(DevChainError::Unavailable(why)) => {
+            eprintln!("SKIPPED sapphire_stand_in_reads_keys_only_through_the_envelope: {why}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }) else {
+        return;
+    };
+    // RANDOM_BYTES stand-in: returns keccak256(calldata) (not random; a stand-in).
+    let admin = wallet_provider(&chain.rpc_url(), DevChain::account(0));
+    let _: serde_json::Value = admin
+        .raw_request(
+            "hardhat_setCode".into(),
+            (
+                "0x0100000000000000000000000000000000000001",
+                "0x3660006000373660002060005260206000f3",
+            ),
+        )
+        .await
+        .unwrap();
+
+    let verifier = dev_verifier(true);
+    let s = setup_with(&chain, &verifier, Confidentiality::Sapphire).await;
+    let runtime_secret = [0x5a; 32];
+    let stand_in = stand_in::start(chain.rpc_url(), s.d.key_store, runtime_secret).await;
+    let mut config = s.config.clone();
+    config.rpc_url = stand_in.url.clone();
+    let client = KeyClient::connect(config, s.gas.clone(), none_evidence(), verifier)
+        .await
+        .unwrap();
+
+    let code = keccak256("worker on Sapphire");
+    let first = client.acquire(code).await.unwrap();
+    let second = client.acquire(code).await.unwrap();
+    let k1 = client.read_key(&first).await.unwrap();
+    let k2 = client.read_key(&second).await.unwrap();
+    assert_eq!(k1, k2);
+    assert_ne!(k1, client.get_key(keccak256("other worker")).await.unwrap());
+    assert_eq!(
+        stand_in
+            .encrypted_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+
+    match client
+        .read_key_with_request_expiry(&first, unix_now() - 60)
+        .await
+    {
+        Err(KeyError::KeyStoreRefused { error, .. }) => assert_eq!(error, "KeyRequestExpired"),
+        other => panic!("{other:?}"),
+    }
+
+    // The stand-in refuses a plaintext getKey (which a real node would answer, in clear text,
+    // to whoever relays it): the three reads above were all enveloped.
+    let plain = wallet_provider(&stand_in.url, s.gas.clone());
+    let store = OmniKeyStore::new(s.d.key_store, plain);
+    assert!(store.isProvisioned(first.identity).call().await.unwrap());
+    let req = OmniKeyStore::KeyRequest {
+        identity: first.identity,
+        requester: first.requester(),
+        expiry: U256::from(unix_now() + 60),
+    };
+    let err = store
+        .getKey(OmniKeyStore::SignedKeyRequest {
+            req,
+            sig: vec![0; 65].into(),
+        })
+        .call()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("plaintext getKey"), "{err}");
+}
+
+mod stand_in {
+    //! A JSON-RPC proxy playing Sapphire's confidential runtime in front of hardhat.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use alloy::primitives::{Address, Bytes, U256};
+    use alloy::sol_types::SolCall;
+    use alloy::sol_types::SolValue;
+    use alloy::transports::http::reqwest;
+    use base64::Engine;
+    use ciborium::Value as Cbor;
+    use contracts::bindings::OmniKeyStore;
+    use contracts::sapphire::{CallSession, RuntimePublicKey, SUBCALL_PRECOMPILE};
+    use serde_json::{json, Value};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    pub struct StandIn {
+        pub url: String,
+        pub encrypted_calls: Arc<AtomicUsize>,
+    }
+
+    struct Ctx {
+        upstream: String,
+        guarded: Address,
+        secret: [u8; 32],
+        public: [u8; 32],
+        http: reqwest::Client,
+        encrypted_calls: Arc<AtomicUsize>,
+    }
+
+    pub async fn start(upstream: String, guarded: Address, secret: [u8; 32]) -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let encrypted_calls = Arc::new(AtomicUsize::new(0));
+        let public =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes();
+        let ctx = Arc::new(Ctx {
+            upstream,
+            guarded,
+            secret,
+            public,
+            http: reqwest::Client::new(),
+            encrypted_calls: encrypted_calls.clone(),
+        });
+        // Ends with the test's runtime.
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let Some(body) = read_request(&mut conn).await else {
+                        return;
+                    };
+                    let request: Value = serde_json::from_slice(&body).unwrap();
+                    let answer = handle(&ctx, request).await.to_string();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        answer.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        StandIn {
+            url,
+            encrypted_calls,
+        }
+    }
+
+    async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = conn.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    let n = conn.read(&mut chunk).await.ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                return Some(buf[end + 4..end + 4 + len].to_vec());
+            }
+        }
+    }
+
+    async fn forward(ctx: &Ctx, request: &Value) -> Value {
+        let text = ctx
+            .http
+            .post(&ctx.upstream)
+            .header("content-type", "application/json")
+            .body(request.to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn hex_bytes(v: &Value) -> Vec<u8> {
+        hex::decode(v.as_str().unwrap_or("0x").trim_start_matches("0x")).unwrap()
+    }
+
+    async fn handle(ctx: &Ctx, mut request: Value) -> Value {
+        let id = request["id"].clone();
+        if request["method"] != "eth_call" {
+            return forward(ctx, &request).await;
+        }
+        let call = &request["params"][0];
+        let to: Option<Address> = call["to"].as_str().and_then(|t| t.parse().ok());
+        let field = if call.get("input").is_some() {
+            "input"
+        } else {
+            "data"
+        };
+        let data = hex_bytes(&call[field]);
+        if to == Some(SUBCALL_PRECOMPILE) {
+            let key = Cbor::Map(vec![
+                (Cbor::Text("epoch".into()), Cbor::Integer(1.into())),
+                (
+                    Cbor::Text("public_key".into()),
+                    Cbor::Map(vec![
+                        (Cbor::Text("key".into()), Cbor::Bytes(ctx.public.to_vec())),
+                        (Cbor::Text("checksum".into()), Cbor::Bytes(vec![])),
+                        (Cbor::Text("signature".into()), Cbor::Bytes(vec![])),
+                    ]),
+                ),
+            ]);
+            let mut cbor = Vec::new();
+            ciborium::into_writer(&key, &mut cbor).unwrap();
+            let answer = (U256::ZERO, Bytes::from(cbor)).abi_encode_params();
+            return json!({"jsonrpc": "2.0", "id": id, "result": format!("0x{}", hex::encode(answer))});
+        }
+        if to != Some(ctx.guarded) {
+            return forward(ctx, &request).await;
+        }
+        // The confidential contract: getKey only enveloped; other views may be plaintext, as on
+        // Sapphire.
+        let Some(client_pk) = envelope_pk(&data) else {
+            if data.starts_with(&OmniKeyStore::getKeyCall::SELECTOR) {
+                return json!({"jsonrpc": "2.0", "id": id,
+                              "error": {"code": -32000, "message": "stand-in: plaintext getKey"}});
+            }
+            return forward(ctx, &request).await;
+        };
+        let runtime = CallSession::from_secret(
+            ctx.secret,
+            &RuntimePublicKey {
+                key: client_pk,
+                epoch: None,
+                checksum: vec![],
+                signature: vec![],
+            },
+        )
+        .unwrap();
+        let plain = runtime.decrypt_call(&data).unwrap();
+        ctx.encrypted_calls.fetch_add(1, Ordering::SeqCst);
+        request["params"][0][field] = json!(format!("0x{}", hex::encode(plain)));
+        let answer = forward(ctx, &request).await;
+        let nonce = [7u8; 15];
+        let sealed = if let Some(result) = answer.get("result") {
+            runtime.encrypt_result_with_nonce(&hex_bytes(result), nonce)
+        } else {
+            let err = &answer["error"]["data"];
+            let revert = match err {
+                Value::String(_) => hex_bytes(err),
+                _ => hex_bytes(&err["data"]),
+            };
+            let message = format!(
+                "reverted: {}",
+                base64::engine::general_purpose::STANDARD.encode(revert)
+            );
+            runtime.encrypt_failure_with_nonce("evm", 8, &message, nonce)
+        };
+        json!({"jsonrpc": "2.0", "id": id, "result": format!("0x{}", hex::encode(sealed))})
+    }
+
+    /// The client's public key, if `data` is a format-1 envelope.
+    fn envelope_pk(data: &[u8]) -> Option<[u8; 32]> {
+        let v: Cbor = ciborium::from_reader(data).ok()?;
+        let get = |v: &Cbor, k: &str| -> Option<Cbor> {
+            v.as_map()?
+                .iter()
+                .find(|(key, _)| key.as_text() == Some(k))
+                .map(|(_, v)| v.clone())
+        };
+        if get(&v, "format")? != Cbor::Integer(1.into()) {
+            return None;
+        }
+        get(&get(&v, "body")?, "pk")?
+            .as_bytes()?
+            .as_slice()
+            .try_into()
+            .ok()
+    }
 }
