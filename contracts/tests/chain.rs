@@ -41,7 +41,9 @@ fn wallet_provider(url: &str, signer: PrivateKeySigner) -> DynProvider {
 /// attest's `none` provider: a machine without a TEE (an empty root: no configfs-tsm, no
 /// guest devices).
 fn none_evidence() -> EvidenceProvider {
-    let root = tempfile::tempdir().unwrap().keep();
+    // A root that does not exist: nothing is created or read there.
+    let root = std::env::temp_dir().join("smart-worker-contracts-no-tee-root");
+    assert!(!root.exists());
     let attester = attest::Attester::detect_at(root);
     assert_eq!(attester.tee(), attest::Tee::None);
     Arc::new(move |rd| {
