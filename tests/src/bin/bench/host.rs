@@ -38,6 +38,11 @@ impl Host {
     /// Starts `bin --listen 127.0.0.1:0 --addr-file <tmp> --max-workers <max_workers>` with the
     /// runner's defaults otherwise, and waits until it answers `GET /healthz`.
     pub async fn start(bin: &Path, max_workers: usize) -> Result<Host> {
+        Host::start_with(bin, max_workers, &[]).await
+    }
+
+    /// Like [`Host::start`], with `extra` arguments after the harness's own.
+    pub async fn start_with(bin: &Path, max_workers: usize, extra: &[&str]) -> Result<Host> {
         let dir = tempfile::tempdir().context("create a temp dir for the runner")?;
         let addr_file = dir.path().join("addr");
         let log = File::create(dir.path().join("runner.log")).context("create the runner log")?;
@@ -49,6 +54,7 @@ impl Host {
             .arg(&addr_file)
             .arg("--max-workers")
             .arg(max_workers.to_string())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -65,6 +65,9 @@ pub struct Plan {
     pub cron_window: Duration,
     /// `deno run` cold starts timed.
     pub deno_runs: usize,
+    /// Workers stored before the restore start-ups, and how many start-ups are timed.
+    pub stored_workers: usize,
+    pub restarts: usize,
 }
 
 impl Plan {
@@ -75,6 +78,8 @@ impl Plan {
         cron_workers: 10,
         cron_window: Duration::from_secs(20),
         deno_runs: 30,
+        stored_workers: 1000,
+        restarts: 3,
     };
 
     const QUICK: Plan = Plan {
@@ -84,6 +89,8 @@ impl Plan {
         cron_workers: 3,
         cron_window: Duration::from_secs(5),
         deno_runs: 5,
+        stored_workers: 50,
+        restarts: 2,
     };
 }
 
@@ -103,6 +110,13 @@ async fn main() -> Result<()> {
     eprintln!("bench: {runner_version} at {}", cli.runner.display());
 
     let create = measure::create_latency(&cli.runner, plan.creates).await?;
+    let durability = measure::durability(
+        &cli.runner,
+        plan.creates,
+        plan.stored_workers,
+        plan.restarts,
+    )
+    .await?;
     let mut memory = Vec::with_capacity(plan.idle_workers.len());
     for &workers in plan.idle_workers {
         memory.push(measure::idle_memory(&cli.runner, workers).await?);
@@ -118,6 +132,7 @@ async fn main() -> Result<()> {
         command: report::shell_command(std::env::args()),
         plan,
         create,
+        durability,
         memory,
         cron,
         deno,

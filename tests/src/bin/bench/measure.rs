@@ -60,6 +60,81 @@ pub async fn create_latency(runner: &Path, n: usize) -> Result<CreateLatency> {
     })
 }
 
+/// Create latency with and without a state directory, side by side in one run.
+pub struct Durability {
+    /// `POST /` → `201` with `--state-dir` (the record is fsynced before the answer).
+    pub durable_create_ms: Vec<f64>,
+    /// Workers stored before the restart.
+    pub stored: usize,
+    /// Spawn → `/healthz` 200 of a runner on an empty state directory.
+    pub empty_startup_ms: Vec<f64>,
+    /// Spawn → `/healthz` 200 of a runner restoring `stored` workers.
+    pub restore_startup_ms: Vec<f64>,
+    /// Its RSS once every stored worker is back.
+    pub restored_rss_kib: u64,
+}
+
+/// Times `creates` durable creations (each deleted right after, as in [`create_latency`]), then
+/// stores `stored` workers, kills the runner and times start-ups: on an empty state directory
+/// and restoring them all (`restarts` each).
+pub async fn durability(
+    runner: &Path,
+    creates: usize,
+    stored: usize,
+    restarts: usize,
+) -> Result<Durability> {
+    let state = tempfile::tempdir()?;
+    let state_arg = state.path().join("state");
+    let state_arg = state_arg.to_str().expect("a UTF-8 temp path").to_owned();
+    let args = ["--state-dir", state_arg.as_str()];
+    let host = Host::start_with(runner, MAX_WORKERS, &args).await?;
+    let mut durable_create_ms = Vec::with_capacity(creates);
+    for i in 1..=creates {
+        let script = idle_script("durable");
+        let started = Instant::now();
+        let id = host.create(&script, None).await?;
+        durable_create_ms.push(millis(started.elapsed()));
+        host.delete(&id).await?;
+        progress("durable create→ready", i, creates);
+    }
+    drop(host);
+
+    let empty = tempfile::tempdir()?;
+    let mut empty_startup_ms = Vec::with_capacity(restarts);
+    for _ in 0..restarts {
+        let dir = empty.path().join(format!("s{}", empty_startup_ms.len()));
+        let dir = dir.to_str().expect("a UTF-8 temp path").to_owned();
+        let started = Instant::now();
+        let host = Host::start_with(runner, MAX_WORKERS, &["--state-dir", &dir]).await?;
+        empty_startup_ms.push(millis(started.elapsed()));
+        drop(host);
+    }
+
+    let host = Host::start_with(runner, MAX_WORKERS, &args).await?;
+    for i in 1..=stored {
+        host.create(&idle_script("stored"), None).await?;
+        progress("stored workers", i, stored);
+    }
+    drop(host);
+    let mut restore_startup_ms = Vec::with_capacity(restarts);
+    let mut restored_rss_kib = 0;
+    for i in 1..=restarts {
+        let started = Instant::now();
+        let host = Host::start_with(runner, MAX_WORKERS, &args).await?;
+        restore_startup_ms.push(millis(started.elapsed()));
+        restored_rss_kib = host.rss_kib()?;
+        drop(host);
+        progress("restarts restoring them", i, restarts);
+    }
+    Ok(Durability {
+        durable_create_ms,
+        stored,
+        empty_startup_ms,
+        restore_startup_ms,
+        restored_rss_kib,
+    })
+}
+
 /// The runner's resident memory with no workers and with `workers` idle workers.
 pub struct IdleMemory {
     pub workers: usize,

@@ -4,7 +4,7 @@ use std::fmt::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use crate::deno::DenoFigures;
-use crate::measure::{CreateLatency, CronJitter, IdleMemory, Tick};
+use crate::measure::{CreateLatency, CronJitter, Durability, IdleMemory, Tick};
 use crate::stats::Summary;
 use crate::system::{Machine, KIB_PER_MIB};
 use crate::Plan;
@@ -21,6 +21,7 @@ pub struct Report {
     pub command: String,
     pub plan: Plan,
     pub create: CreateLatency,
+    pub durability: Durability,
     pub memory: Vec<IdleMemory>,
     pub cron: CronJitter,
     pub deno: DenoFigures,
@@ -39,6 +40,7 @@ impl Report {
         self.header(out)?;
         self.setup(out)?;
         self.create_section(out)?;
+        self.durability_section(out)?;
         self.memory_section(out)?;
         self.cron_section(out)?;
         method(out)
@@ -127,6 +129,45 @@ impl Report {
             "\nThe runner's RSS: {} MiB before the first create, {} MiB after the last delete.\n",
             mib(create.rss_before_kib as f64),
             mib(create.rss_after_kib as f64)
+        )
+    }
+
+    fn durability_section(&self, out: &mut String) -> fmt::Result {
+        let d = &self.durability;
+        writeln!(out, "## Durable state (`--state-dir`)\n")?;
+        writeln!(
+            out,
+            "Create → ready as above, side by side: without a state directory (the section above) \
+             and with one, where `201` waits until the sealed record is on disk (temporary file, \
+             fsync, rename, fsync of the directory; no TEE here, so the dev key). Start-up: from \
+             spawning the runner to the first `200` from `/healthz`, which answers only once every \
+             stored worker is back (each re-evaluated in its own isolate).\n"
+        )?;
+        summary_header(out, "runs", "ms")?;
+        summary_row(
+            out,
+            "`POST /` → `201`, stateless",
+            &self.create.samples_ms,
+            1,
+        )?;
+        summary_row(out, "`POST /` → `201`, durable", &d.durable_create_ms, 1)?;
+        summary_row(
+            out,
+            "start-up, empty state directory",
+            &d.empty_startup_ms,
+            0,
+        )?;
+        summary_row(
+            out,
+            &format!("start-up restoring {} workers", d.stored),
+            &d.restore_startup_ms,
+            0,
+        )?;
+        writeln!(
+            out,
+            "\nRSS with the {} restored workers: {} MiB.\n",
+            d.stored,
+            mib(d.restored_rss_kib as f64)
         )
     }
 
