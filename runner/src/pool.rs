@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -19,6 +20,10 @@ use crate::records::WorkerRecord;
 use crate::records::RECORD_VERSION;
 use crate::triggers::cron::CronTrigger;
 use crate::triggers::cron::Schedule;
+use crate::triggers::taskhub::TaskHubJob;
+use crate::triggers::taskhub::TaskHubSpec;
+use crate::triggers::taskhub::TaskHubTrigger;
+use crate::triggers::taskhub::TaskHubView;
 use crate::worker::CodeIdentity;
 use crate::worker::CreateError;
 use crate::worker::Limits;
@@ -44,6 +49,8 @@ pub struct NewWorker {
     pub hostname: Option<String>,
     /// The hash of the management token handed to the creator.
     pub token_hash: TokenHash,
+    /// A TaskHub trigger (prepared: its start block set).
+    pub taskhub: Option<TaskHubSpec>,
 }
 
 /// What anyone may see of a worker: no code hash, host name, errors or counters.
@@ -77,6 +84,9 @@ pub struct WorkerInfo {
     /// Set when the worker was brought back from its record at start-up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restored: Option<Restored>,
+    /// The TaskHub trigger's state (owner only, like the rest of this view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taskhub: Option<TaskHubView>,
 }
 
 /// A worker brought back from its record: when, and since when the runner was down (its last
@@ -129,6 +139,7 @@ struct Entry {
     hostname: Option<String>,
     created: SystemTime,
     cron_job: Option<Uuid>,
+    taskhub: Option<TaskHubJob>,
     token_hash: TokenHash,
     restored: Option<Restored>,
 }
@@ -176,6 +187,7 @@ impl Failed {
                 skipped: 0,
             },
             restored: Some(self.restored),
+            taskhub: None,
         }
     }
 }
@@ -203,6 +215,7 @@ impl Entry {
             created: self.created,
             status: self.handle.status().view(),
             restored: self.restored,
+            taskhub: self.taskhub.as_ref().map(TaskHubJob::view),
         }
     }
 }
@@ -238,6 +251,7 @@ pub struct Pool {
     services: Arc<Services>,
     max_workers: usize,
     cron: CronTrigger,
+    taskhub: TaskHubTrigger,
     /// The workers' durable records; `None` runs stateless.
     records: Option<Records>,
     slots: RwLock<Slots>,
@@ -249,6 +263,7 @@ impl Pool {
         services: Arc<Services>,
         max_workers: usize,
         cron: CronTrigger,
+        taskhub: TaskHubTrigger,
         records: Option<Records>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -256,9 +271,15 @@ impl Pool {
             services,
             max_workers,
             cron,
+            taskhub,
             records,
             slots: RwLock::new(Slots::default()),
         })
+    }
+
+    /// The TaskHub trigger (creation checks a requested trigger against its chain).
+    pub fn taskhub(&self) -> &TaskHubTrigger {
+        &self.taskhub
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Slots> {
@@ -297,6 +318,7 @@ impl Pool {
             hostname: new.hostname.clone(),
             token_hash: new.token_hash,
             created_ms: to_millis(created),
+            taskhub: new.taskhub.as_ref().map(TaskHubSpec::to_record),
         });
         let result = self.admit(id.clone(), new, created, record).await;
         self.write().starting -= 1;
@@ -363,6 +385,9 @@ impl Pool {
         if let Some(job) = entry.cron_job {
             self.cron.remove(job);
         }
+        if let Some(job) = &entry.taskhub {
+            job.stop();
+        }
         entry.handle.stop(TerminationReason::Deleted);
     }
 
@@ -381,53 +406,74 @@ impl Pool {
             at: SystemTime::now(),
             down_since,
         };
+        let mut stored = Vec::new();
         for item in records.load_all().await? {
-            let record = match item {
-                Ok(record) => record,
+            match item {
+                Ok(record) => stored.push(record),
                 Err(unusable) => {
                     tracing::error!(%unusable, "a stored worker record was refused and not loaded (left on disk)");
                     summary.refused += 1;
-                    continue;
                 }
-            };
-            let id = record.id.clone();
-            let failed = |error: String| Failed {
-                kind: record.kind,
-                schedule: record.schedule.clone(),
-                hostname: record.hostname.clone(),
-                code_hash: CodeIdentity::of(record.kind, &record.script).to_string(),
-                created: from_millis(record.created_ms),
-                token_hash: record.token_hash,
-                error,
-                restored,
-            };
-            let schedule = match record.schedule.as_deref().map(Schedule::parse).transpose() {
-                Ok(schedule) => schedule,
-                Err(error) => {
-                    let failed = failed(format!("schedule: {error}"));
-                    self.keep_failed(id, failed, &mut summary);
-                    continue;
-                }
-            };
-            let new = NewWorker {
-                kind: record.kind,
-                script: record.script.clone(),
-                config_json: record.config_json.clone(),
-                schedule,
-                hostname: record.hostname.clone(),
-                token_hash: record.token_hash,
-            };
-            let created = from_millis(record.created_ms);
-            match self.start(id.clone(), new, created, Some(restored)).await {
+            }
+        }
+        // Each worker evaluates its script on its own thread: start a few at once.
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        let mut outcomes = futures_util::stream::iter(stored)
+            .map(|record| self.restore_one(record, restored))
+            .buffer_unordered(parallel);
+        while let Some((id, outcome)) = outcomes.next().await {
+            match outcome {
                 Ok(entry) => {
                     tracing::info!(worker = %id, "worker restored from its record");
                     self.write().entries.insert(id, entry);
                     summary.restored += 1;
                 }
-                Err(error) => self.keep_failed(id, failed(error.to_string()), &mut summary),
+                Err(failed) => self.keep_failed(id, failed, &mut summary),
             }
         }
         Ok(summary)
+    }
+
+    /// Starts the worker of one stored record again, or says why it cannot be.
+    async fn restore_one(
+        self: &Arc<Self>,
+        record: WorkerRecord,
+        restored: Restored,
+    ) -> (WorkerId, Result<Entry, Failed>) {
+        let id = record.id.clone();
+        let failed = |error: String| Failed {
+            kind: record.kind,
+            schedule: record.schedule.clone(),
+            hostname: record.hostname.clone(),
+            code_hash: CodeIdentity::of(record.kind, &record.script).to_string(),
+            created: from_millis(record.created_ms),
+            token_hash: record.token_hash,
+            error,
+            restored,
+        };
+        let schedule = match record.schedule.as_deref().map(Schedule::parse).transpose() {
+            Ok(schedule) => schedule,
+            Err(error) => return (id, Err(failed(format!("schedule: {error}")))),
+        };
+        let taskhub = match record.taskhub.as_ref().map(TaskHubSpec::from_record).transpose() {
+            Ok(taskhub) => taskhub,
+            Err(error) => return (id, Err(failed(error))),
+        };
+        let new = NewWorker {
+            kind: record.kind,
+            script: record.script.clone(),
+            config_json: record.config_json.clone(),
+            schedule,
+            hostname: record.hostname.clone(),
+            token_hash: record.token_hash,
+            taskhub,
+        };
+        let created = from_millis(record.created_ms);
+        let outcome = self
+            .start(id.clone(), new, created, Some(restored))
+            .await
+            .map_err(|error| failed(error.to_string()));
+        (id, outcome)
     }
 
     fn keep_failed(&self, id: WorkerId, failed: Failed, summary: &mut RestoreSummary) {
@@ -454,7 +500,7 @@ impl Pool {
                 spec,
                 self.limits,
                 self.services.clone(),
-                new.schedule.is_some(),
+                new.schedule.is_some() || new.taskhub.is_some(),
             )
             .await?,
         );
@@ -480,12 +526,27 @@ impl Pool {
             }
             None => None,
         };
+        let taskhub = match &new.taskhub {
+            Some(spec) => Some(
+                self.taskhub
+                    .start(
+                        id.clone(),
+                        Arc::downgrade(&handle),
+                        spec,
+                        self.records.clone(),
+                        restored.is_some(),
+                    )
+                    .await,
+            ),
+            None => None,
+        };
         Ok(Entry {
             handle,
             schedule: new.schedule,
             hostname: new.hostname,
             created,
             cron_job,
+            taskhub,
             token_hash: new.token_hash,
             restored,
         })
@@ -581,6 +642,12 @@ impl Pool {
             (Some(entry), _) => self.stop_entry(&entry),
             (None, Some(_)) => {}
             (None, None) => return Err(PoolError::NotFound(id.clone())),
+        }
+        if let Some(records) = &self.records {
+            // After the trigger stopped; a left-over position without its worker is ignored.
+            if let Err(error) = records.delete_taskhub_cursor(id).await {
+                tracing::warn!(worker = %id, %error, "the TaskHub position of a deleted worker could not be removed");
+            }
         }
         tracing::info!(worker = %id, "worker deleted");
         Ok(())
