@@ -25,9 +25,9 @@ pub struct KernelPin {
 
 /// Linux 6.12 "cloud" flavour from Debian 12's security suite (the same 6.12 line that
 /// bookworm-backports and trixie carry). Built in: the TDX and SEV guest support, virtio PCI,
-/// the serial console, devtmpfs, zstd initramfs. Modules we load: configfs, the configfs-tsm
-/// report interface (`tsm`), `sev-guest`, `tdx-guest`, `virtio_net`, `virtio-rng`, vsock, the
-/// ACPI power button and evdev.
+/// the serial console, devtmpfs, zstd initramfs, ext4 (with jbd2 and crc32c). Modules we load:
+/// configfs, the configfs-tsm report interface (`tsm`), `sev-guest`, `tdx-guest`, `virtio_net`,
+/// `virtio_blk` (the state disk), `virtio-rng`, vsock, the ACPI power button and evdev.
 pub const PIN: KernelPin = KernelPin {
     package: "linux-image-6.12.117+deb12-cloud-amd64-unsigned",
     version: "6.12.117-1~deb12u1",
@@ -43,8 +43,9 @@ pub const MODULES: &[&str] = &[
     "tsm",
     "sev-guest",
     "tdx-guest",
-    // Network and entropy from the VMM.
+    // Network and entropy from the VMM; the state disk (ext4 itself is built in).
     "virtio_net",
+    "virtio_blk",
     "virtio-rng",
     // vsock: a host channel that needs no IP configuration.
     "vmw_vsock_virtio_transport",
