@@ -16,7 +16,12 @@
 //!    line ([`net`]);
 //! 6. reaps orphaned processes ([`reaper`]) and turns the ACPI power button and Ctrl-Alt-Del into
 //!    a graceful shutdown ([`power`]);
-//! 7. runs the runner; when it returns (SIGTERM, power button) or fails, syncs and powers off.
+//! 7. mounts the state disk (the virtio disk with serial `sw-state`, ext4) on `/var/lib/runner`
+//!    and gives the runner `--state-dir /var/lib/runner/state`; without one (or with one it cannot
+//!    use) says that the appliance is stateless ([`storage`]). `RUNNER_STATE_DIR` on the command
+//!    line wins over the disk's directory;
+//! 8. runs the runner; when it returns (SIGTERM, power button) or fails, syncs, unmounts the state
+//!    disk and powers off.
 //!
 //! A fatal error is logged to the console and the machine powers off: init never exits (the
 //! kernel would panic) and never drops to a shell (there is none).
@@ -28,6 +33,7 @@ pub mod mounts;
 pub mod net;
 pub mod power;
 pub mod reaper;
+pub mod storage;
 
 use std::fmt::Display;
 use std::time::Instant;
@@ -77,7 +83,7 @@ pub fn run<E: Display>(
     // Before any thread exists, so that every thread inherits the blocked SIGCHLD.
     let reaper = reaper::block_sigchld();
     let mounted = mounts::mount_early();
-    let config = match appliance_config() {
+    let mut config = match appliance_config() {
         Ok(config) => config,
         Err(e) => {
             // No logging yet: the console is standard error.
@@ -93,6 +99,7 @@ pub fn run<E: Display>(
     {
         fatal(&e);
     }
+    use_state_disk(&mut config, storage::prepare());
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "init: system ready, starting the runner"
@@ -122,6 +129,30 @@ fn boot() -> Result<(), InitError> {
     net::configure(&cmdline)?;
     power::watch()?;
     Ok(())
+}
+
+/// Points the runner at the state disk's directory, unless `RUNNER_STATE_DIR` (already in
+/// `config`) named one; says clearly when workers will not survive a reboot.
+fn use_state_disk(config: &mut Config, storage: storage::Storage) {
+    use storage::Storage;
+    match (config.state_dir.clone(), storage) {
+        (None, Storage::Disk { state_dir, .. }) => config.state_dir = Some(state_dir),
+        (None, Storage::Stateless(reason)) => tracing::warn!(
+            "init: {reason}: the appliance is STATELESS: workers are NOT kept across reboots \
+             (attach an ext4 virtio disk with serial {}: qemu/run's SW_STATE_DISK)",
+            storage::SERIAL
+        ),
+        (Some(dir), Storage::Disk { state_dir, .. }) => tracing::info!(
+            state_dir = %dir.display(),
+            "init: RUNNER_STATE_DIR on the command line wins over the state disk's {}",
+            state_dir.display()
+        ),
+        (Some(dir), Storage::Stateless(reason)) => tracing::warn!(
+            state_dir = %dir.display(),
+            "init: {reason}; RUNNER_STATE_DIR is used as given, but with no disk it is in memory: \
+             workers are NOT kept across reboots"
+        ),
+    }
 }
 
 /// The runner's configuration inside the appliance: flags are not used (the kernel's leftover
@@ -174,5 +205,32 @@ mod tests {
         if std::env::var_os("RUNNER_TLS_LISTEN").is_none() {
             assert_eq!(config.tls_listen, APPLIANCE_TLS_LISTEN.parse().unwrap());
         }
+    }
+
+    #[test]
+    fn the_state_disk_is_used_unless_the_command_line_names_a_state_dir() {
+        use std::path::PathBuf;
+        use storage::{Stateless, Storage};
+        let disk = || Storage::Disk {
+            device: PathBuf::from("/dev/vdb"),
+            state_dir: PathBuf::from(storage::STATE_DIR),
+        };
+        let mut config = Config::try_parse_from(["runner"]).unwrap();
+        config.state_dir = None;
+        use_state_disk(&mut config, Storage::Stateless(Stateless::NoDisk));
+        assert_eq!(config.state_dir, None, "no disk: stateless");
+        use_state_disk(&mut config, disk());
+        assert_eq!(config.state_dir, Some(PathBuf::from(storage::STATE_DIR)));
+
+        let explicit = PathBuf::from("/var/lib/runner/elsewhere");
+        config.state_dir = Some(explicit.clone());
+        use_state_disk(&mut config, disk());
+        assert_eq!(
+            config.state_dir.as_ref(),
+            Some(&explicit),
+            "RUNNER_STATE_DIR wins"
+        );
+        use_state_disk(&mut config, Storage::Stateless(Stateless::NoDisk));
+        assert_eq!(config.state_dir, Some(explicit));
     }
 }

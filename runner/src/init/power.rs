@@ -3,7 +3,8 @@
 //!
 //! Both become the signals the runner already shuts down gracefully on: Ctrl-Alt-Del makes the
 //! kernel send SIGINT to init (once `reboot(RB_DISABLE_CAD)`), and a power-button press read from
-//! its evdev device makes init send itself SIGTERM.
+//! its evdev device makes init send itself SIGTERM. Once the runner has stopped, [`power_off`]
+//! syncs and unmounts the state disk before the power goes.
 
 use std::fs::File;
 use std::io::Read;
@@ -28,9 +29,11 @@ pub enum PowerError {
     Thread(std::io::Error),
 }
 
-/// Syncs and powers the machine off. Never returns: if the kernel refuses, init waits forever
-/// rather than exit (which would panic the kernel).
+/// Syncs, unmounts the state disk (if one is mounted: [`super::storage::release`]) and powers
+/// the machine off. Never returns: if the kernel refuses, init waits forever rather than exit
+/// (which would panic the kernel).
 pub fn power_off() -> ! {
+    super::storage::release();
     nix::unistd::sync();
     let error = reboot(RebootMode::RB_POWER_OFF).err();
     let message = format!("init: power off failed: {error:?}; halting");
