@@ -1,6 +1,6 @@
-# Shared by qemu/run, qemu/run-snp, qemu/run-tdx: bundle discovery, port forwards, console.
-# Sourced, not run. Sets: bundle, cmdline, forwards, console_args, qmp_args; leaves "$@" with the
-# extra QEMU arguments.
+# Shared by qemu/run, qemu/run-snp, qemu/run-tdx: bundle discovery, port forwards, console, the
+# state disk. Sourced, not run. Sets: bundle, cmdline, forwards, console_args, qmp_args; defines
+# state_disk_args; leaves "$@" with the extra QEMU arguments.
 
 log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -39,3 +39,32 @@ if [ -t 0 ]; then
 else
   console_args=(-serial stdio)
 fi
+
+# The state disk (SW_STATE_DISK=PATH): a raw image (or block device) attached as a virtio-blk disk
+# with serial "sw-state", the only disk the appliance mounts (ext4 on the whole disk; it keeps its
+# sealed worker records there across reboots). A missing PATH is created: SW_STATE_DISK_SIZE
+# (default 256M, truncate(1) syntax), formatted here with mkfs.ext4 (the guest has no mkfs). An
+# existing PATH is never formatted. Sets the array state_disk_args; $1: extra -device options
+# (confidential guests need disable-legacy=on,iommu_platform=on).
+STATE_DISK_SERIAL=sw-state
+state_disk_setup() {
+  state_disk_args=()
+  local disk="${SW_STATE_DISK:-}" device_opts="${1:-}" mkfs
+  [ -n "$disk" ] || return 0
+  if [ ! -e "$disk" ]; then
+    mkfs="$(PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 || true)"
+    [ -n "$mkfs" ] || die "SW_STATE_DISK=$disk does not exist and mkfs.ext4 is missing (e2fsprogs; scripts/setup.sh installs it)"
+    log "creating the state disk $disk (${SW_STATE_DISK_SIZE:-256M}, ext4, label $STATE_DISK_SERIAL)"
+    truncate -s "${SW_STATE_DISK_SIZE:-256M}" "$disk.partial"
+    # Inode tables and journal zeroed now, on the host, rather than by the guest's ext4lazyinit.
+    "$mkfs" -q -F -L "$STATE_DISK_SERIAL" -m 0 -E lazy_itable_init=0,lazy_journal_init=0 "$disk.partial" ||
+      { rm -f "$disk.partial"; die "mkfs.ext4 failed on $disk"; }
+    mv "$disk.partial" "$disk"
+  fi
+  [ -f "$disk" ] || [ -b "$disk" ] || die "SW_STATE_DISK=$disk is neither a file nor a block device"
+  # format=raw: never guess the format of a file the guest writes to. QEMU escapes ',' as ',,'.
+  state_disk_args=(
+    -drive "file=${disk//,/,,},if=none,id=state,format=raw,cache=writeback,discard=unmap"
+    -device "virtio-blk-pci,drive=state,serial=$STATE_DISK_SERIAL$device_opts"
+  )
+}

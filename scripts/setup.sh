@@ -10,7 +10,8 @@ set -euo pipefail
 #   clang, libclang-dev  C toolchain and bindgen for native crates in deno_runtime's tree
 #   cmake                native builds inside the deno_runtime tree
 #   curl                 the e2e test that runs the reference's curl command verbatim
-APT_PACKAGES=(clang libclang-dev cmake curl)
+#   e2fsprogs            mkfs.ext4 for qemu/run's state disk (SW_STATE_DISK), dumpe2fs for its test
+APT_PACKAGES=(clang libclang-dev cmake curl e2fsprogs)
 
 log() { printf 'setup: %s\n' "$*"; }
 
