@@ -3,7 +3,11 @@
 //! boots it (KVM if usable, else TCG) with the runner as PID 1, and the API inside is driven
 //! through QEMU's port forwarding: health, the seed's curl with an every-second schedule (its
 //! output must reach the serial console), `/attestation` (`none`), the attested-TLS port through
-//! its forward (`runner verify`), then a clean ACPI power-off.
+//! its forward (`runner verify`), then a clean ACPI power-off. The VM has a state disk
+//! (`SW_STATE_DISK`, created and formatted by `qemu/run`): after the power-off the file system
+//! is clean (unmounted, no journal to replay), and a second boot on the same disk brings the same
+//! worker back (same id, listed, running again on the serial console, the first boot's
+//! management token still valid; issue 11).
 //!
 //! The boot test is skipped, saying so, only when QEMU is not installed.
 
@@ -142,6 +146,14 @@ async fn two_builds_in_different_places_give_identical_bytes_and_manifests() {
             .any(|f| f.path.ends_with("/virtio_net.ko")),
         "the NIC driver is in the image"
     );
+    assert!(
+        manifest
+            .initrd
+            .files
+            .iter()
+            .any(|f| f.path.ends_with("/virtio_blk.ko")),
+        "the state disk's driver is in the image"
+    );
 }
 
 /// QEMU started by `qemu/run`, killed if the test ends without a clean power-off.
@@ -249,18 +261,26 @@ fn qemu_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn boot(bundle: &Path, dir: &Path) -> Vm {
-    let serial = dir.join("serial.log");
-    let qmp = dir.join("qmp.sock");
+/// Boot number `n` of a test (its serial log and QMP socket in `dir` carry the number), with
+/// `state_disk` attached as the appliance's state disk (`qemu/run` creates it if missing).
+fn boot(bundle: &Path, dir: &Path, n: u32, state_disk: Option<&Path>) -> Vm {
+    let serial = dir.join(format!("serial-{n}.log"));
+    let qmp = dir.join(format!("qmp-{n}.sock"));
     let http = format!("127.0.0.1:{}", free_port());
     let https = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(&serial).unwrap();
-    let child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(repo_root().join("qemu/run"))
         .arg(bundle)
         .env("SW_HTTP", &http)
         .env("SW_HTTPS", &https)
         .env("SW_QMP", &qmp)
+        .env_remove("SW_STATE_DISK");
+    if let Some(disk) = state_disk {
+        command.env("SW_STATE_DISK", disk);
+    }
+    let child = command
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -273,6 +293,59 @@ fn boot(bundle: &Path, dir: &Path) -> Vm {
         http,
         https,
     }
+}
+
+/// Waits for the first `200` from `/healthz`; returns the time since `started`.
+async fn wait_healthy(vm: &mut Vm, client: &reqwest::Client, started: Instant) -> Duration {
+    loop {
+        vm.assert_running();
+        if let Ok(response) = client.get(vm.url("/healthz")).send().await {
+            if response.status() == 200 {
+                return started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < BOOT_TIMEOUT,
+            "no 200 from /healthz within {BOOT_TIMEOUT:?}:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// ACPI power button → graceful shutdown → power off → QEMU exits 0; returns the serial log.
+async fn power_down(vm: &mut Vm) -> String {
+    vm.qmp("system_powerdown");
+    let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = vm.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no power-off within {SHUTDOWN_TIMEOUT:?}:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let serial = vm.serial();
+    assert!(status.success(), "QEMU exit {status}:\n{}", vm.tail());
+    assert!(serial.contains("power button pressed"), "{serial}");
+    assert!(
+        serial.contains("the runner stopped; powering off"),
+        "{serial}"
+    );
+    assert!(serial.contains("reboot: Power down"), "{serial}");
+    serial
+}
+
+/// `dumpe2fs -h` of the state disk, or `None` when e2fsprogs is not installed.
+fn ext4_header(disk: &Path) -> Option<String> {
+    let found = ["dumpe2fs", "/usr/sbin/dumpe2fs", "/sbin/dumpe2fs"]
+        .into_iter()
+        .find_map(|bin| Command::new(bin).arg("-h").arg(disk).output().ok())?;
+    assert!(found.status.success(), "dumpe2fs: {found:?}");
+    Some(String::from_utf8_lossy(&found.stdout).into_owned())
 }
 
 /// The seed's command (README), with an every-second schedule.
@@ -309,8 +382,10 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     }
     let bundle = bundle().await;
     let dir = tempfile::tempdir().unwrap();
+    // Does not exist yet: qemu/run creates and formats it.
+    let disk = dir.path().join("state.img");
     let started = Instant::now();
-    let mut vm = boot(bundle.path(), dir.path());
+    let mut vm = boot(bundle.path(), dir.path(), 1, Some(&disk));
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))
@@ -318,24 +393,10 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
         .unwrap();
 
     // 1. Boot to the first 200.
-    loop {
-        vm.assert_running();
-        if let Ok(response) = client.get(vm.url("/healthz")).send().await {
-            if response.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < BOOT_TIMEOUT,
-            "no 200 from /healthz within {BOOT_TIMEOUT:?}:\n{}",
-            vm.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let boot_time = started.elapsed();
+    let boot_time = wait_healthy(&mut vm, &client, started).await;
     let serial = vm.serial();
     eprintln!(
-        "image: first 200 from /healthz {:.2} s after qemu/run started ({})",
+        "image: first 200 from /healthz {:.2} s after qemu/run started ({}, state disk created)",
         boot_time.as_secs_f64(),
         if serial.contains("with kvm") {
             "KVM"
@@ -347,6 +408,14 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     assert!(serial.contains("network up"), "{serial}");
     assert!(
         serial.contains("http://0.0.0.0:8080") && serial.contains("listening"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("state disk (serial sw-state) mounted on /var/lib/runner"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("state directory open: workers are kept across restarts"),
         "{serial}"
     );
 
@@ -456,26 +525,70 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     );
     assert_eq!(String::from_utf8_lossy(&verify.stdout), "ok");
 
-    // 5. ACPI power button → graceful shutdown → power off → QEMU exits 0.
-    vm.qmp("system_powerdown");
-    let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = vm.child.try_wait().unwrap() {
-            break status;
+    // 5. ACPI power button → graceful shutdown → power off → QEMU exits 0, the state disk
+    //    unmounted first: the host sees a clean ext4 with no journal to replay.
+    let serial = power_down(&mut vm).await;
+    assert!(serial.contains("state disk unmounted cleanly"), "{serial}");
+    match ext4_header(&disk) {
+        Some(header) => {
+            assert!(
+                header
+                    .lines()
+                    .any(|l| l.starts_with("Filesystem state:") && l.ends_with(" clean")),
+                "{header}"
+            );
+            assert!(!header.contains("needs_recovery"), "{header}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "no power-off within {SHUTDOWN_TIMEOUT:?}:\n{}",
-            vm.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        None => eprintln!("dumpe2fs is not installed (e2fsprogs): the disk's state is not checked"),
+    }
+
+    // 6. Boot again on the same disk: the same worker is back before /healthz, listed, running
+    //    on its schedule, and the first boot's token still manages it.
+    let started = Instant::now();
+    let mut vm = boot(bundle.path(), dir.path(), 2, Some(&disk));
+    let boot_time = wait_healthy(&mut vm, &client, started).await;
+    eprintln!(
+        "image: second boot on the same state disk: first 200 from /healthz {:.2} s after qemu/run started",
+        boot_time.as_secs_f64()
+    );
     let serial = vm.serial();
-    assert!(status.success(), "QEMU exit {status}:\n{}", vm.tail());
-    assert!(serial.contains("power button pressed"), "{serial}");
     assert!(
-        serial.contains("the runner stopped; powering off"),
+        serial.contains("workers restored from the state directory")
+            && serial.contains("restored=1 failed=0 refused=0"),
         "{serial}"
     );
-    assert!(serial.contains("reboot: Power down"), "{serial}");
+    let listed: Value = client
+        .get(vm.url("/workers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let workers = listed["workers"].as_array().expect("a list of workers");
+    assert_eq!(workers.len(), 1, "{listed}");
+    assert_eq!(workers[0]["id"], id, "{listed}");
+    assert_eq!(workers[0]["schedule"], "*/1 * * * * *", "{listed}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while runs_seen(&vm.serial()) < 2 {
+        vm.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the restored worker's output did not appear on the serial console:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let response = client
+        .get(vm.url(&format!("/workers/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the first boot's token");
+    let worker: Value = response.json().await.unwrap();
+    assert!(worker["restored"]["at"].is_string(), "{worker}");
+    assert!(worker["runs"].as_u64().unwrap_or(0) >= 1, "{worker}");
+    let serial = power_down(&mut vm).await;
+    assert!(serial.contains("state disk unmounted cleanly"), "{serial}");
 }
