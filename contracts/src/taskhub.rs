@@ -7,9 +7,10 @@
 //! [`WatchConfig::from_block`] after a restart to neither miss nor repeat events. Reorganisations
 //! deeper than `confirmations` are not detected (on Sapphire blocks are final at once).
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
-use alloy::primitives::{Address, Bytes, B256, U256};
+pub use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
@@ -89,6 +90,19 @@ pub enum WatchError {
     Rpc(String),
 }
 
+/// What [`TaskHubWatcher::probe`] found out about the node and the hub address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubProbe {
+    /// The chain id the node answers.
+    pub chain_id: u64,
+    /// Its head block number.
+    pub head: u64,
+    /// Whether there is code at the hub address.
+    pub has_code: bool,
+    /// `hubCount()` of the contract there, when it answers that call (a `TaskHub` does).
+    pub hub_count: Option<U256>,
+}
+
 /// Polls a `TaskHub` for `TasksAvailable` logs.
 pub struct TaskHubWatcher {
     config: WatchConfig,
@@ -126,6 +140,37 @@ impl TaskHubWatcher {
     /// first poll of a watcher started "from now on".
     pub fn next_block(&self) -> Option<u64> {
         self.next_block
+    }
+
+    /// Checks the node and the address before watching: chain id, head, code at the address
+    /// and whether the contract answers `hubCount()`. Fails only when the node does not answer
+    /// (`Unreachable`, `Timeout`, `Rpc`); what it found is for the caller to judge.
+    pub async fn probe(&self) -> Result<HubProbe, WatchError> {
+        let chain_id = self.request(self.provider.get_chain_id()).await?;
+        let head = self.request(self.provider.get_block_number()).await?;
+        let code = self
+            .request(self.provider.get_code_at(self.config.hub).into_future())
+            .await?;
+        let hub_count = if code.is_empty() {
+            None
+        } else {
+            let hub = TaskHub::new(self.config.hub, &self.provider);
+            // A revert or undecodable answer: not a TaskHub (the node itself answered).
+            match tokio::time::timeout(self.config.rpc_timeout, hub.hubCount().call()).await {
+                Err(_) => return Err(WatchError::Timeout(self.config.rpc_timeout)),
+                Ok(Ok(count)) => Some(count),
+                Ok(Err(alloy::contract::Error::TransportError(RpcError::Transport(kind)))) => {
+                    return Err(WatchError::Unreachable(kind.to_string()))
+                }
+                Ok(Err(_)) => None,
+            }
+        };
+        Ok(HubProbe {
+            chain_id,
+            head,
+            has_code: !code.is_empty(),
+            hub_count,
+        })
     }
 
     /// One round: every new log up to the confirmed head, in chain order.

@@ -122,6 +122,16 @@ pub struct Config {
     #[arg(long, env = "RUNNER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// EVM chains for on-chain triggers: a JSON file, name → {rpc_url, chain_id?,
+    /// confirmations?, poll_interval_ms?, max_backoff_ms?, rpc_timeout_ms?}.
+    #[arg(long, env = "RUNNER_CHAINS")]
+    pub chains: Option<PathBuf>,
+
+    /// An EVM chain as NAME=RPC_URL (default settings; repeatable; replaces a --chains entry of
+    /// the same name). The environment variable takes a comma-separated list.
+    #[arg(long = "chain", env = "RUNNER_CHAIN", value_delimiter = ',')]
+    pub chain: Vec<String>,
+
     /// Format of the runner's own log (on standard error).
     #[arg(long, env = "RUNNER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -3,6 +3,7 @@
 //! that wake them.
 
 pub mod api;
+pub mod chains;
 pub mod config;
 pub mod identity;
 pub mod init;

@@ -455,7 +455,12 @@ impl Pool {
             Ok(schedule) => schedule,
             Err(error) => return (id, Err(failed(format!("schedule: {error}")))),
         };
-        let taskhub = match record.taskhub.as_ref().map(TaskHubSpec::from_record).transpose() {
+        let taskhub = match record
+            .taskhub
+            .as_ref()
+            .map(TaskHubSpec::from_record)
+            .transpose()
+        {
             Ok(taskhub) => taskhub,
             Err(error) => return (id, Err(failed(error))),
         };

@@ -26,6 +26,8 @@ const WORKERS: &str = "workers";
 /// The runner's own bookkeeping (its last sign of life).
 const META: &str = "meta";
 const HEARTBEAT: &str = "heartbeat";
+/// Each TaskHub trigger's delivery position, by worker id (see `triggers/taskhub.rs`).
+const TASKHUB: &str = "taskhub";
 /// How often the runner records that it is alive, to report the gap after a restart.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 
@@ -43,6 +45,9 @@ pub struct WorkerRecord {
     pub token_hash: TokenHash,
     /// Milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// The TaskHub trigger (absent in records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taskhub: Option<crate::triggers::taskhub::TaskHubRecord>,
 }
 
 impl std::fmt::Debug for WorkerRecord {
@@ -152,6 +157,33 @@ impl Records {
         Some(from_millis(ms))
     }
 
+    /// Stores worker `id`'s TaskHub position durably.
+    pub async fn put_taskhub_cursor(
+        &self,
+        id: &WorkerId,
+        bytes: &[u8],
+    ) -> Result<(), RecordsError> {
+        let state = self.state.clone();
+        let name = id.as_str().to_owned();
+        let bytes = bytes.to_vec();
+        tokio::task::spawn_blocking(move || state.put(TASKHUB, &name, &bytes)).await??;
+        Ok(())
+    }
+
+    /// Worker `id`'s saved TaskHub position, if any.
+    pub async fn taskhub_cursor(&self, id: &WorkerId) -> Result<Option<Vec<u8>>, RecordsError> {
+        let state = self.state.clone();
+        let name = id.as_str().to_owned();
+        Ok(tokio::task::spawn_blocking(move || state.get(TASKHUB, &name)).await??)
+    }
+
+    /// Removes worker `id`'s TaskHub position; `false` if there was none.
+    pub async fn delete_taskhub_cursor(&self, id: &WorkerId) -> Result<bool, RecordsError> {
+        let state = self.state.clone();
+        let name = id.as_str().to_owned();
+        Ok(tokio::task::spawn_blocking(move || state.delete(TASKHUB, &name)).await??)
+    }
+
     /// Records that the runner is alive now.
     pub async fn heartbeat(&self) -> Result<(), RecordsError> {
         let state = self.state.clone();
@@ -199,7 +231,54 @@ mod tests {
             hostname: None,
             token_hash: TokenHash::of("t"),
             created_ms: 1_700_000_000_000,
+            taskhub: None,
         }
+    }
+
+    #[test]
+    fn records_without_a_taskhub_field_still_decode() {
+        // A version 1 record as written before the TaskHub trigger existed.
+        let token = serde_json::to_value(TokenHash::of("t")).unwrap();
+        let old = r#"{"version":1,"id":"a","type":"module","script":"x","config_json":"{}",
+            "schedule":null,"hostname":null,"token_hash":"TOKEN","created_ms":5}"#
+            .replace("TOKEN", token.as_str().unwrap());
+        let record = decode("a", old.as_bytes()).unwrap();
+        assert!(record.taskhub.is_none());
+        let mut with = record.clone();
+        with.taskhub = Some(crate::triggers::taskhub::TaskHubRecord {
+            chain: "local".into(),
+            address: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+            hub_id: Some("1".into()),
+            start_block: Some(9),
+        });
+        let bytes = serde_json::to_vec(&with).unwrap();
+        assert_eq!(decode("a", &bytes).unwrap().taskhub, with.taskhub);
+        // Without a trigger, the field is not written at all (older runners read the record).
+        let bytes = serde_json::to_vec(&record).unwrap();
+        assert!(!String::from_utf8(bytes).unwrap().contains("taskhub"));
+    }
+
+    #[tokio::test]
+    async fn taskhub_positions_are_kept_per_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path().join("s"), KeySource::DevFile).unwrap();
+        let records = Records::new(Arc::new(state));
+        let id = WorkerId::from("w1".to_owned());
+        assert!(records.taskhub_cursor(&id).await.unwrap().is_none());
+        records
+            .put_taskhub_cursor(&id, b"{\"block\":7}")
+            .await
+            .unwrap();
+        records
+            .put_taskhub_cursor(&id, b"{\"block\":8}")
+            .await
+            .unwrap();
+        assert_eq!(
+            records.taskhub_cursor(&id).await.unwrap().unwrap(),
+            b"{\"block\":8}"
+        );
+        assert!(records.delete_taskhub_cursor(&id).await.unwrap());
+        assert!(records.taskhub_cursor(&id).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -46,6 +46,8 @@ pub enum ServeError {
     State(String),
     #[error("restoring workers: {0}")]
     Restore(#[from] crate::records::RecordsError),
+    #[error(transparent)]
+    Chains(#[from] crate::chains::ChainsError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -94,12 +96,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let state_dir = open_state(config.state_dir.as_deref(), attester.tee()).await?;
     let records = state_dir.clone().map(Records::new);
     let cron = CronTrigger::new();
+    let chains = crate::chains::Chains::load(config.chains.as_deref(), &config.chain)?;
+    if !chains.is_empty() {
+        tracing::info!(chains = ?chains.names(), "chains configured for on-chain triggers");
+    }
+    let taskhub = crate::triggers::taskhub::TaskHubTrigger::new(chains);
     let services = Arc::new(Services { egress });
     let pool = Pool::new(
         config.worker_limits(),
         services,
         config.max_workers,
         cron,
+        taskhub,
         records.clone(),
     );
     // Every stored worker is back before the API answers (healthz included).

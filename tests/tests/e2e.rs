@@ -30,5 +30,7 @@ mod ownership;
 mod persistence;
 #[path = "e2e/sandbox.rs"]
 mod sandbox;
+#[path = "e2e/taskhub.rs"]
+mod taskhub;
 #[path = "e2e/tls.rs"]
 mod tls;

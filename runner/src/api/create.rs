@@ -22,6 +22,7 @@ use crate::ownership::ManagementToken;
 use crate::ownership::TokenHash;
 use crate::pool::NewWorker;
 use crate::triggers::cron::Schedule;
+use crate::triggers::taskhub::TaskHubSpec;
 use crate::worker::ScriptKind;
 
 /// Limits on creation requests.
@@ -54,6 +55,8 @@ struct Fields {
     config: Option<ConfigField>,
     schedule: Option<String>,
     hostname: Option<String>,
+    /// JSON (an object) or, in forms, JSON text.
+    taskhub: Option<ConfigField>,
 }
 
 /// `201 {"id", "token"}`: the management token is shown here once and never again.
@@ -68,7 +71,18 @@ pub async fn create_worker(
             format!("no randomness for a management token: {e}"),
         )
     })?;
-    let new = validate(fields, state.create_limits, token.hash())?;
+    let mut new = validate(fields, state.create_limits, token.hash())?;
+    if let Some(taskhub) = &mut new.taskhub {
+        // The chain must answer before 201: its head is where watching starts.
+        state.pool.taskhub().prepare(taskhub).await.map_err(|e| {
+            let status = if e.is_unavailable() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            ApiError::new(status, e.to_string())
+        })?;
+    }
     let id = state.pool.create(new).await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/workers/{id}")) {
@@ -165,6 +179,7 @@ fn fields_from_json(body: &[u8]) -> Result<Fields, ApiError> {
         config: object.remove("config").map(ConfigField::Json),
         schedule: take_string(&mut object, "schedule")?,
         hostname: take_string(&mut object, "hostname")?.or(take_string(&mut object, "route")?),
+        taskhub: object.remove("taskhub").map(ConfigField::Json),
     })
 }
 
@@ -230,6 +245,7 @@ impl Fields {
             "config" => self.config = Some(ConfigField::Text(value)),
             "schedule" => self.schedule = Some(value),
             "hostname" | "route" => self.hostname = Some(value),
+            "taskhub" => self.taskhub = Some(ConfigField::Text(value)),
             _ => {}
         }
     }
@@ -268,6 +284,14 @@ fn validate(
         None | Some("") => None,
         Some(name) => Some(parse_hostname(name)?),
     };
+    let taskhub = match fields.taskhub {
+        None | Some(ConfigField::Json(Value::Null)) => None,
+        Some(ConfigField::Text(text)) if text.trim().is_empty() => None,
+        Some(ConfigField::Json(value)) => Some(TaskHubSpec::parse(&value)),
+        Some(ConfigField::Text(text)) => Some(TaskHubSpec::parse_text(&text)),
+    }
+    .transpose()
+    .map_err(ApiError::bad_request)?;
     Ok(NewWorker {
         kind,
         script,
@@ -275,6 +299,7 @@ fn validate(
         schedule,
         hostname,
         token_hash,
+        taskhub,
     })
 }
 
@@ -397,6 +422,42 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    #[test]
+    fn taskhub_is_an_object_in_json_and_json_text_in_forms() {
+        let address = "0x5fbdb2315678afecb367f032d93f642f64180aa3";
+        let new = json_fields(&format!(
+            r#"{{"script":"x","taskhub":{{"chain":"local","address":"{address}","hub_id":1}}}}"#
+        ))
+        .unwrap();
+        let spec = new.taskhub.unwrap();
+        assert_eq!(spec.chain, "local");
+        assert_eq!(spec.start_block, None);
+        let body = format!(
+            "script=x&taskhub={}",
+            url_escape(&format!(r#"{{"chain":"local","address":"{address}"}}"#))
+        );
+        let fields = fields_from_urlencoded(body.as_bytes()).unwrap();
+        let new = validate(fields, LIMITS, TokenHash::of("t")).unwrap();
+        assert_eq!(new.taskhub.unwrap().hub_id, None);
+        let err = json_fields(r#"{"script":"x","taskhub":{"chain":"local","address":"0x12"}}"#)
+            .err()
+            .unwrap();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(
+            err.message.starts_with("taskhub.address"),
+            "{}",
+            err.message
+        );
+        assert!(json_fields(r#"{"script":"x","taskhub":null}"#)
+            .unwrap()
+            .taskhub
+            .is_none());
+    }
+
+    fn url_escape(text: &str) -> String {
+        serde_urlencoded::to_string([("v", text)]).unwrap()[2..].to_owned()
     }
 
     #[test]

@@ -2,3 +2,4 @@
 //! *when*; the worker host decides *how*.
 
 pub mod cron;
+pub mod taskhub;

@@ -156,12 +156,15 @@ impl Default for Limits {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerInfo {
-    /// `cron`, `manual` or `created`.
+    /// `cron`, `manual`, `created` or `taskhub`.
     pub source: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub scheduled_time: u64,
+    /// What an event trigger saw (`ctx.event`): the TaskHub log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<serde_json::Value>,
 }
 
 impl TriggerInfo {
@@ -174,6 +177,15 @@ impl TriggerInfo {
             source,
             cron,
             scheduled_time,
+            event: None,
+        }
+    }
+
+    /// A trigger carrying an event (`ctx.event`).
+    pub fn with_event(source: &'static str, event: serde_json::Value) -> Self {
+        Self {
+            event: Some(event),
+            ..Self::now(source, None)
         }
     }
 }
@@ -183,7 +195,9 @@ pub enum CreateError {
     /// The script failed to parse or evaluate; the message is JavaScript's.
     #[error("{0}")]
     Script(String),
-    #[error("the worker has a schedule but no `tasks` (or `scheduled`) handler")]
+    #[error(
+        "the worker has a schedule or a taskhub trigger but no `tasks` (or `scheduled`) handler"
+    )]
     NoTasksHandler,
     #[error("the script did not finish evaluating within {} ms", .0.as_millis())]
     Timeout(Duration),
@@ -375,6 +389,32 @@ impl WorkerHandle {
                 self.gone()
             });
         }
+        self.run_begun(info).await
+    }
+
+    /// Like [`WorkerHandle::run_tasks`], but a run in progress is waited for (looking every
+    /// `poll`) instead of skipped: for events, which must not be lost. Also says whether it
+    /// had to wait.
+    pub async fn run_tasks_when_free(
+        &self,
+        info: TriggerInfo,
+        poll: Duration,
+    ) -> (Result<(), RunError>, bool) {
+        let mut waited = false;
+        loop {
+            match self.status.try_begin_queued_run() {
+                Some(true) => return (self.run_begun(info).await, waited),
+                Some(false) => {
+                    waited = true;
+                    tokio::time::sleep(poll).await;
+                }
+                None => return (Err(self.gone()), waited),
+            }
+        }
+    }
+
+    /// The rest of a tasks run, once the status says it has begun.
+    async fn run_begun(&self, info: TriggerInfo) -> Result<(), RunError> {
         let (reply, reply_rx) = oneshot::channel();
         if self
             .commands

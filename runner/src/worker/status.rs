@@ -196,6 +196,22 @@ impl WorkerStatus {
         true
     }
 
+    /// Marks the start of a run that waits instead of being skipped: `Some(true)` started,
+    /// `Some(false)` busy (not counted as skipped: the caller tries again), `None` gone.
+    pub fn try_begin_queued_run(&self) -> Option<bool> {
+        let mut inner = self.lock();
+        match inner.state {
+            State::Ready => {
+                inner.state = State::Running;
+                inner.last_run = Some(SystemTime::now());
+                inner.runs += 1;
+                Some(true)
+            }
+            State::Starting | State::Running => Some(false),
+            State::Terminated | State::Failed => None,
+        }
+    }
+
     pub fn end_run(&self, error: Option<String>) {
         let mut inner = self.lock();
         if inner.state == State::Running {
@@ -315,6 +331,21 @@ mod tests {
         assert!(status.try_begin_run());
         let view = status.view();
         assert_eq!((view.runs, view.skipped), (2, 1));
+    }
+
+    #[test]
+    fn a_queued_run_waits_without_counting_a_skip() {
+        let status = status();
+        assert_eq!(status.try_begin_queued_run(), Some(false));
+        status.set_ready();
+        assert!(status.try_begin_run());
+        assert_eq!(status.try_begin_queued_run(), Some(false));
+        status.end_run(None);
+        assert_eq!(status.try_begin_queued_run(), Some(true));
+        let view = status.view();
+        assert_eq!((view.runs, view.skipped), (2, 0));
+        status.terminate(TerminationReason::Deleted);
+        assert_eq!(status.try_begin_queued_run(), None);
     }
 
     #[test]

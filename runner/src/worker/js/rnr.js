@@ -194,6 +194,9 @@ function setup(kind, configJson) {
     event.rnr = rnr;
     event.cron = extra.cron;
     event.scheduledTime = extra.scheduledTime;
+    // What module handlers see as ctx.source / ctx.event (a TaskHub log).
+    event.source = info.source;
+    if (info.event !== undefined) event.event = info.event;
     event.waitUntil = (promise) => waitUntils.push(Promise.resolve(promise));
     FunctionPrototypeCall(dispatchEvent, globalThis, event);
     await settle(undefined, waitUntils);
