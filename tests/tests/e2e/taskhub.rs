@@ -179,8 +179,13 @@ impl Drop for Proxy {
 /// A `--chains` file with chain `local` at `rpc_url`: hardhat's chain id, no confirmation depth
 /// (hardhat mines a block per transaction and none otherwise), quick polls and retries.
 fn chains_file(dir: &Path, rpc_url: &str) -> String {
+    chains_file_with(dir, rpc_url, json!({}))
+}
+
+/// [`chains_file`] with `extra` chains.
+fn chains_file_with(dir: &Path, rpc_url: &str, extra: Value) -> String {
     let path = dir.join("chains.json");
-    let chains = json!({
+    let mut chains = json!({
         "local": {
             "rpc_url": rpc_url,
             "chain_id": devchain::HARDHAT_CHAIN_ID,
@@ -190,6 +195,9 @@ fn chains_file(dir: &Path, rpc_url: &str) -> String {
             "rpc_timeout_ms": 2000,
         }
     });
+    for (name, chain) in extra.as_object().expect("an object of chains") {
+        chains[name] = chain.clone();
+    }
     std::fs::write(&path, chains.to_string()).unwrap();
     path.to_str().expect("a UTF-8 path").to_owned()
 }
@@ -355,7 +363,11 @@ async fn taskhub_position_survives_a_runner_restart() {
         tag("classic")
     ));
     let id = first
-        .create(&json!({ "script": script, "taskhub": taskhub_field(hub.address) }))
+        .create(&json!({
+            "script": script,
+            "type": "classic",
+            "taskhub": taskhub_field(hub.address),
+        }))
         .await;
     let token = first.token(&id).unwrap();
     let mut sent = vec![hub.notify(1, b"one").await, hub.notify(1, b"two").await];
@@ -419,11 +431,10 @@ async fn taskhub_bad_input_is_refused_with_400_or_503() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["--chain".to_owned(), down.clone()];
     if let Some(hub) = &hub {
+        // `wrong`: the same node, configured with another chain id.
+        let wrong = json!({ "wrong": { "rpc_url": hub.chain.rpc_url(), "chain_id": 1 } });
         args.push("--chains".into());
-        args.push(chains_file(dir.path(), &hub.chain.rpc_url()));
-        // The same node, configured with another chain id.
-        args.push("--chain".into());
-        args.push(format!("wrong={}", hub.chain.rpc_url()));
+        args.push(chains_file_with(dir.path(), &hub.chain.rpc_url(), wrong));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let runner = Runner::start(&args).await;
@@ -480,7 +491,7 @@ async fn taskhub_bad_input_is_refused_with_400_or_503() {
         .expect_error(400, &["hub_id 9", "not registered"]);
     create(json!({ "chain": "wrong", "address": hub_address }))
         .await
-        .expect_error(503, &["chain id 31337"]);
+        .expect_error(503, &["answers chain id 31337"]);
     // A worker without a tasks handler cannot have the trigger.
     runner
         .post_json(
