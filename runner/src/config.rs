@@ -122,6 +122,10 @@ pub struct Config {
     #[arg(long, env = "RUNNER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Omni Keys: the key stores behind `rnr.getOmniKey` (issue 5).
+    #[command(flatten)]
+    pub keys: crate::keys::KeyArgs,
+
     /// EVM chains for on-chain triggers: a JSON file, name → {rpc_url, chain_id?,
     /// confirmations?, poll_interval_ms?, max_backoff_ms?, rpc_timeout_ms?}.
     #[arg(long, env = "RUNNER_CHAINS")]

@@ -17,6 +17,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Verify(args)) => verify(&args),
         Some(Command::Deploy(args)) => deploy(&args),
+        Some(Command::Verifier(args)) => {
+            init_logging(LogFormat::Text);
+            verifier(&args)
+        }
         None => {
             init_logging(cli.serve.log_format);
             serve(cli.serve)
@@ -49,6 +53,17 @@ enum Command {
     /// the script and config are sent only over the verified, pinned connection. Prints the
     /// worker's id and management token as JSON.
     Deploy(runner::tls::deploy::DeployArgs),
+    /// Run the attestation verifier service for Omni Keys: checks a runner's evidence and signs
+    /// the authorization the on-chain permitter trusts. Prints its signer address at start.
+    Verifier(runner::verifier::VerifierArgs),
+}
+
+fn verifier(args: &runner::verifier::VerifierArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(runner::verifier::run(args))?;
+    Ok(())
 }
 
 fn verify(args: &runner::tls::verify::VerifyArgs) -> anyhow::Result<()> {

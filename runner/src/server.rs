@@ -47,6 +47,8 @@ pub enum ServeError {
     #[error("restoring workers: {0}")]
     Restore(#[from] crate::records::RecordsError),
     #[error(transparent)]
+    Keys(#[from] crate::keys::SetupError),
+    #[error(transparent)]
     Chains(#[from] crate::chains::ChainsError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
@@ -101,7 +103,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::info!(chains = ?chains.names(), "chains configured for on-chain triggers");
     }
     let taskhub = crate::triggers::taskhub::TaskHubTrigger::new(chains);
-    let services = Arc::new(Services { egress });
+    // Omni Keys (issue 5): `local` always, Sapphire stores from --key-stores.
+    let keys = crate::keys::config::build(
+        &config.keys,
+        &attester,
+        state_dir.as_ref(),
+        config.worker_limits().wall_limit,
+    )
+    .await?;
+    let services = Arc::new(Services { egress, keys });
     let pool = Pool::new(
         config.worker_limits(),
         services,

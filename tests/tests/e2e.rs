@@ -22,6 +22,8 @@ mod fetch;
 mod handlers;
 #[path = "e2e/image.rs"]
 mod image;
+#[path = "e2e/keys.rs"]
+mod keys;
 #[path = "e2e/limits.rs"]
 mod limits;
 #[path = "e2e/ownership.rs"]

@@ -2,14 +2,17 @@
 //! (`js/rnr.js`) and the ops it calls. Self-contained (it depends on
 //! `deno_core` only), because the build script compiles this same file to put
 //! the extension in the startup snapshot; the host plugs its behaviour in
-//! through [`WorkerSink`] and [`BodyStreams`] in each isolate's `OpState`.
+//! through [`WorkerSink`], [`BodyStreams`] and [`OmniKeys`] in each isolate's
+//! `OpState`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use deno_core::convert::ToV8;
 use deno_core::convert::Uint8Array;
 use deno_core::futures::future::LocalBoxFuture;
 use deno_core::op2;
+use deno_core::v8;
 use deno_core::JsBuffer;
 use deno_core::OpState;
 use deno_error::JsErrorBox;
@@ -44,6 +47,26 @@ pub trait BodyStreams {
 /// The host's [`BodyStreams`], shared with the ops.
 pub type SharedBodyStreams = Rc<dyn BodyStreams>;
 
+/// 32 key bytes; the host's type wipes them when dropped.
+pub type OmniKeyBytes = Box<dyn std::ops::Deref<Target = [u8; 32]>>;
+
+/// Why `getOmniKey` failed: `type_error` for a store name that is not one.
+pub struct OmniKeyError {
+    pub type_error: bool,
+    pub message: String,
+}
+
+/// The worker's Omni Keys, by store name (the host caches and bounds the fetch).
+pub trait OmniKeys {
+    fn get(&self, store: &str) -> LocalBoxFuture<'static, Result<OmniKeyBytes, OmniKeyError>>;
+}
+
+/// The host's [`OmniKeys`], shared with the ops.
+pub type SharedOmniKeys = Rc<dyn OmniKeys>;
+
+/// `CryptoKey.importSync`, taken by `rnr.js` before the worker's code runs.
+struct OmniKeyImporter(v8::Global<v8::Function>);
+
 deno_core::extension!(
     rnr,
     ops = [
@@ -53,6 +76,8 @@ deno_core::extension!(
         op_rnr_body_read,
         op_rnr_body_write,
         op_rnr_body_close,
+        op_rnr_omni_key_init,
+        op_rnr_omni_key,
     ],
     esm_entry_point = "ext:rnr/rnr.js",
     esm = [dir "src/worker/js", "rnr.js"],
@@ -120,5 +145,115 @@ async fn op_rnr_body_write(
 fn op_rnr_body_close(state: &mut OpState, #[smi] stream: u32, #[string] error: &str) {
     if let Some(streams) = state.try_borrow::<SharedBodyStreams>() {
         streams.close(stream, (!error.is_empty()).then(|| error.to_owned()));
+    }
+}
+
+/// Keeps the native `CryptoKey.importSync` for [`op_rnr_omni_key`]. Called once by `rnr.js`
+/// before the worker's script runs (so the worker cannot have replaced it); later calls are
+/// ignored.
+#[op2]
+fn op_rnr_omni_key_init(state: &mut OpState, #[scoped] importer: v8::Global<v8::Function>) {
+    if !state.has::<OmniKeyImporter>() {
+        state.put(OmniKeyImporter(importer));
+    }
+}
+
+/// `rnr.getOmniKey(store)`: resolves to a non-extractable HKDF `CryptoKey` made natively from
+/// the key bytes (see [`OmniCryptoKey`]); the bytes never become a JavaScript value.
+/// Re-entrant: making the key calls `CryptoKey.importSync` (another op), also when the key is
+/// ready at once and the promise resolves within this call.
+#[op2(reentrant)]
+async fn op_rnr_omni_key(
+    state: Rc<RefCell<OpState>>,
+    #[string] store: String,
+) -> Result<OmniCryptoKey, JsErrorBox> {
+    let (keys, importer) = {
+        let state = state.borrow();
+        let keys = state
+            .try_borrow::<SharedOmniKeys>()
+            .cloned()
+            .ok_or_else(|| JsErrorBox::generic("no key stores in this isolate"))?;
+        let importer = state
+            .try_borrow::<OmniKeyImporter>()
+            .map(|i| i.0.clone())
+            .ok_or_else(|| JsErrorBox::generic("the Omni Key importer is not set up"))?;
+        (keys, importer)
+    };
+    match keys.get(&store).await {
+        Ok(bytes) => Ok(OmniCryptoKey { bytes, importer }),
+        Err(e) if e.type_error => Err(JsErrorBox::type_error(e.message)),
+        Err(e) => Err(JsErrorBox::generic(e.message)),
+    }
+}
+
+/// Key bytes on their way to becoming a `CryptoKey`: converted when the op's promise resolves,
+/// by calling deno_crypto's native `CryptoKey.importSync("raw", bytes, "HKDF", false,
+/// ["deriveKey", "deriveBits"])` from Rust — the same import as `crypto.subtle.importKey`,
+/// which copies the bytes into the key's native handle. The bytes sit meanwhile in an
+/// ArrayBuffer that no JavaScript can reach (made here, passed only to that native function)
+/// and are overwritten with zeros right after.
+pub struct OmniCryptoKey {
+    bytes: OmniKeyBytes,
+    importer: v8::Global<v8::Function>,
+}
+
+impl<'a> ToV8<'a> for OmniCryptoKey {
+    type Error = JsErrorBox;
+
+    fn to_v8<'i>(
+        self,
+        scope: &mut v8::PinScope<'a, 'i>,
+    ) -> Result<v8::Local<'a, v8::Value>, Self::Error> {
+        let buffer = v8::ArrayBuffer::new(scope, 32);
+        let backing = buffer.get_backing_store();
+        for (cell, byte) in backing.iter().zip(self.bytes.iter()) {
+            cell.set(*byte);
+        }
+        drop(self.bytes);
+        let key = import_hkdf_key(scope, buffer, &self.importer);
+        for cell in backing.iter() {
+            cell.set(0);
+        }
+        key.map(|key| v8::Local::new(scope, key))
+    }
+}
+
+fn omni_key_failed(what: &str) -> JsErrorBox {
+    JsErrorBox::generic(format!("making the Omni Key: {what}"))
+}
+
+/// `importer("raw", new Uint8Array(buffer), "HKDF", false, ["deriveKey", "deriveBits"])`.
+fn import_hkdf_key(
+    scope: &mut v8::PinScope,
+    buffer: v8::Local<v8::ArrayBuffer>,
+    importer: &v8::Global<v8::Function>,
+) -> Result<v8::Global<v8::Value>, JsErrorBox> {
+    let view = v8::Uint8Array::new(scope, buffer, 0, 32).ok_or_else(|| omni_key_failed("view"))?;
+    let mut strings = Vec::new();
+    for text in ["raw", "HKDF", "deriveKey", "deriveBits"] {
+        let s = v8::String::new(scope, text).ok_or_else(|| omni_key_failed("out of memory"))?;
+        strings.push(v8::Local::<v8::Value>::from(s));
+    }
+    let usages = v8::Array::new_with_elements(scope, &strings[2..]);
+    let extractable = v8::Boolean::new(scope, false);
+    let importer = v8::Local::new(scope, importer);
+    let receiver = v8::undefined(scope);
+    let args = [
+        strings[0],
+        view.into(),
+        strings[1],
+        extractable.into(),
+        usages.into(),
+    ];
+    v8::tc_scope!(let tc, scope);
+    match importer.call(tc, receiver.into(), &args) {
+        Some(key) => Ok(v8::Global::new(tc, key)),
+        None => {
+            let message = tc
+                .exception()
+                .map(|e| e.to_rust_string_lossy(tc))
+                .unwrap_or_else(|| "the import failed".into());
+            Err(omni_key_failed(&message))
+        }
     }
 }

@@ -35,10 +35,15 @@ use super::bodies;
 use super::bodies::HostBodies;
 use super::cpu_clock::ThreadCpuClock;
 use super::extension::rnr;
+use super::extension::OmniKeyBytes;
+use super::extension::OmniKeyError;
+use super::extension::OmniKeys;
+use super::extension::SharedOmniKeys;
 use super::extension::WorkerSink;
 use super::status::LogLevel;
 use super::status::TerminationReason;
 use super::status::WorkerStatus;
+use super::CodeIdentity;
 use super::Command;
 use super::Limits;
 use super::ScriptKind;
@@ -222,8 +227,37 @@ fn build_worker(
             message
         }),
     };
-    worker.js_runtime.op_state().borrow_mut().put(sink);
+    let keys = shared
+        .keys
+        .for_worker(spec.id.clone(), CodeIdentity::of(spec.kind, &spec.script));
+    let op_state = worker.js_runtime.op_state();
+    let mut op_state = op_state.borrow_mut();
+    op_state.put(sink);
+    op_state.put::<SharedOmniKeys>(Rc::new(IsolateKeys(keys)));
+    drop(op_state);
     worker
+}
+
+/// The worker's key stores as the `rnr` extension sees them.
+struct IsolateKeys(crate::keys::WorkerKeys);
+
+impl OmniKeys for IsolateKeys {
+    fn get(
+        &self,
+        store: &str,
+    ) -> deno_core::futures::future::LocalBoxFuture<'static, Result<OmniKeyBytes, OmniKeyError>>
+    {
+        let fetch = self.0.get(store);
+        Box::pin(async move {
+            match fetch.await {
+                Ok(key) => Ok(Box::new(key) as OmniKeyBytes),
+                Err(error) => Err(OmniKeyError {
+                    type_error: matches!(error, crate::keys::KeyError::UnknownStore { .. }),
+                    message: error.to_string(),
+                }),
+            }
+        })
+    }
 }
 
 /// Near the heap limit, stop the isolate before V8 aborts the whole process.

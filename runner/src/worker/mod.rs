@@ -126,6 +126,8 @@ impl fmt::Debug for WorkerSpec {
 pub struct Services {
     /// Where the worker's fetch/WebSocket may connect.
     pub egress: Arc<egress::EgressPolicy>,
+    /// The Omni Key stores behind `rnr.getOmniKey(store)`.
+    pub keys: Arc<crate::keys::KeyStores>,
 }
 
 /// Per-worker resource limits.

@@ -11,6 +11,8 @@ import {
   op_rnr_body_write,
   op_rnr_egress_refused,
   op_rnr_log,
+  op_rnr_omni_key,
+  op_rnr_omni_key_init,
   op_rnr_uncaught,
 } from "ext:core/ops";
 
@@ -21,16 +23,19 @@ const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 };
 const {
   ArrayPrototypeJoin,
   ArrayPrototypeMap,
+  FunctionPrototypeBind,
   FunctionPrototypeCall,
   JSONParse,
   JSONStringify,
   ObjectDefineProperty,
   ObjectFreeze,
   PromiseAllSettled,
+  PromiseReject,
   ReflectConstruct,
   SafeSet,
   SetPrototypeAdd,
   SetPrototypeHas,
+  String,
 } = primordials;
 
 // Names that give a worker more than the web platform: removed before the
@@ -94,7 +99,24 @@ function guardEgress() {
   }
 }
 
+// `rnr.getOmniKey(store)`: the op resolves to a non-extractable HKDF CryptoKey
+// that the runner makes natively with deno_crypto's own `CryptoKey.importSync`
+// (the key bytes never become a JavaScript value). The importer is handed over
+// here, before the worker's code runs and could replace it.
+function omniKeys() {
+  const CryptoKey = globalThis.CryptoKey;
+  op_rnr_omni_key_init(FunctionPrototypeBind(CryptoKey.importSync, CryptoKey));
+  return (store) => {
+    try {
+      return op_rnr_omni_key(String(store));
+    } catch (error) {
+      return PromiseReject(error); // e.g. a Symbol for a name
+    }
+  };
+}
+
 function setup(kind, configJson) {
+  const getOmniKey = omniKeys();
   const inspect = globalThis.Deno?.inspect;
   const format = (args) =>
     ArrayPrototypeJoin(
@@ -145,6 +167,7 @@ function setup(kind, configJson) {
 
   const rnr = ObjectFreeze({
     getConfig: () => Promise.resolve(JSONParse(configJson)),
+    getOmniKey: (store) => getOmniKey(store),
   });
 
   let moduleHandlers = null;

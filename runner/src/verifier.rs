@@ -1,0 +1,225 @@
+//! `runner verifier`: the attestation verifier service that `VerifierPermitter` trusts.
+//!
+//! `POST /authorize` with `{request, evidence}` (see `keys::wire`): the evidence is checked by
+//! `contracts::verifier::Verifier` (attest: signatures, certificate chain, policy, the launch
+//! measurements of `--expect`, and report_data = the request's binding) and, only then, the
+//! answer is the verifier key's EIP-712 signature over the attested measurement and the
+//! binding. `GET /signer` gives the signer's address (the permitter's owner allows it with
+//! `setVerifier`). The service holds no secret but its signing key and keeps no state.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use alloy::signers::local::PrivateKeySigner;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use axum::routing::get;
+use axum::routing::post;
+use axum::Json;
+use axum::Router;
+use contracts::keys::AuthorizationRequest;
+use contracts::verifier::Verifier;
+use contracts::verifier::VerifierError;
+
+use crate::keys::wire;
+
+/// `runner verifier` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifierArgs {
+    /// File with the signing key (secp256k1, hex). Created with a random key (mode 0600) when
+    /// it does not exist.
+    #[arg(long)]
+    pub key_file: PathBuf,
+    /// Expected measurements: an image build's manifest.json (its `measurements`), or a bare
+    /// list. Evidence of any other image is refused.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// Accept `none` evidence (a runner without a TEE): development only, nothing is attested.
+    /// The permitter must also allow the `none` measurement.
+    #[arg(long)]
+    pub allow_insecure_dev: bool,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// Write the address actually bound (useful with port 0) to this file once listening.
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierServiceError {
+    #[error("give --expect (the image manifest) or, for development, --allow-insecure-dev")]
+    NoPolicy,
+    #[error(transparent)]
+    Policy(#[from] crate::tls::verify::VerifyCommandError),
+    #[error("the key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the address file {path}: {source}")]
+    AddrFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+/// Reads the signing key, or creates it (random, 0600) when the file does not exist.
+pub fn load_or_create_key(path: &Path) -> Result<PrivateKeySigner, VerifierServiceError> {
+    let fail = |reason: String| VerifierServiceError::KeyFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let text = zeroize::Zeroizing::new(text);
+            let hex = text.trim();
+            let hex = hex.strip_prefix("0x").unwrap_or(hex);
+            hex.parse::<PrivateKeySigner>()
+                .map_err(|_| fail("not a secp256k1 private key in hex (64 hex digits)".into()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let signer = PrivateKeySigner::random();
+            let hex = zeroize::Zeroizing::new(hex::encode(signer.to_bytes()));
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| fail(e.to_string()))?;
+            file.write_all(hex.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| fail(e.to_string()))?;
+            tracing::info!(path = %path.display(), address = %signer.address(), "created a new verifier signing key");
+            Ok(signer)
+        }
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+/// The service's router around `verifier`.
+pub fn router(verifier: Arc<Verifier>) -> Router {
+    Router::new()
+        .route(wire::AUTHORIZE_PATH, post(authorize))
+        .route("/signer", get(signer))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(verifier)
+}
+
+/// Runs the service until SIGINT/SIGTERM.
+pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
+    if args.expect.is_none() && !args.allow_insecure_dev {
+        return Err(VerifierServiceError::NoPolicy);
+    }
+    let policy = crate::tls::verify::policy(args.expect.as_deref(), args.allow_insecure_dev)?;
+    let signer = load_or_create_key(&args.key_file)?;
+    let verifier = Arc::new(Verifier::new(attest::Verifier::new(policy), signer));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| VerifierServiceError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(VerifierServiceError::Http)?;
+    if let Some(path) = &args.addr_file {
+        std::fs::write(path, local.to_string()).map_err(|source| {
+            VerifierServiceError::AddrFile {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+    }
+    if args.allow_insecure_dev {
+        tracing::warn!(
+            "verifier accepts `none` evidence (--allow-insecure-dev): INSECURE, development only"
+        );
+    }
+    tracing::info!(addr = %local, signer = %verifier.address(), "attestation verifier listening");
+    println!(
+        "{}",
+        serde_json::json!({ "signer": verifier.address().to_string(), "listen": local.to_string() })
+    );
+    axum::serve(listener, router(verifier))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(VerifierServiceError::Http)
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn signer(State(verifier): State<Arc<Verifier>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "signer": verifier.address().to_string() }))
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(wire::ErrorResponse { error: message })).into_response()
+}
+
+async fn authorize(State(verifier): State<Arc<Verifier>>, body: axum::body::Bytes) -> Response {
+    let body: wire::AuthorizeRequest = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),
+    };
+    let request: AuthorizationRequest = body.request.into();
+    let evidence = body.evidence;
+    // Certificate chains and signatures: CPU work, off the async workers.
+    let checked = {
+        let verifier = verifier.clone();
+        tokio::task::spawn_blocking(move || {
+            verifier.authorize_at(&request, evidence.as_bytes(), SystemTime::now())
+        })
+        .await
+    };
+    let outcome = match checked {
+        Ok(outcome) => outcome,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match outcome {
+        Ok(authorization) => {
+            tracing::info!(
+                chain_id = request.chain_id,
+                identity = %request.identity,
+                requester = %request.requester,
+                code_hash = %request.code_hash,
+                measurement = %authorization.measurement,
+                "evidence verified: authorization signed"
+            );
+            Json(wire::AuthorizeResponse::from(&authorization)).into_response()
+        }
+        Err(refusal) => {
+            tracing::warn!(
+                chain_id = request.chain_id,
+                requester = %request.requester,
+                code_hash = %request.code_hash,
+                %refusal,
+                "evidence refused"
+            );
+            let status = match refusal {
+                VerifierError::Malformed(_) => StatusCode::BAD_REQUEST,
+                VerifierError::Refused(_) => StatusCode::FORBIDDEN,
+                VerifierError::Sign(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, refusal.to_string())
+        }
+    }
+}
