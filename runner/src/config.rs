@@ -122,6 +122,11 @@ pub struct Config {
     #[arg(long, env = "RUNNER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// When the state directory cannot be opened (e.g. sealed by another image, or damaged),
+    /// run stateless with an error instead of refusing to start (the appliance's state disk).
+    #[arg(long, env = "RUNNER_STATE_DIR_OPTIONAL")]
+    pub state_dir_optional: bool,
+
     /// Omni Keys: the key stores behind `rnr.getOmniKey` (issue 5).
     #[command(flatten)]
     pub keys: crate::keys::KeyArgs,

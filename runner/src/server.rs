@@ -95,7 +95,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     own.extend(tls_listener.as_ref().map(|((_, addr), _)| *addr));
     let egress = EgressPolicy::new(config.egress.clone(), &own)?;
     tracing::info!(policy = %egress.mode(), "worker egress policy");
-    let state_dir = open_state(config.state_dir.as_deref(), attester.tee()).await?;
+    let state_dir = match open_state(config.state_dir.as_deref(), attester.tee()).await {
+        Err(error) if config.state_dir_optional => {
+            tracing::error!(
+                %error,
+                "the state directory cannot be used: running STATELESS (workers are NOT kept across restarts); its files are left untouched"
+            );
+            None
+        }
+        other => other?,
+    };
     let records = state_dir.clone().map(Records::new);
     let cron = CronTrigger::new();
     let chains = crate::chains::Chains::load(config.chains.as_deref(), &config.chain)?;

@@ -136,7 +136,12 @@ fn boot() -> Result<(), InitError> {
 fn use_state_disk(config: &mut Config, storage: storage::Storage) {
     use storage::Storage;
     match (config.state_dir.clone(), storage) {
-        (None, Storage::Disk { state_dir, .. }) => config.state_dir = Some(state_dir),
+        (None, Storage::Disk { state_dir, .. }) => {
+            config.state_dir = Some(state_dir);
+            // A disk the runner cannot use (another image's, or damaged) must not stop the
+            // appliance: it runs stateless and says so, and the disk is left as it is.
+            config.state_dir_optional = true;
+        }
         (None, Storage::Stateless(reason)) => tracing::warn!(
             "init: {reason}: the appliance is STATELESS: workers are NOT kept across reboots \
              (attach an ext4 virtio disk with serial {}: qemu/run's SW_STATE_DISK)",
@@ -221,6 +226,10 @@ mod tests {
         assert_eq!(config.state_dir, None, "no disk: stateless");
         use_state_disk(&mut config, disk());
         assert_eq!(config.state_dir, Some(PathBuf::from(storage::STATE_DIR)));
+        assert!(
+            config.state_dir_optional,
+            "an unusable disk must not stop the appliance"
+        );
 
         let explicit = PathBuf::from("/var/lib/runner/elsewhere");
         config.state_dir = Some(explicit.clone());

@@ -291,3 +291,45 @@ async fn a_record_that_no_longer_evaluates_is_kept_as_failed() {
     restarted.delete(&worker_path(&id)).await.assert_status(204);
     assert!(!record_of(state.path(), &id).exists());
 }
+
+/// A state directory the runner cannot open (here: its dev key replaced, as if sealed by
+/// another image) stops a runner told to keep state — unless the directory is optional (the
+/// appliance's state disk), where it runs stateless, says so, and leaves the files alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_state_dir_is_fatal_unless_optional() {
+    let state = tempfile::tempdir().unwrap();
+    let runner = start_on(state.path()).await;
+    let id = runner
+        .create(&json!({ "script": js::module_tasks(&format!("// {}", tag("sealed"))) }))
+        .await;
+    runner.kill();
+    std::fs::write(state.path().join("dev-root.key"), [7u8; 32]).unwrap();
+    let record = std::fs::read(record_of(state.path(), &id)).unwrap();
+
+    let output = e2e::runner_command(&e2e::runner_bin())
+        .args(["--listen", "127.0.0.1:0", "--no-tls", "--state-dir"])
+        .arg(state.path())
+        .output()
+        .expect("run the runner");
+    assert!(
+        !output.status.success(),
+        "started on a state dir it cannot read"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("state directory"), "{stderr}");
+
+    let optional = Runner::start(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--state-dir-optional",
+    ])
+    .await;
+    assert!(optional.workers().await.is_empty());
+    assert!(optional.logs().contains("STATELESS"), "{}", optional.logs());
+    drop(optional);
+    assert_eq!(
+        std::fs::read(record_of(state.path(), &id)).unwrap(),
+        record,
+        "the record was changed"
+    );
+}
