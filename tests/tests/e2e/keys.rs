@@ -519,8 +519,15 @@ async fn sapphire_localnet_keys_on_a_hardhat_chain() {
 
     let script_a = key_worker(&tag("sapphire-a"));
     let a = create(&runner, &script_a).await;
+    let started = std::time::Instant::now();
     let first = bits(&runner, &a, "sapphire-localnet").await;
+    let fetched = started.elapsed();
+    let started = std::time::Instant::now();
     assert_eq!(bits(&runner, &a, "sapphire-localnet").await, first, "twice");
+    eprintln!(
+        "{test}: first getOmniKey (register, evidence, verifier, acquire, provision, read) {fetched:?}; cached {:?}",
+        started.elapsed()
+    );
 
     // NFTrout's bits in the worker = a Rust HKDF over the key read independently.
     let hash_a = code_hash(&runner, &a).await;
