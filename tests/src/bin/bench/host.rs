@@ -94,6 +94,11 @@ impl Host {
         if let Some(schedule) = schedule {
             body["schedule"] = json!(schedule);
         }
+        self.create_body(body).await
+    }
+
+    /// `POST /` with the JSON `body` as is; the new worker's id once the runner answers `201`.
+    pub async fn create_body(&self, body: Value) -> Result<String> {
         let (status, reply) = self
             .send(self.client.post(self.url("/")).json(&body))
             .await?;

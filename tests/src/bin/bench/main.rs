@@ -14,6 +14,7 @@ mod measure;
 mod report;
 mod stats;
 mod system;
+mod taskhub;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ struct Cli {
     /// Fewer samples: a quick sanity run, not figures to keep.
     #[arg(long)]
     quick: bool,
+    /// The TaskHub section: the chain's poll interval (`poll_interval_ms`), ms.
+    #[arg(long, default_value_t = 100)]
+    taskhub_poll_ms: u64,
 }
 
 /// How many samples each measurement takes.
@@ -68,6 +72,8 @@ pub struct Plan {
     /// Workers stored before the restore start-ups, and how many start-ups are timed.
     pub stored_workers: usize,
     pub restarts: usize,
+    /// TaskHub events sent (one at a time).
+    pub taskhub_events: usize,
 }
 
 impl Plan {
@@ -80,6 +86,7 @@ impl Plan {
         deno_runs: 30,
         stored_workers: 1000,
         restarts: 3,
+        taskhub_events: 200,
     };
 
     const QUICK: Plan = Plan {
@@ -91,6 +98,7 @@ impl Plan {
         deno_runs: 5,
         stored_workers: 50,
         restarts: 2,
+        taskhub_events: 20,
     };
 }
 
@@ -123,6 +131,12 @@ async fn main() -> Result<()> {
     }
     let cron = measure::cron_jitter(&cli.runner, plan.cron_workers, plan.cron_window).await?;
     let deno = deno::measure(cli.deno.as_deref(), plan.deno_runs).await;
+    let taskhub = taskhub::measure(
+        &cli.runner,
+        plan.taskhub_events,
+        Duration::from_millis(cli.taskhub_poll_ms.max(1)),
+    )
+    .await?;
 
     let report = Report {
         date,
@@ -136,6 +150,7 @@ async fn main() -> Result<()> {
         memory,
         cron,
         deno,
+        taskhub,
     };
     let kept = fs::read_to_string(&cli.out)
         .ok()

@@ -7,6 +7,7 @@ use crate::deno::DenoFigures;
 use crate::measure::{CreateLatency, CronJitter, Durability, IdleMemory, Tick};
 use crate::stats::Summary;
 use crate::system::{Machine, KIB_PER_MIB};
+use crate::taskhub::TaskHubFigures;
 use crate::Plan;
 
 /// Everything BENCHMARKS.md shows.
@@ -25,6 +26,7 @@ pub struct Report {
     pub memory: Vec<IdleMemory>,
     pub cron: CronJitter,
     pub deno: DenoFigures,
+    pub taskhub: TaskHubFigures,
 }
 
 impl Report {
@@ -43,6 +45,7 @@ impl Report {
         self.durability_section(out)?;
         self.memory_section(out)?;
         self.cron_section(out)?;
+        self.taskhub_section(out)?;
         method(out)
     }
 
@@ -247,6 +250,40 @@ impl Report {
             cron.workers as f64 * seconds,
             cron.workers,
             cron.skipped
+        )
+    }
+
+    fn taskhub_section(&self, out: &mut String) -> fmt::Result {
+        writeln!(out, "## TaskHub trigger: event → `tasks()`\n")?;
+        let TaskHubFigures::Measured {
+            poll_interval_ms,
+            latency_ms,
+            sent,
+            missed,
+            duplicates,
+        } = &self.taskhub
+        else {
+            if let TaskHubFigures::Unavailable(why) = &self.taskhub {
+                writeln!(out, "Not measured: {}.\n", table_cell(why))?;
+            }
+            return Ok(());
+        };
+        writeln!(
+            out,
+            "A hardhat node (`contracts::devchain`; it mines a block per transaction) on loopback, \
+             the runner's chain configured with `confirmations: 0` and \
+             **`poll_interval_ms: {poll_interval_ms}`** (`bench --taskhub-poll-ms`; the default \
+             for a chain is 2000), one worker watching hub 1. {sent} `notify` transactions, one \
+             at a time, each after a pause of a pseudo-random fraction of the poll interval. \
+             Latency: from the node's answer to `eth_sendTransaction` (the log is mined by then) \
+             to `performance.timeOrigin + performance.now()` at the top of `tasks()`. It is \
+             dominated by the wait for the next poll (uniform over one interval).\n"
+        )?;
+        summary_header(out, "events", "ms")?;
+        summary_row(out, "`notify` answered → `tasks()` starts", latency_ms, 1)?;
+        writeln!(
+            out,
+            "\nMissed (not seen within 10 s): {missed}; delivered more than once: {duplicates}.\n"
         )
     }
 }
