@@ -29,6 +29,7 @@ const {
   JSONStringify,
   ObjectDefineProperty,
   ObjectFreeze,
+  ObjectGetOwnPropertyDescriptor,
   PromiseAllSettled,
   PromiseReject,
   ReflectConstruct,
@@ -85,15 +86,38 @@ function guardEgress() {
     }
   };
   ObjectDefineProperty(globalThis.fetch, "name", { value: "fetch" });
-  const WebSocket = globalThis.WebSocket;
-  if (typeof WebSocket === "function") {
-    globalThis.WebSocket = new Proxy(WebSocket, {
-      construct(target, args, newTarget) {
-        try {
-          return ReflectConstruct(target, args, newTarget);
-        } catch (error) {
-          throw egressError(error, "WebSocket");
+  // `WebSocket` is loaded lazily by deno on first access (with its module tree):
+  // wrap it on first access too, so that workers that never use it do not pay
+  // for loading it at creation.
+  const webSocket = ObjectGetOwnPropertyDescriptor(globalThis, "WebSocket");
+  if (webSocket !== undefined) {
+    let guarded;
+    ObjectDefineProperty(globalThis, "WebSocket", {
+      __proto__: null,
+      configurable: true,
+      enumerable: webSocket.enumerable,
+      get() {
+        if (guarded === undefined) {
+          const WebSocket = webSocket.get
+            ? FunctionPrototypeCall(webSocket.get, globalThis)
+            : webSocket.value;
+          guarded = typeof WebSocket !== "function" ? WebSocket : new Proxy(
+            WebSocket,
+            {
+              construct(target, args, newTarget) {
+                try {
+                  return ReflectConstruct(target, args, newTarget);
+                } catch (error) {
+                  throw egressError(error, "WebSocket");
+                }
+              },
+            },
+          );
         }
+        return guarded;
+      },
+      set(value) {
+        guarded = value;
       },
     });
   }
