@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::Address;
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 
 use crate::bindings::{IdentityRegistry, OmniKeyStore, TaskHub, VerifierPermitter};
@@ -89,6 +89,19 @@ impl DevChain {
     /// it answers.
     pub async fn start() -> Result<DevChain, DevChainError> {
         Self::start_with_chain_id(HARDHAT_CHAIN_ID).await
+    }
+
+    /// For tests: [`DevChain::start`], or `None` after printing `SKIPPED <test>: <why>` when
+    /// node or hardhat is not installed; any other failure panics.
+    pub async fn start_or_skip(test: &str) -> Option<DevChain> {
+        match DevChain::start().await {
+            Ok(chain) => Some(chain),
+            Err(DevChainError::Unavailable(why)) => {
+                eprintln!("SKIPPED {test}: {why}");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// [`DevChain::start`] with another chain id (e.g. a Sapphire one, for a stand-in: hardhat
@@ -216,6 +229,14 @@ pub struct Deployment {
     pub permitter: Address,
     /// `TaskHub`.
     pub task_hub: Address,
+}
+
+/// For tests: a provider on `url` whose transactions `signer` signs and pays for.
+pub fn wallet_provider(url: &str, signer: PrivateKeySigner) -> DynProvider {
+    ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(url.parse().expect("an RPC URL"))
+        .erased()
 }
 
 /// Deploys every contract from `deployer`; the permitter grants permits of at most

@@ -8,9 +8,8 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{keccak256, Address, B256, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
 use attest::Policy;
 use contracts::bindings::{IdentityRegistry, OmniKeyStore, VerifierPermitter};
@@ -19,24 +18,6 @@ use contracts::keys::{
     self, AuthorizationRequest, ChainConfig, Confidentiality, EvidenceProvider, KeyClient, KeyError,
 };
 use contracts::verifier::{self, Verifier};
-
-async fn start_chain(test: &str) -> Option<DevChain> {
-    match DevChain::start().await {
-        Ok(chain) => Some(chain),
-        Err(DevChainError::Unavailable(why)) => {
-            eprintln!("SKIPPED {test}: {why}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn wallet_provider(url: &str, signer: PrivateKeySigner) -> DynProvider {
-    ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer))
-        .connect_http(url.parse().unwrap())
-        .erased()
-}
 
 /// attest's `none` provider: a machine without a TEE (an empty root: no configfs-tsm, no
 /// guest devices).
@@ -99,7 +80,7 @@ async fn setup_with(chain: &DevChain, verifier: &Verifier, c: Confidentiality) -
     let d = devchain::deploy(&url, DevChain::account(0), 3600)
         .await
         .unwrap();
-    let owner = wallet_provider(&url, DevChain::account(0));
+    let owner = devchain::wallet_provider(&url, DevChain::account(0));
     let permitter = VerifierPermitter::new(d.permitter, owner.clone());
     permitter
         .setVerifier(verifier.address(), true)
@@ -139,7 +120,9 @@ async fn setup_with(chain: &DevChain, verifier: &Verifier, c: Confidentiality) -
 /// agree.
 #[tokio::test]
 async fn same_code_gets_the_same_key_from_two_requesters() {
-    let Some(chain) = start_chain("same_code_gets_the_same_key_from_two_requesters").await else {
+    let Some(chain) =
+        DevChain::start_or_skip("same_code_gets_the_same_key_from_two_requesters").await
+    else {
         return;
     };
     let verifier = dev_verifier(true);
@@ -163,7 +146,7 @@ async fn same_code_gets_the_same_key_from_two_requesters() {
     assert_ne!(k1, k3);
 
     // Encodings agree with the contracts.
-    let provider = wallet_provider(&s.url, s.gas.clone());
+    let provider = devchain::wallet_provider(&s.url, s.gas.clone());
     let registry = IdentityRegistry::new(s.d.registry, provider.clone());
     assert_eq!(
         registry
@@ -216,7 +199,8 @@ async fn same_code_gets_the_same_key_from_two_requesters() {
 #[tokio::test]
 async fn permitter_and_key_store_refuse_what_the_policy_does_not_allow() {
     let Some(chain) =
-        start_chain("permitter_and_key_store_refuse_what_the_policy_does_not_allow").await
+        DevChain::start_or_skip("permitter_and_key_store_refuse_what_the_policy_does_not_allow")
+            .await
     else {
         return;
     };
@@ -287,7 +271,7 @@ async fn permitter_and_key_store_refuse_what_the_policy_does_not_allow() {
     }
 
     // A replayed (context, authorization): the nonce is single-use.
-    let provider = wallet_provider(&s.url, s.gas.clone());
+    let provider = devchain::wallet_provider(&s.url, s.gas.clone());
     let permitter = VerifierPermitter::new(s.d.permitter, provider);
     let request = AuthorizationRequest {
         chain_id: devchain::HARDHAT_CHAIN_ID,
@@ -372,7 +356,8 @@ async fn permitter_and_key_store_refuse_what_the_policy_does_not_allow() {
 /// A key client configured for the wrong chain id refuses to start.
 #[tokio::test]
 async fn wrong_chain_id_is_a_configuration_error() {
-    let Some(chain) = start_chain("wrong_chain_id_is_a_configuration_error").await else {
+    let Some(chain) = DevChain::start_or_skip("wrong_chain_id_is_a_configuration_error").await
+    else {
         return;
     };
     let config = ChainConfig::new(
@@ -407,7 +392,8 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
     use contracts::bindings::TaskHub;
     use contracts::taskhub::{TaskHubWatcher, WatchConfig};
 
-    let Some(chain) = start_chain("taskhub_watcher_delivers_each_event_once_and_resumes").await
+    let Some(chain) =
+        DevChain::start_or_skip("taskhub_watcher_delivers_each_event_once_and_resumes").await
     else {
         return;
     };
@@ -415,8 +401,8 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
     let d = devchain::deploy(&url, DevChain::account(0), 3600)
         .await
         .unwrap();
-    let app = wallet_provider(&url, DevChain::account(2));
-    let other = wallet_provider(&url, DevChain::account(0));
+    let app = devchain::wallet_provider(&url, DevChain::account(2));
+    let other = devchain::wallet_provider(&url, DevChain::account(0));
     let hub = TaskHub::new(d.task_hub, app.clone());
     let other_hub = TaskHub::new(d.task_hub, other.clone());
     async fn mined<T: std::fmt::Debug>(
@@ -577,7 +563,7 @@ async fn sapphire_stand_in_reads_keys_only_through_the_envelope() {
         return;
     };
     // RANDOM_BYTES stand-in: returns keccak256(calldata) (not random; a stand-in).
-    let admin = wallet_provider(&chain.rpc_url(), DevChain::account(0));
+    let admin = devchain::wallet_provider(&chain.rpc_url(), DevChain::account(0));
     let _: serde_json::Value = admin
         .raw_request(
             "hardhat_setCode".into(),
@@ -623,7 +609,7 @@ async fn sapphire_stand_in_reads_keys_only_through_the_envelope() {
 
     // The stand-in refuses a plaintext getKey (which a real node would answer, in clear text,
     // to whoever relays it): the three reads above were all enveloped.
-    let plain = wallet_provider(&stand_in.url, s.gas.clone());
+    let plain = devchain::wallet_provider(&stand_in.url, s.gas.clone());
     let store = OmniKeyStore::new(s.d.key_store, plain);
     assert!(store.isProvisioned(first.identity).call().await.unwrap());
     let req = OmniKeyStore::KeyRequest {

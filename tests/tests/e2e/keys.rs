@@ -15,12 +15,11 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 use contracts::bindings::{IdentityRegistry, VerifierPermitter};
-use contracts::devchain::{self, Deployment, DevChain, DevChainError};
+use contracts::devchain::{self, Deployment, DevChain};
 use contracts::keys::{ChainConfig, Confidentiality, EvidenceProvider, KeyClient};
 use contracts::verifier::{self, Verifier};
 use e2e::{json, runner_bin, runner_command, tag, worker_path, Runner, Value};
@@ -271,24 +270,6 @@ export default {{
 
 // ----- sapphire-localnet on a hardhat node -----
 
-async fn start_chain(test: &str) -> Option<DevChain> {
-    match DevChain::start().await {
-        Ok(chain) => Some(chain),
-        Err(DevChainError::Unavailable(why)) => {
-            eprintln!("SKIPPED {test}: {why}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn wallet(url: &str, signer: PrivateKeySigner) -> DynProvider {
-    ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer))
-        .connect_http(url.parse().expect("an RPC URL"))
-        .erased()
-}
-
 async fn mined<T: std::fmt::Debug>(
     call: impl std::future::Future<
         Output = Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>, T>,
@@ -391,11 +372,11 @@ struct Chain {
 
 impl Chain {
     async fn start(test: &str) -> Option<Chain> {
-        let chain = start_chain(test).await?;
+        let chain = DevChain::start_or_skip(test).await?;
         let d = devchain::deploy(&chain.rpc_url(), DevChain::account(0), 3600)
             .await
             .unwrap();
-        let owner = wallet(&chain.rpc_url(), DevChain::account(0));
+        let owner = devchain::wallet_provider(&chain.rpc_url(), DevChain::account(0));
         let verifier = VerifierService::start().await;
         let permitter = VerifierPermitter::new(d.permitter, owner.clone());
         mined(permitter.setVerifier(verifier.signer, true).send()).await;

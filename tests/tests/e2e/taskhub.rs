@@ -13,34 +13,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::signers::local::PrivateKeySigner;
+use alloy::providers::DynProvider;
 use contracts::bindings::TaskHub;
-use contracts::devchain::{self, DevChain, DevChainError};
+use contracts::devchain::{self, DevChain};
 use contracts::taskhub::{Address, U256};
 use e2e::{js, json, tag, Recorded, Runner, Sink, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-async fn start_chain(test: &str) -> Option<DevChain> {
-    match DevChain::start().await {
-        Ok(chain) => Some(chain),
-        Err(DevChainError::Unavailable(why)) => {
-            eprintln!("SKIPPED {test}: {why}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn wallet(url: &str, signer: PrivateKeySigner) -> DynProvider {
-    ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer))
-        .connect_http(url.parse().expect("an RPC URL"))
-        .erased()
-}
 
 /// A node with the contracts, hub 1 registered by the app (account 2) and hub 2 by someone
 /// else (account 0).
@@ -66,8 +46,14 @@ impl Hub {
         let d = devchain::deploy(&url, DevChain::account(0), 3600)
             .await
             .expect("deploy the contracts");
-        let app = TaskHub::new(d.task_hub, wallet(&url, DevChain::account(2)));
-        let other = TaskHub::new(d.task_hub, wallet(&url, DevChain::account(0)));
+        let app = TaskHub::new(
+            d.task_hub,
+            devchain::wallet_provider(&url, DevChain::account(2)),
+        );
+        let other = TaskHub::new(
+            d.task_hub,
+            devchain::wallet_provider(&url, DevChain::account(0)),
+        );
         for hub in [&app, &other] {
             let receipt = hub
                 .registerHub()
@@ -264,7 +250,7 @@ async fn settle(sink: &Sink, expected: usize) -> Vec<Recorded> {
 #[tokio::test(flavor = "multi_thread")]
 async fn taskhub_events_run_tasks_once_each_and_survive_an_rpc_outage() {
     let test = "taskhub_events_run_tasks_once_each_and_survive_an_rpc_outage";
-    let Some(chain) = start_chain(test).await else {
+    let Some(chain) = DevChain::start_or_skip(test).await else {
         return;
     };
     let hub = Hub::deploy(chain).await;
@@ -345,7 +331,7 @@ async fn taskhub_events_run_tasks_once_each_and_survive_an_rpc_outage() {
 #[tokio::test(flavor = "multi_thread")]
 async fn taskhub_position_survives_a_runner_restart() {
     let test = "taskhub_position_survives_a_runner_restart";
-    let Some(chain) = start_chain(test).await else {
+    let Some(chain) = DevChain::start_or_skip(test).await else {
         return;
     };
     let hub = Hub::deploy(chain).await;
@@ -423,7 +409,7 @@ async fn taskhub_bad_input_is_refused_with_400_or_503() {
         .unwrap();
     let down = format!("down=http://{closed}/");
     let address = "0x5fbdb2315678afecb367f032d93f642f64180aa3";
-    let chain = start_chain(test).await;
+    let chain = DevChain::start_or_skip(test).await;
     let hub = match chain {
         Some(chain) => Some(Hub::deploy(chain).await),
         None => None,
