@@ -241,15 +241,36 @@ fn read_file(path: &Path) -> Result<Vec<StoreSpec>, SetupError> {
     parse(&text).map_err(fail)
 }
 
-fn gas_wallet(args: &KeyArgs) -> Result<PrivateKeySigner, SetupError> {
-    let text = match (&args.gas_wallet_key, &args.gas_wallet_key_file) {
-        (Some(key), _) => key.0.clone(),
-        (None, Some(path)) => zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(
+/// The name of the gas wallet's secret in the state directory.
+const GAS_WALLET_SECRET: &str = "gas-wallet";
+
+/// The gas wallet: the configured key; else, with a state directory, a key the runner made
+/// itself and keeps sealed there (the appliance's way: no key on the measured command line or
+/// from the host — the operator funds the logged address).
+fn gas_wallet(
+    args: &KeyArgs,
+    state: Option<&Arc<StateDir>>,
+) -> Result<PrivateKeySigner, SetupError> {
+    let text = match (&args.gas_wallet_key, &args.gas_wallet_key_file, state) {
+        (Some(key), _, _) => key.0.clone(),
+        (None, Some(path), _) => zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(
             |e| SetupError::GasWallet(format!("reading {}: {e}", path.display())),
         )?),
-        (None, None) => {
+        (None, None, Some(state)) => {
+            let secret = state
+                .get_or_create_secret(GAS_WALLET_SECRET)
+                .map_err(|e| SetupError::GasWallet(format!("the state directory: {e}")))?;
+            let wallet = PrivateKeySigner::from_bytes(&(*secret.as_bytes()).into())
+                .map_err(|_| SetupError::GasWallet("the sealed gas wallet key is not a valid secp256k1 key".into()))?;
+            tracing::warn!(
+                gas_wallet = %wallet.address(),
+                "the gas wallet was made by this runner and is kept sealed in the state directory: fund this address for Sapphire key stores"
+            );
+            return Ok(wallet);
+        }
+        (None, None, None) => {
             return Err(SetupError::GasWallet(
-                "Sapphire key stores are configured but no gas wallet key is (--gas-wallet-key-file or RUNNER_GAS_WALLET_KEY)".into(),
+                "Sapphire key stores are configured but no gas wallet key is (--gas-wallet-key-file or RUNNER_GAS_WALLET_KEY, or a --state-dir where the runner keeps one it makes)".into(),
             ))
         }
     };
@@ -280,7 +301,7 @@ pub async fn build(
         None => Vec::new(),
     };
     if !specs.is_empty() {
-        let wallet = gas_wallet(args)?;
+        let wallet = gas_wallet(args, state)?;
         tracing::info!(gas_wallet = %wallet.address(), "Sapphire key stores: gas wallet");
         let evidence: EvidenceProvider = {
             let attester = attester.clone();
@@ -334,4 +355,56 @@ pub async fn build(
     let keys = KeyStores::new(stores, policy, tokio::runtime::Handle::current());
     tracing::info!(stores = ?keys.names(), local_root = ?local_source, "Omni Key stores");
     Ok(Arc::new(keys))
+}
+
+#[cfg(test)]
+mod gas_wallet_tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::state::KeySource;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        keys: KeyArgs,
+    }
+
+    fn args() -> KeyArgs {
+        Cli::parse_from(["runner"]).keys
+    }
+
+    #[test]
+    fn without_a_key_the_runner_keeps_its_own_wallet_in_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let state = Arc::new(StateDir::open(dir.path().join("s"), KeySource::DevFile).unwrap());
+            gas_wallet(&args(), Some(&state)).unwrap().address()
+        };
+        let state = Arc::new(StateDir::open(dir.path().join("s"), KeySource::DevFile).unwrap());
+        assert_eq!(gas_wallet(&args(), Some(&state)).unwrap().address(), first);
+        let other = tempfile::tempdir().unwrap();
+        let elsewhere = Arc::new(StateDir::open(other.path(), KeySource::DevFile).unwrap());
+        assert_ne!(
+            gas_wallet(&args(), Some(&elsewhere)).unwrap().address(),
+            first
+        );
+        let error = gas_wallet(&args(), None).unwrap_err();
+        assert!(error.to_string().contains("--state-dir"), "{error}");
+    }
+
+    #[test]
+    fn a_configured_key_wins_over_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(StateDir::open(dir.path(), KeySource::DevFile).unwrap());
+        let file = dir.path().join("gas.key");
+        let signer = PrivateKeySigner::random();
+        std::fs::write(&file, hex::encode(signer.to_bytes())).unwrap();
+        let mut args = args();
+        args.gas_wallet_key_file = Some(file);
+        assert_eq!(
+            gas_wallet(&args, Some(&state)).unwrap().address(),
+            signer.address()
+        );
+    }
 }
