@@ -65,6 +65,10 @@ pub struct Options {
     pub kernel_deb: Option<PathBuf>,
     /// Words appended to [`DEFAULT_CMDLINE`].
     pub cmdline_append: Vec<String>,
+    /// The runner's `--key-stores` JSON file, carried in the image (measured).
+    pub key_stores: Option<PathBuf>,
+    /// The runner's `--chains` JSON file, carried in the image (measured).
+    pub chains: Option<PathBuf>,
     pub zstd_level: i32,
     /// Defaults to `SOURCE_DATE_EPOCH`, else the commit's time.
     pub source_date_epoch: Option<u32>,
@@ -88,6 +92,8 @@ pub enum BuildError {
     Manifest(#[from] serde_json::Error),
     #[error("measurement: {0}")]
     Measure(#[from] measure::MeasureError),
+    #[error("runner configuration: {0}")]
+    Config(String),
 }
 
 /// Builds the bundle into `options.out` and returns its manifest.
@@ -147,6 +153,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
             .iter()
             .map(kernel::ModuleFile::uncompressed)
             .collect::<Result<_, _>>()?,
+        config_files: config_files(options)?,
     };
     if inputs.ca_bundle.is_none() {
         progress!(
@@ -185,6 +192,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     let kernel_path = options.out.join(KERNEL_FILE);
     std::fs::copy(kernel.vmlinuz(), &kernel_path).map_err(|e| ToolError::io(&kernel_path, e))?;
     let cmdline = std::iter::once(DEFAULT_CMDLINE.to_owned())
+        .chain(config_cmdline(options))
         .chain(options.cmdline_append.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
@@ -313,6 +321,52 @@ fn file_entries(
     }
     Ok(entries)
 }
+
+/// The runner's configuration files for the image, checked to be JSON objects, at their place
+/// under [`rootfs::CONFIG_DIR`].
+fn config_files(options: &Options) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
+    let mut files = Vec::new();
+    for (name, source) in [
+        (KEY_STORES_FILE, &options.key_stores),
+        (CHAINS_FILE, &options.chains),
+    ] {
+        let Some(source) = source else { continue };
+        let bytes = std::fs::read(source).map_err(|e| ToolError::io(source, e))?;
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => {
+                return Err(BuildError::Config(format!(
+                    "{}: not a JSON object",
+                    source.display()
+                )))
+            }
+            Err(e) => return Err(BuildError::Config(format!("{}: {e}", source.display()))),
+        }
+        files.push((format!("{}/{name}", rootfs::CONFIG_DIR), bytes));
+    }
+    Ok(files)
+}
+
+/// The command-line words that point the runner at the configuration files the image carries.
+pub fn config_cmdline(options: &Options) -> Vec<String> {
+    let mut words = Vec::new();
+    if options.key_stores.is_some() {
+        words.push(format!(
+            "RUNNER_KEY_STORES={}/{KEY_STORES_FILE}",
+            rootfs::CONFIG_DIR
+        ));
+    }
+    if options.chains.is_some() {
+        words.push(format!(
+            "RUNNER_CHAINS={}/{CHAINS_FILE}",
+            rootfs::CONFIG_DIR
+        ));
+    }
+    words
+}
+
+const KEY_STORES_FILE: &str = "key-stores.json";
+const CHAINS_FILE: &str = "chains.json";
 
 fn archive_file_sha256(archive: &initramfs::Archive, path: &str) -> Result<String, BuildError> {
     match archive.contents(path) {

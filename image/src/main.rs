@@ -39,6 +39,16 @@ struct Cli {
     #[arg(long = "cmdline", value_name = "WORD")]
     cmdline_append: Vec<String>,
 
+    /// The runner's Sapphire key stores (`--key-stores` JSON): carried in the image at
+    /// /etc/runner/key-stores.json, so contract addresses and RPC URLs are measured.
+    #[arg(long, value_name = "FILE")]
+    key_stores: Option<PathBuf>,
+
+    /// The runner's chains for TaskHub triggers (`--chains` JSON): carried in the image at
+    /// /etc/runner/chains.json (measured).
+    #[arg(long, value_name = "FILE")]
+    chains: Option<PathBuf>,
+
     /// Make the runner refuse to start without a TEE (adds RUNNER_REQUIRE_TEE=1 to the command
     /// line): for images meant only for SNP/TDX; such an image cannot boot with qemu/run.
     #[arg(long)]
@@ -98,6 +108,8 @@ fn main() -> anyhow::Result<()> {
         runner,
         kernel_deb: cli.kernel_deb,
         cmdline_append,
+        key_stores: cli.key_stores,
+        chains: cli.chains,
         zstd_level: cli.zstd_level,
         source_date_epoch: None,
         snp: cli.snp_ovmf.map(|ovmf| SnpParams {

@@ -24,7 +24,13 @@ pub struct Inputs {
     pub kernel_release: String,
     /// Modules in load order: path below `lib/modules/<release>/` and contents.
     pub modules: Vec<(String, Vec<u8>)>,
+    /// The runner's configuration files (path in the image, contents): measured with the
+    /// initramfs, unlike anything the host could hand the appliance at run time.
+    pub config_files: Vec<(String, Vec<u8>)>,
 }
+
+/// Where the image keeps the runner's configuration files.
+pub const CONFIG_DIR: &str = "/etc/runner";
 
 const ETC_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost\n";
 const ETC_NSSWITCH: &str = "hosts: files dns\n";
@@ -74,6 +80,12 @@ pub fn assemble(inputs: &Inputs) -> Result<Archive, initramfs::Error> {
         load_list.push_str(&path);
         load_list.push('\n');
     }
+    if !inputs.config_files.is_empty() {
+        archive.add_dir(CONFIG_DIR.trim_start_matches('/'), 0o755)?;
+    }
+    for (path, contents) in &inputs.config_files {
+        archive.add_file(path, 0o644, Contents::Bytes(contents.clone()))?;
+    }
     archive.add_file(
         "etc/modules.load",
         0o644,
@@ -110,6 +122,10 @@ mod tests {
                 "kernel/net/core/failover.ko".into(),
                 b"\x7fELF failover".to_vec(),
             )],
+            config_files: vec![(
+                format!("{CONFIG_DIR}/chains.json"),
+                br#"{"local": {"rpc_url": "http://10.0.2.2:8545"}}"#.to_vec(),
+            )],
         }
     }
 
@@ -127,6 +143,7 @@ mod tests {
         };
 
         assert_eq!(get("init").0.mode, 0o100755);
+        assert_eq!(get("etc/runner/chains.json").0.mode, 0o100644);
         assert_eq!(get("init").1, b"runner");
         assert_eq!(get("dev/console").0.mode, 0o020600);
         assert_eq!(get("lib64/ld-linux-x86-64.so.2").0.mode, 0o100755);

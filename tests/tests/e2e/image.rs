@@ -48,7 +48,25 @@ fn cache_dir() -> PathBuf {
         .join("smart-worker/image")
 }
 
+/// The runner configuration the test image carries (measured, in /etc/runner): a Sapphire key
+/// store and a chain, neither reachable from the guest (the runner connects lazily, on first use).
+const KEY_STORES_JSON: &str = r#"{
+  "verifier_url": "http://10.0.2.2:9/",
+  "stores": {
+    "sapphire-testnet": {
+      "registry": "0x1111111111111111111111111111111111111111",
+      "key_store": "0x2222222222222222222222222222222222222222",
+      "permitter": "0x3333333333333333333333333333333333333333"
+    }
+  }
+}"#;
+const CHAINS_JSON: &str = r#"{ "devnet": { "rpc_url": "http://10.0.2.2:9/" } }"#;
+
 fn options(out: &Path, runner: &Path, cache: &Path, kernel_deb: Option<PathBuf>) -> Options {
+    let config = cache.join("e2e-runner-config");
+    std::fs::create_dir_all(&config).expect("a directory for the runner's config files");
+    std::fs::write(config.join("key-stores.json"), KEY_STORES_JSON).unwrap();
+    std::fs::write(config.join("chains.json"), CHAINS_JSON).unwrap();
     Options {
         workspace: repo_root(),
         out: out.to_owned(),
@@ -56,6 +74,8 @@ fn options(out: &Path, runner: &Path, cache: &Path, kernel_deb: Option<PathBuf>)
         runner: RunnerSource::Prebuilt(runner.to_owned()),
         kernel_deb,
         cmdline_append: Vec::new(),
+        key_stores: Some(config.join("key-stores.json")),
+        chains: Some(config.join("chains.json")),
         zstd_level: TEST_ZSTD_LEVEL,
         source_date_epoch: None,
         snp: None,
@@ -371,6 +391,17 @@ fn curl_create(dir: &Path, url: &str) -> Option<String> {
     }
 }
 
+/// The address of the gas wallet the runner made and logged (`gas_wallet=0x…`).
+fn gas_wallet_address(serial: &str) -> String {
+    serial
+        .lines()
+        .find(|l| l.contains("the gas wallet was made by this runner"))
+        .and_then(|l| l.split("gas_wallet=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no gas wallet address on the serial console:\n{serial}"))
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     if !qemu_installed() {
@@ -418,6 +449,13 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
         serial.contains("state directory open: workers are kept across restarts"),
         "{serial}"
     );
+    // The key stores and chains come from the files the image carries; with no gas wallet key
+    // anywhere, the runner made one and sealed it on the state disk.
+    assert!(
+        serial.contains("Sapphire key store configured") && serial.contains("sapphire-testnet"),
+        "{serial}"
+    );
+    let gas_wallet = gas_wallet_address(&serial);
 
     // 2. The seed's curl, every second; the worker's console output reaches the serial console.
     let tag = format!("image-e2e-{}", std::process::id());
@@ -556,6 +594,11 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
         serial.contains("workers restored from the state directory")
             && serial.contains("restored=1 failed=0 refused=0"),
         "{serial}"
+    );
+    assert_eq!(
+        gas_wallet_address(&serial),
+        gas_wallet,
+        "the runner's own gas wallet is kept sealed across reboots"
     );
     let listed: Value = client
         .get(vm.url("/workers"))
