@@ -41,7 +41,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::attester::Attester;
 use crate::detect::Tee;
 use crate::error::Error;
-use crate::snp::{DerivationRoot, DerivedKeyRequest, KeyMix};
+use crate::snp::DerivedKeyRequest;
 
 /// HKDF salt: the domain of every sealing root derived here. Changing it changes every key.
 pub const HKDF_SALT: &[u8] = b"smart-worker/sealing/v1";
@@ -110,20 +110,8 @@ pub enum SealingError {
 /// The request sent to the secure processor: root VCEK; guest policy and launch measurement
 /// mixed in; VMPL 0; nothing else (see the module documentation for why each).
 pub fn sealing_request() -> DerivedKeyRequest {
-    DerivedKeyRequest {
-        root: DerivationRoot::Vcek,
-        mix: KeyMix {
-            guest_policy: true,
-            image_id: false,
-            family_id: false,
-            measurement: true,
-            guest_svn: false,
-            tcb_version: false,
-        },
-        vmpl: 0,
-        guest_svn: 0,
-        tcb_version: 0,
-    }
+    // `DerivedKeyRequest`'s default is exactly this sealing key; the test below pins its bits.
+    DerivedKeyRequest::default()
 }
 
 /// This machine's sealing root for `purpose` (detects the TEE; blocking ioctl: call from
@@ -159,6 +147,7 @@ mod tests {
     use sev::firmware::guest::GuestFieldSelect;
 
     use super::*;
+    use crate::snp::DerivationRoot;
 
     fn touch(root: &Path, path: &str) {
         let p = root.join(path);
