@@ -239,6 +239,22 @@ pub fn wallet_provider(url: &str, signer: PrivateKeySigner) -> DynProvider {
         .erased()
 }
 
+/// For tests: waits for the transaction `send` submits to be mined and asserts it succeeded.
+pub async fn mined<E: std::fmt::Debug>(
+    send: impl std::future::Future<
+        Output = Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>, E>,
+    >,
+) -> alloy::rpc::types::TransactionReceipt {
+    let receipt = send
+        .await
+        .expect("the transaction is accepted")
+        .get_receipt()
+        .await
+        .expect("the transaction is mined");
+    assert!(receipt.status(), "the transaction reverted: {receipt:?}");
+    receipt
+}
+
 /// Deploys every contract from `deployer`; the permitter grants permits of at most
 /// `max_duration` seconds.
 pub async fn deploy(

@@ -13,7 +13,7 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
 use attest::Policy;
 use contracts::bindings::{IdentityRegistry, OmniKeyStore, VerifierPermitter};
-use contracts::devchain::{self, Deployment, DevChain, DevChainError};
+use contracts::devchain::{self, mined, Deployment, DevChain, DevChainError};
 use contracts::keys::{
     self, AuthorizationRequest, ChainConfig, Confidentiality, EvidenceProvider, KeyClient, KeyError,
 };
@@ -82,22 +82,13 @@ async fn setup_with(chain: &DevChain, verifier: &Verifier, c: Confidentiality) -
         .unwrap();
     let owner = devchain::wallet_provider(&url, DevChain::account(0));
     let permitter = VerifierPermitter::new(d.permitter, owner.clone());
-    permitter
-        .setVerifier(verifier.address(), true)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    permitter
-        .setMeasurement(verifier::none_measurement(), true)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mined(permitter.setVerifier(verifier.address(), true).send()).await;
+    mined(
+        permitter
+            .setMeasurement(verifier::none_measurement(), true)
+            .send(),
+    )
+    .await;
     let config = ChainConfig::new(
         url.clone(),
         chain.chain_id(),
@@ -253,14 +244,12 @@ async fn permitter_and_key_store_refuse_what_the_policy_does_not_allow() {
 
     // `none` evidence with a verifier that does not allow dev mode (even if allowed on chain).
     let strict = dev_verifier(false);
-    VerifierPermitter::new(s.d.permitter, s.owner.clone())
-        .setVerifier(strict.address(), true)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mined(
+        VerifierPermitter::new(s.d.permitter, s.owner.clone())
+            .setVerifier(strict.address(), true)
+            .send(),
+    )
+    .await;
     let strict_client =
         KeyClient::connect(s.config.clone(), s.gas.clone(), none_evidence(), strict)
             .await
@@ -295,7 +284,7 @@ async fn permitter_and_key_store_refuse_what_the_policy_does_not_allow() {
             auth.encode(),
         )
     };
-    acquire().send().await.unwrap().get_receipt().await.unwrap();
+    mined(acquire().send()).await;
     let replay = acquire().send().await.unwrap_err();
     let revert = keys::decode_revert(&replay.as_revert_data().expect("revert data")).unwrap();
     assert_eq!(revert.name, "NonceAlreadyUsed");
@@ -309,14 +298,12 @@ async fn permitter_and_key_store_refuse_what_the_policy_does_not_allow() {
     assert_permitter_refused(long_client.acquire(code_a).await, "DurationTooLong");
 
     // A measurement the owner no longer allows.
-    VerifierPermitter::new(s.d.permitter, s.owner.clone())
-        .setMeasurement(verifier::none_measurement(), false)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mined(
+        VerifierPermitter::new(s.d.permitter, s.owner.clone())
+            .setMeasurement(verifier::none_measurement(), false)
+            .send(),
+    )
+    .await;
     assert_permitter_refused(client.acquire(code_a).await, "MeasurementNotAllowed");
 
     // An expired key request, and one signed for a permit that has expired… The permit
@@ -405,18 +392,6 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
     let other = devchain::wallet_provider(&url, DevChain::account(0));
     let hub = TaskHub::new(d.task_hub, app.clone());
     let other_hub = TaskHub::new(d.task_hub, other.clone());
-    async fn mined<T: std::fmt::Debug>(
-        call: impl std::future::Future<
-            Output = Result<
-                alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
-                T,
-            >,
-        >,
-    ) -> alloy::rpc::types::TransactionReceipt {
-        let receipt = call.await.unwrap().get_receipt().await.unwrap();
-        assert!(receipt.status());
-        receipt
-    }
     mined(hub.registerHub().send()).await; // hub 1, the app's
     mined(other_hub.registerHub().send()).await; // hub 2, someone else's
     assert_eq!(

@@ -19,7 +19,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 use contracts::bindings::{IdentityRegistry, VerifierPermitter};
-use contracts::devchain::{self, Deployment, DevChain};
+use contracts::devchain::{self, mined, Deployment, DevChain};
 use contracts::keys::{ChainConfig, Confidentiality, EvidenceProvider, KeyClient};
 use contracts::verifier::{self, Verifier};
 use e2e::{json, runner_bin, runner_command, tag, worker_path, Runner, Value};
@@ -269,16 +269,6 @@ export default {{
 }
 
 // ----- sapphire-localnet on a hardhat node -----
-
-async fn mined<T: std::fmt::Debug>(
-    call: impl std::future::Future<
-        Output = Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>, T>,
-    >,
-) -> alloy::rpc::types::TransactionReceipt {
-    let receipt = call.await.unwrap().get_receipt().await.unwrap();
-    assert!(receipt.status());
-    receipt
-}
 
 /// `runner verifier --allow-insecure-dev` on a free port, with a signing key the test made.
 struct VerifierService {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use alloy::providers::DynProvider;
 use contracts::bindings::TaskHub;
-use contracts::devchain::{self, DevChain};
+use contracts::devchain::{self, mined, DevChain};
 use contracts::taskhub::{Address, U256};
 use e2e::{js, json, tag, Recorded, Runner, Sink, Value};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,15 +55,7 @@ impl Hub {
             devchain::wallet_provider(&url, DevChain::account(0)),
         );
         for hub in [&app, &other] {
-            let receipt = hub
-                .registerHub()
-                .send()
-                .await
-                .unwrap()
-                .get_receipt()
-                .await
-                .unwrap();
-            assert!(receipt.status());
+            mined(hub.registerHub().send()).await;
         }
         Hub {
             chain,
@@ -76,15 +68,11 @@ impl Hub {
     /// `notify(hub_id, payload)` from the hub's owner, mined (hardhat mines on submission).
     async fn notify(&self, hub_id: u64, payload: &[u8]) -> Sent {
         let hub = if hub_id == 1 { &self.app } else { &self.other };
-        let receipt = hub
-            .notify(U256::from(hub_id), payload.to_vec().into())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        assert!(receipt.status());
+        let receipt = mined(
+            hub.notify(U256::from(hub_id), payload.to_vec().into())
+                .send(),
+        )
+        .await;
         Sent {
             block: receipt.block_number.unwrap(),
             tx: receipt.transaction_hash.to_string(),

@@ -11,8 +11,6 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use alloy::network::EthereumWallet;
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use anyhow::{Context, Result};
 use contracts::bindings::TaskHub;
 use contracts::devchain::{self, DevChain, DevChainError};
@@ -58,11 +56,10 @@ pub async fn measure(
     };
     let url = chain.rpc_url();
     let deployment = devchain::deploy(&url, DevChain::account(0), 3600).await?;
-    let provider: DynProvider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(DevChain::account(2)))
-        .connect_http(url.parse()?)
-        .erased();
-    let hub = TaskHub::new(deployment.task_hub, provider);
+    let hub = TaskHub::new(
+        deployment.task_hub,
+        devchain::wallet_provider(&url, DevChain::account(2)),
+    );
     hub.registerHub().send().await?.get_receipt().await?;
 
     let dir = tempfile::tempdir()?;
