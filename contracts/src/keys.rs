@@ -133,8 +133,10 @@ impl ChainConfig {
     }
 }
 
-/// What the TEE's evidence must bind, and what the verifier signs for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the TEE's evidence must bind, and what the verifier signs for. Its JSON (hex strings
+/// for addresses and words) is what the verifier service receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthorizationRequest {
     /// The chain id.
     pub chain_id: u64,
@@ -180,8 +182,9 @@ impl AuthorizationRequest {
     }
 }
 
-/// A verifier's answer: the permitter's `authorization` argument.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A verifier's answer: the permitter's `authorization` argument (and the verifier service's
+/// JSON answer).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Authorization {
     /// The attested measurement in its 32-byte form (see `verifier`).
     pub measurement: B256,

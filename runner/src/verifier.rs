@@ -180,7 +180,7 @@ async fn authorize(State(verifier): State<Arc<Verifier>>, body: axum::body::Byte
         Ok(body) => body,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),
     };
-    let request: AuthorizationRequest = body.request.into();
+    let request: AuthorizationRequest = body.request;
     let evidence = body.evidence;
     // Certificate chains and signatures: CPU work, off the async workers.
     let checked = {
@@ -204,7 +204,7 @@ async fn authorize(State(verifier): State<Arc<Verifier>>, body: axum::body::Byte
                 measurement = %authorization.measurement,
                 "evidence verified: authorization signed"
             );
-            Json(wire::AuthorizeResponse::from(&authorization)).into_response()
+            Json(&authorization).into_response()
         }
         Err(refusal) => {
             tracing::warn!(

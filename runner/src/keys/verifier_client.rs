@@ -50,7 +50,7 @@ impl HttpVerifier {
             .map_err(|_| "the evidence is not UTF-8 JSON".to_owned())?
             .to_owned();
         let body = wire::AuthorizeRequest {
-            request: request.into(),
+            request: *request,
             evidence,
         };
         let response = self
@@ -71,9 +71,8 @@ impl HttpVerifier {
                 .unwrap_or(text);
             return Err(format!("verifier answered {status}: {reason}"));
         }
-        let answer: wire::AuthorizeResponse = serde_json::from_str(&text)
-            .map_err(|e| format!("verifier {}: unreadable answer: {e}", self.url))?;
-        Ok(answer.into())
+        serde_json::from_str::<Authorization>(&text)
+            .map_err(|e| format!("verifier {}: unreadable answer: {e}", self.url))
     }
 }
 

@@ -9,11 +9,6 @@
 //! ← 403 {"error": "evidence refused: …"}   (nothing signed)   · 400 malformed request
 //! ```
 
-use alloy::primitives::Address;
-use alloy::primitives::Bytes;
-use alloy::primitives::B256;
-use alloy::primitives::U256;
-use contracts::keys::Authorization;
 use contracts::keys::AuthorizationRequest;
 use serde::Deserialize;
 use serde::Serialize;
@@ -21,81 +16,13 @@ use serde::Serialize;
 /// The path the service answers on.
 pub const AUTHORIZE_PATH: &str = "/authorize";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WireRequest {
-    pub chain_id: u64,
-    pub registry: Address,
-    pub permitter: Address,
-    pub identity: U256,
-    pub requester: Address,
-    pub code_hash: B256,
-    pub nonce: B256,
-}
-
-impl From<&AuthorizationRequest> for WireRequest {
-    fn from(r: &AuthorizationRequest) -> Self {
-        WireRequest {
-            chain_id: r.chain_id,
-            registry: r.registry,
-            permitter: r.permitter,
-            identity: r.identity,
-            requester: r.requester,
-            code_hash: r.code_hash,
-            nonce: r.nonce,
-        }
-    }
-}
-
-impl From<WireRequest> for AuthorizationRequest {
-    fn from(r: WireRequest) -> Self {
-        AuthorizationRequest {
-            chain_id: r.chain_id,
-            registry: r.registry,
-            permitter: r.permitter,
-            identity: r.identity,
-            requester: r.requester,
-            code_hash: r.code_hash,
-            nonce: r.nonce,
-        }
-    }
-}
-
-/// `POST /authorize` body.
+/// `POST /authorize` body. The answer on success is a `contracts::keys::Authorization`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeRequest {
-    pub request: WireRequest,
+    pub request: AuthorizationRequest,
     /// The evidence JSON (`attest::Evidence::to_json`), verbatim.
     pub evidence: String,
-}
-
-/// `POST /authorize` answer on success.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuthorizeResponse {
-    pub measurement: B256,
-    pub verified_at: u64,
-    pub signature: Bytes,
-}
-
-impl From<&Authorization> for AuthorizeResponse {
-    fn from(a: &Authorization) -> Self {
-        AuthorizeResponse {
-            measurement: a.measurement,
-            verified_at: a.verified_at,
-            signature: a.signature.clone(),
-        }
-    }
-}
-
-impl From<AuthorizeResponse> for Authorization {
-    fn from(a: AuthorizeResponse) -> Self {
-        Authorization {
-            measurement: a.measurement,
-            verified_at: a.verified_at,
-            signature: a.signature,
-        }
-    }
 }
 
 /// An error answer.
