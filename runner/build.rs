@@ -24,7 +24,7 @@ fn main() {
     let output = create_runtime_snapshot(
         snapshot_path,
         SnapshotOptions::default(),
-        vec![extension::rnr::lazy_init()],
+        vec![rnr_from_this_checkout()],
     );
 
     let mut js = String::new();
@@ -59,6 +59,33 @@ fn main() {
     );
     std::fs::write(out_dir.join("residual_lazy_sources.rs"), code)
         .expect("writing residual_lazy_sources.rs");
+}
+
+/// The `rnr` extension with its JavaScript read from this checkout now. The extension macro
+/// records the absolute path of `src/worker/js` when this build script is compiled, and cargo
+/// reuses a compiled build script across checkouts that share a target directory (CI's fresh
+/// clone, a second worktree): that path could be another checkout's, or one deleted since.
+fn rnr_from_this_checkout() -> deno_core::Extension {
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let mut extension = extension::rnr::lazy_init();
+    let files: Vec<deno_core::ExtensionFileSource> = extension
+        .esm_files
+        .iter()
+        .map(|file| {
+            let name = file
+                .specifier
+                .rsplit('/')
+                .next()
+                .expect("a specifier has a file name");
+            let path = manifest_dir.join("src/worker/js").join(name);
+            let code = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            deno_core::ExtensionFileSource::new_computed(file.specifier, code.into())
+        })
+        .collect();
+    extension.esm_files = std::borrow::Cow::Owned(files);
+    extension
 }
 
 /// TypeScript sources become JavaScript; the transpiler picks the media type
