@@ -228,7 +228,20 @@ struct Slots {
     starting: usize,
 }
 
+/// A worker the pool knows: running, or kept from a record that could not start again.
+enum Known<'a> {
+    Live(&'a Entry),
+    Failed(&'a Failed),
+}
+
 impl Slots {
+    fn find(&self, id: &WorkerId) -> Option<Known<'_>> {
+        match self.entries.get(id) {
+            Some(entry) => Some(Known::Live(entry)),
+            None => self.failed.get(id).map(Known::Failed),
+        }
+    }
+
     fn by_hostname(&self, name: &str) -> Option<&Entry> {
         self.entries
             .values()
@@ -566,37 +579,27 @@ impl Pool {
     }
 
     pub fn get_public(&self, id: &WorkerId) -> Result<PublicWorkerInfo, PoolError> {
-        let slots = self.read();
-        if let Some(failed) = slots.failed.get(id) {
-            return Ok(failed.public_info(id));
+        match self.read().find(id) {
+            Some(Known::Live(entry)) => Ok(entry.public_info()),
+            Some(Known::Failed(failed)) => Ok(failed.public_info(id)),
+            None => Err(PoolError::NotFound(id.clone())),
         }
-        slots
-            .entries
-            .get(id)
-            .map(Entry::public_info)
-            .ok_or_else(|| PoolError::NotFound(id.clone()))
     }
 
     /// The hash of the worker's management token, if the worker exists.
     pub fn token_hash(&self, id: &WorkerId) -> Option<TokenHash> {
-        let slots = self.read();
-        slots
-            .entries
-            .get(id)
-            .map(|e| e.token_hash)
-            .or_else(|| slots.failed.get(id).map(|f| f.token_hash))
+        match self.read().find(id)? {
+            Known::Live(entry) => Some(entry.token_hash),
+            Known::Failed(failed) => Some(failed.token_hash),
+        }
     }
 
     pub fn get(&self, id: &WorkerId) -> Result<WorkerInfo, PoolError> {
-        let slots = self.read();
-        if let Some(failed) = slots.failed.get(id) {
-            return Ok(failed.info(id));
+        match self.read().find(id) {
+            Some(Known::Live(entry)) => Ok(entry.info()),
+            Some(Known::Failed(failed)) => Ok(failed.info(id)),
+            None => Err(PoolError::NotFound(id.clone())),
         }
-        slots
-            .entries
-            .get(id)
-            .map(Entry::info)
-            .ok_or_else(|| PoolError::NotFound(id.clone()))
     }
 
     pub fn logs(&self, id: &WorkerId) -> Result<Vec<crate::worker::status::LogLine>, PoolError> {
@@ -611,15 +614,13 @@ impl Pool {
     }
 
     pub fn handle(&self, id: &WorkerId) -> Result<Arc<WorkerHandle>, PoolError> {
-        let slots = self.read();
-        if let Some(failed) = slots.failed.get(id) {
-            return Err(PoolError::NotRestored(id.clone(), failed.error.clone()));
+        match self.read().find(id) {
+            Some(Known::Live(entry)) => Ok(entry.handle.clone()),
+            Some(Known::Failed(failed)) => {
+                Err(PoolError::NotRestored(id.clone(), failed.error.clone()))
+            }
+            None => Err(PoolError::NotFound(id.clone())),
         }
-        slots
-            .entries
-            .get(id)
-            .map(|e| e.handle.clone())
-            .ok_or_else(|| PoolError::NotFound(id.clone()))
     }
 
     /// Runs the worker's tasks handler now and waits for the outcome.
@@ -630,11 +631,8 @@ impl Pool {
 
     /// Removes the worker's record (durably, before answering), terminates it and forgets it.
     pub async fn delete(&self, id: &WorkerId) -> Result<(), PoolError> {
-        {
-            let slots = self.read();
-            if !slots.entries.contains_key(id) && !slots.failed.contains_key(id) {
-                return Err(PoolError::NotFound(id.clone()));
-            }
+        if self.read().find(id).is_none() {
+            return Err(PoolError::NotFound(id.clone()));
         }
         if let Some(records) = &self.records {
             records.delete(id).await?;
