@@ -147,18 +147,25 @@ pub struct EgressPolicy {
     /// The runner's listeners as (address, port) rules.
     own: Vec<(IpNet, u16)>,
     non_public: Vec<IpNet>,
+    /// The net permission's rules, made once for every worker.
+    parser: Arc<RuntimePermissionDescriptorParser<RealSys>>,
+    allow: Vec<NetDescriptor>,
+    deny: Vec<NetDescriptor>,
 }
 
 impl EgressPolicy {
     /// `listeners` are the addresses the runner actually bound; a wildcard address stands
     /// for every local address (loopback and each interface's).
     pub fn new(mode: EgressMode, listeners: &[SocketAddr]) -> Result<Arc<Self>, EgressError> {
+        let parser = Arc::new(RuntimePermissionDescriptorParser::new(RealSys));
+        let mut allow = Vec::new();
         if let EgressMode::AllowList(hosts) = &mode {
-            let parser = parser();
             for host in hosts {
-                parser
-                    .parse_net_descriptor(host)
-                    .map_err(|e| EgressError::AllowEntry(host.clone(), e.to_string()))?;
+                allow.push(
+                    parser
+                        .parse_net_descriptor(host)
+                        .map_err(|e| EgressError::AllowEntry(host.clone(), e.to_string()))?,
+                );
             }
         }
         let mut local: Vec<IpNet> = vec![
@@ -177,10 +184,15 @@ impl EgressPolicy {
         }
         own.sort();
         own.dedup();
+        let non_public: Vec<IpNet> = NON_PUBLIC.iter().map(|n| net(n)).collect();
+        let deny = deny_rules(&parser, &mode, &own, &non_public);
         Ok(Arc::new(Self {
             mode,
             own,
-            non_public: NON_PUBLIC.iter().map(|n| net(n)).collect(),
+            non_public,
+            parser,
+            allow,
+            deny,
         }))
     }
 
@@ -191,7 +203,6 @@ impl EgressPolicy {
     /// The net permission for one worker: network through `fetch`/`WebSocket` within this
     /// policy; every other permission is denied, with no prompt.
     pub fn permissions(&self) -> PermissionsContainer {
-        let parser = parser();
         let allow_net = match &self.mode {
             EgressMode::AllowList(hosts) => Some(hosts.clone()),
             _ => Some(vec![]),
@@ -201,39 +212,11 @@ impl EgressPolicy {
             prompt: false,
             ..Default::default()
         };
-        let mut permissions = Permissions::from_options(parser.as_ref(), &options)
+        let mut permissions = Permissions::from_options(self.parser.as_ref(), &options)
             .unwrap_or_else(|_| Permissions::none_without_prompt());
-        let allow = match &self.mode {
-            EgressMode::AllowList(hosts) => Some(
-                hosts
-                    .iter()
-                    .filter_map(|h| parser.parse_net_descriptor(h).ok())
-                    .collect(),
-            ),
-            _ => Some(vec![]),
-        };
-        permissions.net = Permissions::new_unary(allow, Some(self.deny_rules()), false);
-        PermissionsContainer::new(parser, permissions)
-    }
-
-    fn deny_rules(&self) -> Vec<NetDescriptor> {
-        let mut rules: Vec<NetDescriptor> = self
-            .own
-            .iter()
-            .map(|(net, port)| NetDescriptor(host_rule(*net), Some(u32::from(*port))))
-            .collect();
-        rules.extend(METADATA.iter().map(|ip| NetDescriptor(Host::Ip(*ip), None)));
-        let parser = parser();
-        rules.extend(parser.parse_net_descriptor("metadata.google.internal").ok());
-        if self.mode == EgressMode::PublicOnly {
-            rules.extend(
-                self.non_public
-                    .iter()
-                    .map(|net| NetDescriptor(host_rule(*net), None)),
-            );
-            rules.extend(parser.parse_net_descriptor("localhost").ok());
-        }
-        rules
+        permissions.net =
+            Permissions::new_unary(Some(self.allow.clone()), Some(self.deny.clone()), false);
+        PermissionsContainer::new(self.parser.clone(), permissions)
     }
 
     /// Which rule refused `target` (`host:port`, `[v6]:port` or `host`, as deno names it).
@@ -279,8 +262,29 @@ impl EgressPolicy {
     }
 }
 
-fn parser() -> Arc<RuntimePermissionDescriptorParser<RealSys>> {
-    Arc::new(RuntimePermissionDescriptorParser::new(RealSys))
+/// What the net permission refuses: the runner's own listeners and metadata endpoints always,
+/// and under `public-only` every non-public range and `localhost`.
+fn deny_rules(
+    parser: &RuntimePermissionDescriptorParser<RealSys>,
+    mode: &EgressMode,
+    own: &[(IpNet, u16)],
+    non_public: &[IpNet],
+) -> Vec<NetDescriptor> {
+    let mut rules: Vec<NetDescriptor> = own
+        .iter()
+        .map(|(net, port)| NetDescriptor(host_rule(*net), Some(u32::from(*port))))
+        .collect();
+    rules.extend(METADATA.iter().map(|ip| NetDescriptor(Host::Ip(*ip), None)));
+    rules.extend(parser.parse_net_descriptor("metadata.google.internal").ok());
+    if *mode == EgressMode::PublicOnly {
+        rules.extend(
+            non_public
+                .iter()
+                .map(|net| NetDescriptor(host_rule(*net), None)),
+        );
+        rules.extend(parser.parse_net_descriptor("localhost").ok());
+    }
+    rules
 }
 
 fn net(text: &str) -> IpNet {
@@ -381,7 +385,8 @@ mod tests {
 
     #[test]
     fn public_only_refuses_private_ranges() {
-        let policy = policy(EgressMode::PublicOnly);
+        let public_only = policy(EgressMode::PublicOnly);
+        let open = policy(EgressMode::AllowAll);
         for target in [
             "10.1.2.3:80",
             "192.168.0.1:443",
@@ -389,27 +394,24 @@ mod tests {
             "127.0.0.1:9",
             "localhost:80",
         ] {
-            assert_eq!(policy.refusal(target), Refusal::NonPublic, "{target}");
+            assert_eq!(public_only.refusal(target), Refusal::NonPublic, "{target}");
         }
-        let rules = policy.deny_rules();
-        assert!(rules.contains(&NetDescriptor(Host::IpSubnet(net("fc00::/7")), None)));
+        assert!(public_only
+            .deny
+            .contains(&NetDescriptor(Host::IpSubnet(net("fc00::/7")), None)));
         // The allow-all policy keeps private ranges reachable: only the runner and metadata.
-        let open = policy_rules(EgressMode::AllowAll);
-        assert!(!open.contains(&NetDescriptor(Host::IpSubnet(net("10.0.0.0/8")), None)));
-        assert!(open.contains(&NetDescriptor(
+        assert!(!open
+            .deny
+            .contains(&NetDescriptor(Host::IpSubnet(net("10.0.0.0/8")), None)));
+        assert!(open.deny.contains(&NetDescriptor(
             Host::Ip("127.0.0.1".parse().unwrap()),
             Some(8080)
         )));
     }
 
-    fn policy_rules(mode: EgressMode) -> Vec<NetDescriptor> {
-        policy(mode).deny_rules()
-    }
-
     #[test]
     fn permissions_deny_resolved_addresses() {
-        let policy = policy(EgressMode::PublicOnly);
-        let mut permissions = policy.permissions();
+        let mut permissions = policy(EgressMode::PublicOnly).permissions();
         let denied = |p: &mut PermissionsContainer, ip: &str, port: u16| {
             p.check_net_resolved(&ip.parse().unwrap(), port, "fetch()")
                 .is_err()
@@ -418,14 +420,10 @@ mod tests {
         assert!(denied(&mut permissions, "10.0.0.1", 80));
         assert!(denied(&mut permissions, "fd12::1", 80));
         assert!(!denied(&mut permissions, "93.184.216.34", 443));
-        let mut open = policy_rules_container(EgressMode::AllowAll);
+        let mut open = policy(EgressMode::AllowAll).permissions();
         assert!(denied(&mut open, "127.0.0.1", 8080));
         assert!(denied(&mut open, "::1", 8443));
         assert!(!denied(&mut open, "127.0.0.1", 9999));
-    }
-
-    fn policy_rules_container(mode: EgressMode) -> PermissionsContainer {
-        policy(mode).permissions()
     }
 
     #[test]
