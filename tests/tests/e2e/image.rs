@@ -391,6 +391,27 @@ fn curl_create(dir: &Path, url: &str) -> Option<String> {
     }
 }
 
+/// Waits (two minutes at most) until the worker tagged `tag` has printed its line `n` times on
+/// the serial console.
+async fn wait_for_runs(vm: &mut Vm, tag: &str, n: usize, what: &str) {
+    let runs_seen = |serial: &str| {
+        serial
+            .lines()
+            .filter(|l| l.contains(tag) && l.contains("ran with a"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while runs_seen(&vm.serial()) < n {
+        vm.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not appear {n} times on the serial console:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The address of the gas wallet the runner made and logged (`gas_wallet=0x…`).
 fn gas_wallet_address(serial: &str) -> String {
     serial
@@ -504,22 +525,7 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
         .as_str()
         .expect("a management token")
         .to_owned();
-    let runs_seen = |serial: &str| {
-        serial
-            .lines()
-            .filter(|l| l.contains(&tag) && l.contains("ran with a"))
-            .count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while runs_seen(&vm.serial()) < 3 {
-        vm.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "the worker's output did not appear 3 times on the serial console:\n{}",
-            vm.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_runs(&mut vm, &tag, 3, "the worker's output").await;
     let worker: Value = client
         .get(vm.url(&format!("/workers/{id}")))
         .bearer_auth(&token)
@@ -612,16 +618,7 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     assert_eq!(workers.len(), 1, "{listed}");
     assert_eq!(workers[0]["id"], id, "{listed}");
     assert_eq!(workers[0]["schedule"], "*/1 * * * * *", "{listed}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while runs_seen(&vm.serial()) < 2 {
-        vm.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "the restored worker's output did not appear on the serial console:\n{}",
-            vm.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_runs(&mut vm, &tag, 2, "the restored worker's output").await;
     let response = client
         .get(vm.url(&format!("/workers/{id}")))
         .bearer_auth(&token)
