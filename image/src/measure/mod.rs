@@ -1,5 +1,7 @@
 //! Expected measurements of the image.
 //!
+//! Intel TDX: MRTD and RTMR[1..3] under a pinned TDVF, in [`tdx`].
+//!
 //! SEV-SNP: the launch digest of measured direct boot, computed by the `sev` crate exactly as the
 //! AMD secure processor does it: the OVMF image's pages and metadata sections, the page of SHA-256
 //! hashes of kernel, initrd and command line that QEMU writes for `kernel-hashes=on`, and one VMSA
@@ -15,6 +17,10 @@ use sev::measurement::vmsa::{GuestFeatures, VMMType};
 
 use crate::manifest::Measurement;
 use crate::util::{sha256_file, ToolError};
+
+pub mod tdx;
+
+pub use tdx::{fetch_tdvf, tdx_measurements, TdvfPin, TdxParams, TDVF_PIN};
 
 /// SEV features of the guest's VMSA that QEMU ≥ 9.1 (KVM_SEV_INIT2) launches SNP guests with:
 /// `SNPActive` only.
@@ -40,6 +46,27 @@ pub enum MeasureError {
     Snp(#[from] sev::error::MeasurementError),
     #[error(transparent)]
     Tool(#[from] ToolError),
+    #[error("TDVF {path}: {source}")]
+    Tdvf {
+        path: PathBuf,
+        source: tdx::TdvfError,
+    },
+    #[error(
+        "{path} has SHA-256 {actual}, the pin says {expected}: not the pinned {package} {version}"
+    )]
+    TdvfHashMismatch {
+        path: PathBuf,
+        package: &'static str,
+        version: &'static str,
+        expected: &'static str,
+        actual: String,
+    },
+    #[error("{deb} has no {file}")]
+    TdvfMissing { deb: PathBuf, file: &'static str },
+    #[error("TDX: kernel {path}: {reason}")]
+    TdxKernel { path: PathBuf, reason: String },
+    #[error("TDX: {0}")]
+    TdxCmdline(String),
 }
 
 /// QEMU `-cpu` models and the `sev` crate's types (the VMSA carries the model's CPUID signature).
