@@ -47,6 +47,8 @@ pub enum Error {
     },
     #[error("cannot write the archive: {0}")]
     Write(#[source] io::Error),
+    #[error("cannot write {path}: {source}")]
+    Tree { path: PathBuf, source: io::Error },
     #[error("SOURCE_DATE_EPOCH={value:?} is not a Unix time in seconds that fits in 32 bits")]
     SourceDateEpoch { value: String },
 }
@@ -267,6 +269,59 @@ impl Archive {
                 encoder.finish().map_err(Error::Write)
             }
         }
+    }
+
+    /// Writes the entries as a directory tree under `root` (which must exist and be empty), each
+    /// with its permission bits set explicitly (the umask does not matter), for tools that make a
+    /// file-system image from a directory (the image's erofs root). Ownership and times are left
+    /// to that tool: it must force them (uid/gid 0, one fixed time). Device nodes cannot be made
+    /// without privileges and are refused: a disk root needs none (devtmpfs provides `/dev`).
+    pub fn write_tree(&self, root: &Path) -> Result<(), Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let tree_error = |path: &Path, source: io::Error| Error::Tree {
+            path: path.to_owned(),
+            source,
+        };
+        // Sorted by path: parents come first. Directory modes are set last, so that a read-only
+        // directory does not stop what goes into it.
+        let mut directories = Vec::new();
+        for (path, node) in &self.entries {
+            let target = root.join(path);
+            match &node.kind {
+                Kind::Directory => {
+                    std::fs::create_dir(&target).map_err(|e| tree_error(&target, e))?;
+                    directories.push((target, node.mode));
+                    continue;
+                }
+                Kind::Symlink(link) => {
+                    std::os::unix::fs::symlink(link, &target)
+                        .map_err(|e| tree_error(&target, e))?;
+                    continue;
+                }
+                Kind::CharDevice { .. } => {
+                    return Err(Error::InvalidPath {
+                        path: path.clone(),
+                        reason: "a device node cannot be written to a directory tree",
+                    })
+                }
+                Kind::File(Contents::Bytes(bytes)) => {
+                    std::fs::write(&target, bytes).map_err(|e| tree_error(&target, e))?;
+                }
+                Kind::File(Contents::File(source)) => {
+                    std::fs::copy(source, &target).map_err(|e| Error::Read {
+                        path: source.clone(),
+                        source: e,
+                    })?;
+                }
+            }
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(node.mode))
+                .map_err(|e| tree_error(&target, e))?;
+        }
+        for (target, mode) in directories.into_iter().rev() {
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| tree_error(&target, e))?;
+        }
+        Ok(())
     }
 
     fn insert(&mut self, path: &str, kind: Kind, mode: u32) -> Result<(), Error> {

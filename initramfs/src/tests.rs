@@ -245,3 +245,47 @@ fn source_date_epoch_parses_decimal_seconds_only() {
         assert!(parse_epoch(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn a_tree_holds_every_entry_with_the_archive_modes_whatever_the_umask() {
+    let sources = tempfile::tempdir().unwrap();
+    let archive = sample(sources.path(), SystemTime::UNIX_EPOCH, 0o600, false);
+    let tree = tempfile::tempdir().unwrap();
+
+    // A device node cannot be made in a directory without privileges: refused, not skipped.
+    let refused = archive.write_tree(tree.path()).unwrap_err();
+    assert!(
+        matches!(refused, Error::InvalidPath { ref path, .. } if path == "dev/console"),
+        "{refused}"
+    );
+
+    let mut archive = Archive::new();
+    archive
+        .add_file("init", 0o755, Contents::Bytes(b"\x7fELF".to_vec()))
+        .unwrap();
+    archive.add_symlink("etc/resolv.conf", "/run/resolv.conf").unwrap();
+    archive.add_dir("tmp", 0o1777).unwrap();
+    archive.add_dir("ro", 0o555).unwrap();
+    archive
+        .add_file("ro/inside", 0o444, Contents::Bytes(b"x".to_vec()))
+        .unwrap();
+    let tree = tempfile::tempdir().unwrap();
+    archive.write_tree(tree.path()).unwrap();
+
+    let mode = |path: &str| {
+        fs::symlink_metadata(tree.path().join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+    };
+    assert_eq!(mode("init"), 0o100755);
+    assert_eq!(mode("tmp"), 0o041777);
+    assert_eq!(mode("ro"), 0o040555);
+    assert_eq!(mode("ro/inside"), 0o100444);
+    assert_eq!(mode("etc"), 0o040755);
+    assert_eq!(
+        fs::read_link(tree.path().join("etc/resolv.conf")).unwrap(),
+        Path::new("/run/resolv.conf")
+    );
+    assert_eq!(fs::read(tree.path().join("ro/inside")).unwrap(), b"x");
+}
