@@ -1,5 +1,6 @@
 //! The file systems init mounts: the kernel's views (`/proc`, `/sys`, `/dev`) and memory-backed
-//! scratch space (`/run`, `/tmp`, `/dev/shm`). The root file system is the initramfs itself.
+//! scratch space (`/run`, `/tmp`, `/dev/shm`). The root file system is the image's read-only root
+//! disk (or, with `--root initramfs`, the initramfs itself).
 
 use std::path::Path;
 
@@ -115,7 +116,20 @@ fn do_mount(m: &Mount) -> Result<(), MountError> {
         Err(e) => return Err(error(e)),
     }
     let data = (!m.data.is_empty()).then_some(m.data);
-    mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, data).map_err(error)
+    match mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, data) {
+        // The kernel mounted it already (devtmpfs on /dev when it mounts a root disk itself,
+        // CONFIG_DEVTMPFS_MOUNT): the same file system cannot be mounted twice on one place.
+        // Keep that mount, with our flags (nosuid, noexec, ...).
+        Err(Errno::EBUSY) => mount(
+            None::<&str>,
+            m.target,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | m.flags,
+            None::<&str>,
+        )
+        .map_err(error),
+        other => other.map_err(error),
+    }
 }
 
 #[cfg(test)]
