@@ -263,7 +263,9 @@ fn a_tree_holds_every_entry_with_the_archive_modes_whatever_the_umask() {
     archive
         .add_file("init", 0o755, Contents::Bytes(b"\x7fELF".to_vec()))
         .unwrap();
-    archive.add_symlink("etc/resolv.conf", "/run/resolv.conf").unwrap();
+    archive
+        .add_symlink("etc/resolv.conf", "/run/resolv.conf")
+        .unwrap();
     archive.add_dir("tmp", 0o1777).unwrap();
     archive.add_dir("ro", 0o555).unwrap();
     archive
