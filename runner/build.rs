@@ -3,29 +3,26 @@
 //! it takes milliseconds instead of hundreds of them, and the binary then needs
 //! none of deno_runtime's JavaScript/TypeScript sources from disk at run time:
 //! the lazily loaded sources the snapshot did not consume are transpiled here and
-//! embedded with `include_str!`.
+//! embedded with `include_str!`. The snapshot is the same bytes in every build of
+//! one commit (see `build/reproducible.rs`), and names no path of this checkout.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::path::PathBuf;
 
-use deno_runtime::ops::bootstrap::SnapshotOptions;
-use deno_runtime::snapshot::create_runtime_snapshot;
 use deno_runtime::snapshot::LazyExtensionFileKind;
 
 #[path = "src/worker/extension.rs"]
 mod extension;
+#[path = "build/reproducible.rs"]
+mod reproducible;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/worker/extension.rs");
     println!("cargo:rerun-if-changed=src/worker/js");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let snapshot_path = out_dir.join("RUNNER_SNAPSHOT.bin");
-    let output = create_runtime_snapshot(
-        snapshot_path,
-        SnapshotOptions::default(),
-        vec![rnr_from_this_checkout()],
-    );
+    let output = reproducible::create_snapshot(snapshot_path, rnr_with_its_javascript());
 
     let mut js = String::new();
     let mut esm = String::new();
@@ -61,30 +58,25 @@ fn main() {
         .expect("writing residual_lazy_sources.rs");
 }
 
-/// The `rnr` extension with its JavaScript read from this checkout now. The extension macro
-/// records the absolute path of `src/worker/js` when this build script is compiled, and cargo
-/// reuses a compiled build script across checkouts that share a target directory (CI's fresh
-/// clone, a second worktree): that path could be another checkout's, or one deleted since.
-fn rnr_from_this_checkout() -> deno_core::Extension {
+/// `rnr.js` as a module, also the extension's entry point.
+const RNR_JS: &str = "ext:rnr/rnr.js";
+
+/// The `rnr` extension with its JavaScript, read from this checkout now. `extension!` is not
+/// given the file: it would record the absolute path of `src/worker/js`, in the runner binary
+/// and in this build script, which cargo reuses across checkouts sharing a target directory.
+fn rnr_with_its_javascript() -> deno_core::Extension {
     let manifest_dir =
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let path = manifest_dir.join("src/worker/js/rnr.js");
+    let code = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let mut extension = extension::rnr::lazy_init();
-    let files: Vec<deno_core::ExtensionFileSource> = extension
-        .esm_files
-        .iter()
-        .map(|file| {
-            let name = file
-                .specifier
-                .rsplit('/')
-                .next()
-                .expect("a specifier has a file name");
-            let path = manifest_dir.join("src/worker/js").join(name);
-            let code = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-            deno_core::ExtensionFileSource::new_computed(file.specifier, code.into())
-        })
-        .collect();
-    extension.esm_files = std::borrow::Cow::Owned(files);
+    extension.esm_files =
+        std::borrow::Cow::Owned(vec![deno_core::ExtensionFileSource::new_computed(
+            RNR_JS,
+            code.into(),
+        )]);
+    extension.esm_entry_point = Some(RNR_JS);
     extension
 }
 

@@ -3,7 +3,9 @@
 //! `deno_core` only), because the build script compiles this same file to put
 //! the extension in the startup snapshot; the host plugs its behaviour in
 //! through [`WorkerSink`], [`BodyStreams`] and [`OmniKeys`] in each isolate's
-//! `OpState`.
+//! `OpState`. The extension declares its ops only: the build script adds
+//! `js/rnr.js` (as `ext:rnr/rnr.js`, the entry point) for the snapshot, and
+//! isolates get the evaluated module from there.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -79,8 +81,6 @@ deno_core::extension!(
         op_rnr_omni_key_init,
         op_rnr_omni_key,
     ],
-    esm_entry_point = "ext:rnr/rnr.js",
-    esm = [dir "src/worker/js", "rnr.js"],
 );
 
 #[op2(fast)]

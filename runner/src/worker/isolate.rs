@@ -70,16 +70,6 @@ mod residual {
     include!(concat!(env!("OUT_DIR"), "/residual_lazy_sources.rs"));
 }
 
-/// The `rnr` extension for one worker. Its JavaScript is already in the
-/// snapshot: only its ops are registered here.
-fn rnr_extension() -> deno_core::Extension {
-    let mut extension = rnr::init();
-    extension.esm_files = std::borrow::Cow::Borrowed(&[]);
-    extension.js_files = std::borrow::Cow::Borrowed(&[]);
-    extension.esm_entry_point = None;
-    extension
-}
-
 pub(super) struct ThreadArgs {
     pub spec: WorkerSpec,
     pub limits: Limits,
@@ -181,7 +171,8 @@ fn build_worker(
             color_level: deno_runtime::colors::ColorLevel::None,
             ..Default::default()
         },
-        extensions: vec![rnr_extension()],
+        // Its ops; its JavaScript is in the snapshot.
+        extensions: vec![rnr::init()],
         startup_snapshot: Some(SNAPSHOT),
         residual_lazy_js_sources: residual::RESIDUAL_LAZY_JS,
         residual_lazy_esm_sources: residual::RESIDUAL_LAZY_ESM,
