@@ -20,6 +20,10 @@ mod reproducible;
 fn main() {
     println!("cargo:rerun-if-changed=src/worker/extension.rs");
     println!("cargo:rerun-if-changed=src/worker/js");
+    // No GNU build ID in the runner: the linker computes it over the whole output, debug
+    // information included, which names the checkout's directory; `strip` keeps the note, so
+    // builds of one commit in two places would differ in those 20 bytes.
+    println!("cargo:rustc-link-arg-bins=-Wl,--build-id=none");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let snapshot_path = out_dir.join("RUNNER_SNAPSHOT.bin");
     let output = reproducible::create_snapshot(snapshot_path, rnr_with_its_javascript());
