@@ -95,6 +95,17 @@ enable_backports() {
 # binutils: `image` strips the runner with `strip` (usually there already, with clang).
 apt_install_missing binutils
 
+# The minimal kernel (image/src/kernel/minimal.rs) is built from Debian's linux-source package:
+#   gcc, make, libc6-dev  the compiler and make (binutils above links it)
+#   flex, bison           Kconfig's parser
+#   bc                    kernel/time/timeconst.h
+#   libelf-dev            objtool (x86_64 always builds it: ORC unwinder, retpoline checks)
+#   lz4                   compresses the bzImage payload (CONFIG_KERNEL_LZ4)
+#   xz-utils              unpacks the package's linux-source-6.12.tar.xz
+# Not needed with image/kernel/appliance.config: libssl-dev (module signing, trusted keys),
+# cpio (IKHEADERS), dwarves (BTF), python3.
+apt_install_missing gcc make libc6-dev flex bison bc libelf-dev lz4 xz-utils
+
 enable_backports
 missing_backports=()
 for pkg in "${BACKPORTS_PACKAGES[@]}"; do

@@ -2,6 +2,11 @@
 //! SHA-256, unpacked once into the cache; and the modules the image carries, with their
 //! dependencies resolved from each module's own `depends=` (Debian's package has no
 //! `modules.dep`: depmod runs at install time).
+//!
+//! [`minimal`] builds the other kernel: from Debian's pinned `linux-source` package, with
+//! everything the appliance needs built in and no modules.
+
+pub mod minimal;
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -79,6 +84,22 @@ pub enum KernelError {
     UnknownModule(String),
     #[error("cannot read module {path}: {reason}")]
     ModuleFile { path: PathBuf, reason: String },
+    #[error("{what} failed ({status}); the last lines of its output:\n{tail}")]
+    Build {
+        what: String,
+        status: std::process::ExitStatus,
+        tail: String,
+    },
+    #[error(
+        "the kernel configuration did not take what image/kernel/appliance.config asks for \
+         (a missing dependency, or a renamed option): {}",
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    ConfigDidNotStick(Vec<minimal::ConfigMismatch>),
+    #[error(
+        "{file} contains the build path {leaked}: the image would depend on where it was built"
+    )]
+    PathLeak { file: PathBuf, leaked: String },
 }
 
 /// The unpacked kernel package.
@@ -147,44 +168,69 @@ pub fn deb_file_name(pin: &KernelPin) -> String {
     format!("{}_{}_amd64.deb", pin.package, pin.version).replace(':', "%3a")
 }
 
+/// `cache/debs/<file_name>`, downloaded with `apt-get download package=version` if missing (a
+/// file cut short fails the hash check that follows: [`check_deb`]).
+pub(crate) fn cached_deb(
+    cache: &Path,
+    package: &str,
+    version: &str,
+    suite: &str,
+    file_name: &str,
+) -> Result<PathBuf, KernelError> {
+    let dir = cache.join("debs");
+    let path = dir.join(file_name);
+    if !path.exists() {
+        std::fs::create_dir_all(&dir).map_err(|e| ToolError::io(&dir, e))?;
+        crate::progress!("kernel: apt-get download {package}={version} (from {suite})");
+        crate::util::run(
+            Command::new("apt-get")
+                .arg("download")
+                .arg(format!("{package}={version}"))
+                .current_dir(&dir),
+            "apt-get download (is the suite in apt's sources? see scripts/setup.sh; \
+             a version gone from the archive is on snapshot.debian.org: pass --kernel-deb)",
+        )?;
+        if !path.exists() {
+            return Err(KernelError::Missing(path));
+        }
+    }
+    Ok(path)
+}
+
+/// The SHA-256 of `deb`, which must be `expected` (the pin of `package` `version`).
+pub(crate) fn check_deb(
+    deb: &Path,
+    package: &'static str,
+    version: &'static str,
+    expected: &'static str,
+) -> Result<String, KernelError> {
+    let actual = sha256_file(deb)?;
+    if actual != expected {
+        return Err(KernelError::HashMismatch {
+            path: deb.to_owned(),
+            package,
+            version,
+            expected,
+            actual,
+        });
+    }
+    Ok(actual)
+}
+
 /// Returns the unpacked kernel: from `deb` if given, else from `cache/debs/` (downloading it with
 /// `apt-get download` if missing). The `.deb` must match the pin's SHA-256.
 pub fn fetch(pin: &KernelPin, cache: &Path, deb: Option<&Path>) -> Result<Kernel, KernelError> {
     let deb = match deb {
         Some(deb) => deb.to_owned(),
-        None => {
-            let dir = cache.join("debs");
-            let path = dir.join(deb_file_name(pin));
-            if !path.exists() {
-                std::fs::create_dir_all(&dir).map_err(|e| ToolError::io(&dir, e))?;
-                crate::progress!(
-                    "kernel: apt-get download {}={} (from {})",
-                    pin.package,
-                    pin.version,
-                    pin.suite
-                );
-                crate::util::run(
-                    Command::new("apt-get")
-                        .arg("download")
-                        .arg(format!("{}={}", pin.package, pin.version))
-                        .current_dir(&dir),
-                    "apt-get download (is the suite in apt's sources? see scripts/setup.sh; \
-                     a version gone from the archive is on snapshot.debian.org: pass --kernel-deb)",
-                )?;
-            }
-            path
-        }
+        None => cached_deb(
+            cache,
+            pin.package,
+            pin.version,
+            pin.suite,
+            &deb_file_name(pin),
+        )?,
     };
-    let actual = sha256_file(&deb)?;
-    if actual != pin.sha256 {
-        return Err(KernelError::HashMismatch {
-            path: deb,
-            package: pin.package,
-            version: pin.version,
-            expected: pin.sha256,
-            actual,
-        });
-    }
+    let actual = check_deb(&deb, pin.package, pin.version, pin.sha256)?;
     let root = cache.join(format!("kernel-{}", &pin.sha256[..16]));
     if !root.join("boot").is_dir() {
         crate::progress!("kernel: unpacking {}", deb.display());
