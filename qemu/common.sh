@@ -1,6 +1,7 @@
-# Shared by qemu/run, qemu/run-snp, qemu/run-tdx: bundle discovery, port forwards, console, the
-# state disk. Sourced, not run. Sets: bundle, cmdline, forwards, console_args, qmp_args; defines
-# state_disk_args; leaves "$@" with the extra QEMU arguments.
+# Shared by qemu/run, qemu/run-snp, qemu/run-tdx: bundle discovery, the root file system, port
+# forwards, console, the state disk. Sourced, not run. Sets: bundle, cmdline, forwards,
+# console_args, qmp_args; defines root_setup (sets root_args) and state_disk_setup (sets
+# state_disk_args); leaves "$@" with the extra QEMU arguments.
 
 log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -15,9 +16,11 @@ if [ "${1:-}" = "--" ]; then shift; fi
 
 command -v "$QEMU" >/dev/null 2>&1 ||
   die "$QEMU not found: install qemu-system-x86 (scripts/setup.sh does, from bookworm-backports)"
-for part in vmlinuz initrd.img cmdline; do
+for part in vmlinuz cmdline; do
   [ -f "$bundle/$part" ] || die "no $bundle/$part: build the image first (cargo run --release -p appliance-image)"
 done
+[ -f "$bundle/rootfs.img" ] || [ -f "$bundle/initrd.img" ] ||
+  die "no $bundle/rootfs.img or initrd.img: build the image first (cargo run --release -p appliance-image)"
 
 cmdline="$(cat "$bundle/cmdline")"
 if [ -n "${SW_CMDLINE_APPEND:-}" ]; then
@@ -39,6 +42,23 @@ if [ -t 0 ]; then
 else
   console_args=(-serial stdio)
 fi
+
+# The root file system: rootfs.img (erofs + dm-verity; the command line names /dev/vda and carries
+# the root hash) as the first virtio disk, read-only, so it must come before any other disk on
+# QEMU's command line; or initrd.img as the initramfs. Sets the array root_args; $1: extra -device
+# options (confidential guests need disable-legacy=on,iommu_platform=on).
+ROOT_DISK_SERIAL=sw-root
+root_setup() {
+  local device_opts="${1:-}"
+  if [ -f "$bundle/rootfs.img" ]; then
+    root_args=(
+      -drive "file=${bundle//,/,,}/rootfs.img,if=none,id=root,format=raw,readonly=on"
+      -device "virtio-blk-pci,drive=root,serial=$ROOT_DISK_SERIAL$device_opts"
+    )
+  else
+    root_args=(-initrd "$bundle/initrd.img")
+  fi
+}
 
 # The state disk (SW_STATE_DISK=PATH): a raw image (or block device) attached as a virtio-blk disk
 # with serial "sw-state", the only disk the appliance mounts (ext4 on the whole disk; it keeps its

@@ -120,6 +120,40 @@ else
     -t "$BACKPORTS_SUITE" "${missing_backports[@]}"
 fi
 
+# The image's root disk (issue 7): mkfs.erofs makes the read-only root file system, veritysetup
+# its dm-verity hash tree (image/src/root_disk.rs).
+apt_install_missing erofs-utils cryptsetup-bin
+
+# The TDX firmware the image's expected measurements are computed for: Debian 13's ovmf (its
+# 2025.02 OVMF measures the kernel, command line and initrd into RTMRs; bookworm's 2022.11 has no
+# TDX measurement). `image` fetches the pinned version with `apt-get download`, which needs trixie
+# in apt's sources. Pinned at priority 1 so that nothing is ever installed or upgraded from it
+# unless asked for by name and version.
+TRIXIE_SOURCES=/etc/apt/sources.list.d/trixie-downloads.sources
+TRIXIE_PREFERENCES=/etc/apt/preferences.d/trixie-downloads.pref
+enable_trixie_downloads() {
+  if [ -f "$TRIXIE_SOURCES" ] && [ -f "$TRIXIE_PREFERENCES" ] &&
+    apt-cache policy 2>/dev/null | grep -q " trixie/main "; then
+    log "apt suite present: trixie (downloads only, priority 1)"
+    return
+  fi
+  local debian_sources=/etc/apt/sources.list.d/debian.sources uris
+  uris="$(grep -m1 -E '^URIs:' "$debian_sources" 2>/dev/null || true)"
+  if [ -z "$uris" ]; then
+    log "cannot add trixie: no URIs line in $debian_sources; image needs --no-tdx or --tdx-ovmf" >&2
+    return 0
+  fi
+  log "adding trixie ($uris) as $TRIXIE_SOURCES, pinned at priority 1"
+  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 1\n' |
+    as_root tee "$TRIXIE_PREFERENCES" >/dev/null
+  printf 'Types: deb\n%s\nSuites: trixie\nComponents: main\nSigned-By: %s\n' \
+    "$uris" /usr/share/keyrings/debian-archive-keyring.gpg |
+    as_root tee "$TRIXIE_SOURCES" >/dev/null
+  apt_updated=false
+  apt_update_once
+}
+enable_trixie_downloads
+
 # ---------------------------------------------------------------------------------------------
 # Chain tools for contracts/ (issues 5, 8): solc-js (compiles the contracts offline), hardhat 2
 # (a local EVM node for the tests) and the Sapphire JS client (the envelope's test oracle),

@@ -1,19 +1,24 @@
-//! Builds the appliance image: runner → initramfs → a bundle directory with
+//! Builds the appliance image: runner → root file system → a bundle directory with
 //!
 //! ```text
-//! vmlinuz        the pinned Debian kernel (EFI-stub bzImage)
-//! initrd.img     zstd-compressed newc cpio: the runner as /init and what it needs
-//! cmdline        the kernel command line (measured with the kernel and initrd)
-//! manifest.json  SHA-256 of every part and of every file in the initramfs, the inputs' versions,
-//!                the firmware each platform assumes and the expected measurements
+//! vmlinuz        the kernel: built from Debian's pinned linux-source with everything the
+//!                appliance needs built in (default), or Debian's pinned binary cloud kernel
+//! rootfs.img     the root file system as erofs + its dm-verity hash tree (default), attached as
+//!                the first virtio disk; or
+//! initrd.img     the root file system as a zstd-compressed newc cpio (`--root initramfs`)
+//! cmdline        the kernel command line (measured with the kernel): with a root disk it
+//!                carries the dm-verity root hash, so the disk is measured too
+//! manifest.json  SHA-256 of every part and of every file in the root file system, the inputs'
+//!                versions, the firmware each platform assumes and the expected measurements
 //! ```
 //!
 //! Two builds of the same commit give the same bytes: nothing depends on paths, clocks, users or
-//! directory order (see the `initramfs` crate for the archive's rules).
+//! directory order (see the `initramfs` crate for the archive's rules and [`root_disk`]).
 
 pub mod kernel;
 pub mod manifest;
 pub mod measure;
+pub mod root_disk;
 pub mod rootfs;
 pub mod runner;
 #[macro_use]
@@ -26,20 +31,22 @@ use std::time::Instant;
 use initramfs::Compression;
 
 use crate::manifest::{
-    Cmdline, FileEntry, Firmware, FirmwareSpec, InitrdInfo, KernelInfo, Manifest, Measurement,
-    Measurements, Part, Parts, RunnerInfo, Source,
+    Cmdline, FileEntry, Firmware, FirmwareSpec, KernelInfo, Manifest, Measurement, Measurements,
+    Part, Parts, RootInfo, RunnerInfo, Source, VerityInfo,
 };
+use crate::root_disk::ErofsCompression;
 use crate::util::{megabytes, sha256_file, sha256_hex, ToolError};
 
 /// The kernel command line: serial console, reboot (QEMU: exit) on panic, kernel warnings only.
 /// Runner settings can be appended as `RUNNER_*=value` words.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
 
-/// zstd level of the product image: slow to compress, as fast to decompress as any level.
+/// zstd level of an initramfs: slow to compress, as fast to decompress as any level.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 19;
 
 pub const KERNEL_FILE: &str = "vmlinuz";
 pub const INITRD_FILE: &str = "initrd.img";
+pub const ROOT_DISK_FILE: &str = "rootfs.img";
 pub const CMDLINE_FILE: &str = "cmdline";
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -52,28 +59,80 @@ pub enum RunnerSource {
     Prebuilt(PathBuf),
 }
 
+/// Which kernel the image boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSource {
+    /// Built from the pinned `linux-source` package with `image/kernel/appliance.config`:
+    /// everything built in, no modules (see [`kernel::minimal`]). Optionally from this `.deb`
+    /// (it must match the pin's hash).
+    Minimal { source_deb: Option<PathBuf> },
+    /// Debian's pinned binary cloud kernel and the modules the appliance loads at boot.
+    /// Optionally from this `.deb` (it must match the pin's hash). Initramfs only: its erofs and
+    /// dm-verity are modules, which a kernel cannot load before it has a root.
+    Debian { deb: Option<PathBuf> },
+}
+
+/// How the root file system reaches the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootFormat {
+    /// erofs + dm-verity on a virtio disk, root hash on the command line (read when touched).
+    Disk(ErofsCompression),
+    /// A zstd-compressed cpio the kernel unpacks into memory before init runs.
+    Initramfs { zstd_level: i32 },
+}
+
+impl RootFormat {
+    fn describe(&self) -> String {
+        match self {
+            RootFormat::Disk(compression) => format!("{} + dm-verity", compression.describe()),
+            RootFormat::Initramfs { zstd_level } => format!("initramfs, zstd -{zstd_level}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The cargo workspace (the repository root).
     pub workspace: PathBuf,
     /// The bundle directory (created; existing bundle files are replaced).
     pub out: PathBuf,
-    /// Downloads and unpacked packages, reused across builds.
+    /// Downloads, unpacked packages and kernel builds, reused across builds.
     pub cache: PathBuf,
     pub runner: RunnerSource,
-    /// Use this `.deb` instead of downloading the pinned one (it must match the pin's hash).
-    pub kernel_deb: Option<PathBuf>,
+    pub kernel: KernelSource,
+    pub root: RootFormat,
     /// Words appended to [`DEFAULT_CMDLINE`].
     pub cmdline_append: Vec<String>,
     /// The runner's `--key-stores` JSON file, carried in the image (measured).
     pub key_stores: Option<PathBuf>,
     /// The runner's `--chains` JSON file, carried in the image (measured).
     pub chains: Option<PathBuf>,
-    pub zstd_level: i32,
     /// Defaults to `SOURCE_DATE_EPOCH`, else the commit's time.
     pub source_date_epoch: Option<u32>,
     /// Compute the SNP launch digest for this firmware and these vCPUs.
     pub snp: Option<measure::SnpParams>,
+    /// Compute the TDX MRTD and RTMR[1..3] for this TDVF.
+    pub tdx: Option<measure::TdxParams>,
+}
+
+impl Options {
+    /// The product defaults: the minimal kernel and an uncompressed erofs root disk.
+    pub fn new(workspace: PathBuf, out: PathBuf, cache: PathBuf, runner: RunnerSource) -> Self {
+        Options {
+            workspace,
+            out,
+            cache,
+            runner,
+            kernel: KernelSource::Minimal { source_deb: None },
+            root: RootFormat::Disk(ErofsCompression::None),
+            cmdline_append: Vec::new(),
+            key_stores: None,
+            chains: None,
+            source_date_epoch: None,
+            snp: None,
+            tdx: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +145,8 @@ pub enum BuildError {
     Kernel(#[from] kernel::KernelError),
     #[error("initramfs: {0}")]
     Initramfs(#[from] initramfs::Error),
+    #[error("root disk: {0}")]
+    RootDisk(#[from] root_disk::RootDiskError),
     #[error("no SOURCE_DATE_EPOCH and no git commit time in {0}: set SOURCE_DATE_EPOCH")]
     NoEpoch(PathBuf),
     #[error("manifest: {0}")]
@@ -94,6 +155,73 @@ pub enum BuildError {
     Measure(#[from] measure::MeasureError),
     #[error("runner configuration: {0}")]
     Config(String),
+    #[error(
+        "Debian's binary kernel cannot boot from the root disk (erofs and dm-verity are modules \
+         there): use the minimal kernel, or --root initramfs"
+    )]
+    DebianKernelNeedsInitramfs,
+}
+
+/// The kernel as built or fetched: the image, and what the manifest says about it.
+struct ChosenKernel {
+    vmlinuz: PathBuf,
+    info: KernelInfo,
+    modules: Vec<kernel::ModuleFile>,
+}
+
+fn choose_kernel(options: &Options) -> Result<ChosenKernel, BuildError> {
+    match &options.kernel {
+        KernelSource::Minimal { source_deb } => {
+            let pin = &kernel::minimal::SOURCE_PIN;
+            progress!("[2/5] kernel: built from {} {}", pin.package, pin.version);
+            let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let built = kernel::minimal::build(&options.cache, source_deb.as_deref(), jobs)?;
+            Ok(ChosenKernel {
+                info: KernelInfo {
+                    build: "minimal".into(),
+                    package: pin.package.into(),
+                    version: pin.version.into(),
+                    deb_sha256: built.source_deb_sha256.clone(),
+                    release: built.release.clone(),
+                    config_sha256: Some(sha256_file(&built.config)?),
+                    modules: Vec::new(),
+                },
+                vmlinuz: built.bzimage,
+                modules: Vec::new(),
+            })
+        }
+        KernelSource::Debian { deb } => {
+            if matches!(options.root, RootFormat::Disk(_)) {
+                return Err(BuildError::DebianKernelNeedsInitramfs);
+            }
+            let pin = &kernel::PIN;
+            progress!("[2/5] kernel: Debian's {} {}", pin.package, pin.version);
+            let fetched = kernel::fetch(pin, &options.cache, deb.as_deref())?;
+            let modules = kernel::resolve_modules(&fetched.modules_dir(), kernel::MODULES)?;
+            progress!(
+                "kernel: {} modules: {}",
+                modules.len(),
+                modules
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            Ok(ChosenKernel {
+                info: KernelInfo {
+                    build: "debian".into(),
+                    package: pin.package.into(),
+                    version: pin.version.into(),
+                    deb_sha256: fetched.deb_sha256.clone(),
+                    release: pin.release.into(),
+                    config_sha256: Some(sha256_file(&fetched.config())?),
+                    modules: modules.iter().map(|m| m.name.clone()).collect(),
+                },
+                vmlinuz: fetched.vmlinuz(),
+                modules,
+            })
+        }
+    }
 }
 
 /// Builds the bundle into `options.out` and returns its manifest.
@@ -125,35 +253,25 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
         libraries.len()
     );
 
-    progress!(
-        "[2/5] kernel {} {}",
-        kernel::PIN.package,
-        kernel::PIN.version
-    );
-    let kernel = kernel::fetch(&kernel::PIN, &options.cache, options.kernel_deb.as_deref())?;
-    let modules = kernel::resolve_modules(&kernel.modules_dir(), kernel::MODULES)?;
-    progress!(
-        "kernel: {} modules: {}",
-        modules.len(),
-        modules
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let kernel = choose_kernel(options)?;
 
-    progress!("[3/5] initramfs (zstd -{})", options.zstd_level);
+    progress!("[3/5] root file system ({})", options.root.describe());
     let ca_bundle = Path::new(rootfs::CA_BUNDLE);
     let inputs = rootfs::Inputs {
         runner: stripped.clone(),
         libraries: libraries.clone(),
         ca_bundle: ca_bundle.is_file().then(|| ca_bundle.to_owned()),
-        kernel_release: kernel.pin.release.to_owned(),
-        modules: modules
+        kernel_release: kernel.info.release.clone(),
+        modules: kernel
+            .modules
             .iter()
             .map(kernel::ModuleFile::uncompressed)
             .collect::<Result<_, _>>()?,
         config_files: config_files(options)?,
+        layout: match options.root {
+            RootFormat::Disk(_) => rootfs::Layout::Disk,
+            RootFormat::Initramfs { .. } => rootfs::Layout::Initramfs,
+        },
     };
     if inputs.ca_bundle.is_none() {
         progress!(
@@ -163,35 +281,106 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     }
     let archive = rootfs::assemble(&inputs)?;
     std::fs::create_dir_all(&options.out).map_err(|e| ToolError::io(&options.out, e))?;
-    let initrd_path = options.out.join(INITRD_FILE);
-    let compressing = Instant::now();
-    let file = std::fs::File::create(&initrd_path).map_err(|e| ToolError::io(&initrd_path, e))?;
-    let file = archive.write(
-        std::io::BufWriter::new(file),
-        source.source_date_epoch,
-        Compression::Zstd {
-            level: options.zstd_level,
-        },
-    )?;
-    file.into_inner()
-        .map_err(|e| ToolError::io(&initrd_path, e.into_error()))?
-        .sync_all()
-        .map_err(|e| ToolError::io(&initrd_path, e))?;
+    for stale in [INITRD_FILE, ROOT_DISK_FILE] {
+        let path = options.out.join(stale);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ToolError::io(&path, e).into())
+            }
+            _ => {}
+        }
+    }
     let files = file_entries(&archive, &inputs)?;
     let uncompressed_size = files.iter().map(|f| f.size).sum::<u64>();
-    let initrd_size = file_size(&initrd_path)?;
-    progress!(
-        "initramfs: {} files, {} of contents → {} in {:.1} s",
-        files.len(),
-        megabytes(uncompressed_size),
-        megabytes(initrd_size),
-        compressing.elapsed().as_secs_f64()
-    );
+    let writing = Instant::now();
+    let (root_part, root_cmdline, root_info) = match options.root {
+        RootFormat::Disk(compression) => {
+            let tree = work.path().join("tree");
+            std::fs::create_dir(&tree).map_err(|e| ToolError::io(&tree, e))?;
+            archive.write_tree(&tree)?;
+            let disk = root_disk::build(
+                &tree,
+                &options.out.join(ROOT_DISK_FILE),
+                source.source_date_epoch,
+                compression,
+            )?;
+            progress!(
+                "root disk: {} files, {} of contents → {} erofs + {} hash tree in {:.1} s",
+                files.len(),
+                megabytes(uncompressed_size),
+                megabytes(disk.data_size),
+                megabytes(disk.size - disk.data_size),
+                writing.elapsed().as_secs_f64()
+            );
+            let verity = VerityInfo {
+                data_blocks: disk.verity.data_blocks,
+                hash_start_block: disk.verity.hash_start_block,
+                block_size: root_disk::BLOCK_SIZE,
+                algorithm: disk.verity.algorithm.into(),
+                root_hash: disk.verity.root_hash.clone(),
+                salt: disk.verity.salt.clone(),
+                device: root_disk::ROOT_DEVICE.into(),
+            };
+            (
+                Part {
+                    file: ROOT_DISK_FILE.into(),
+                    sha256: sha256_file(&disk.path)?,
+                    size: disk.size,
+                },
+                disk.cmdline(),
+                RootInfo {
+                    format: "erofs+dm-verity".into(),
+                    compression: compression.describe(),
+                    uncompressed_size,
+                    files,
+                    verity: Some(verity),
+                },
+            )
+        }
+        RootFormat::Initramfs { zstd_level } => {
+            let initrd_path = options.out.join(INITRD_FILE);
+            let file =
+                std::fs::File::create(&initrd_path).map_err(|e| ToolError::io(&initrd_path, e))?;
+            let file = archive.write(
+                std::io::BufWriter::new(file),
+                source.source_date_epoch,
+                Compression::Zstd { level: zstd_level },
+            )?;
+            file.into_inner()
+                .map_err(|e| ToolError::io(&initrd_path, e.into_error()))?
+                .sync_all()
+                .map_err(|e| ToolError::io(&initrd_path, e))?;
+            let size = file_size(&initrd_path)?;
+            progress!(
+                "initramfs: {} files, {} of contents → {} in {:.1} s",
+                files.len(),
+                megabytes(uncompressed_size),
+                megabytes(size),
+                writing.elapsed().as_secs_f64()
+            );
+            (
+                Part {
+                    file: INITRD_FILE.into(),
+                    sha256: sha256_file(&initrd_path)?,
+                    size,
+                },
+                Vec::new(),
+                RootInfo {
+                    format: "initramfs".into(),
+                    compression: format!("zstd -{zstd_level}"),
+                    uncompressed_size,
+                    files,
+                    verity: None,
+                },
+            )
+        }
+    };
 
     progress!("[4/5] bundle in {}", options.out.display());
     let kernel_path = options.out.join(KERNEL_FILE);
-    std::fs::copy(kernel.vmlinuz(), &kernel_path).map_err(|e| ToolError::io(&kernel_path, e))?;
+    std::fs::copy(&kernel.vmlinuz, &kernel_path).map_err(|e| ToolError::io(&kernel_path, e))?;
     let cmdline = std::iter::once(DEFAULT_CMDLINE.to_owned())
+        .chain(root_cmdline)
         .chain(config_cmdline(options))
         .chain(options.cmdline_append.iter().cloned())
         .collect::<Vec<_>>()
@@ -200,11 +389,18 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     std::fs::write(&cmdline_path, &cmdline).map_err(|e| ToolError::io(&cmdline_path, e))?;
 
     progress!("[5/5] manifest");
-    let runner_sha256 = files
+    let runner_sha256 = root_info
+        .files
         .iter()
         .find(|f| f.path == "init")
         .and_then(|f| f.sha256.clone())
         .unwrap_or_default();
+    let initrd_path = (root_part.file == INITRD_FILE).then(|| options.out.join(INITRD_FILE));
+    let (initrd_part, root_disk_part) = if initrd_path.is_some() {
+        (Some(root_part), None)
+    } else {
+        (None, Some(root_part))
+    };
     let manifest = Manifest {
         schema: manifest::SCHEMA,
         source,
@@ -214,35 +410,22 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                 sha256: sha256_file(&kernel_path)?,
                 size: file_size(&kernel_path)?,
             },
-            initrd: Part {
-                file: INITRD_FILE.into(),
-                sha256: sha256_file(&initrd_path)?,
-                size: initrd_size,
-            },
+            initrd: initrd_part,
+            root_disk: root_disk_part,
             cmdline: Cmdline {
                 file: CMDLINE_FILE.into(),
                 sha256: sha256_hex(cmdline.as_bytes()),
                 value: cmdline.clone(),
             },
         },
-        kernel: KernelInfo {
-            package: kernel.pin.package.into(),
-            version: kernel.pin.version.into(),
-            deb_sha256: kernel.deb_sha256.clone(),
-            release: kernel.pin.release.into(),
-            modules: modules.iter().map(|m| m.name.clone()).collect(),
-        },
+        kernel: kernel.info,
         runner: RunnerInfo {
             build: runner_build,
             sha256: runner_sha256,
             size: runner_size,
         },
-        initrd: InitrdInfo {
-            compression: format!("zstd -{}", options.zstd_level),
-            uncompressed_size,
-            files,
-        },
-        firmware: firmware(options.snp.as_ref())?,
+        root: root_info,
+        firmware: firmware(options.snp.as_ref(), options.tdx.as_ref())?,
         measurements: Measurements {
             snp: match &options.snp {
                 Some(params) => {
@@ -251,7 +434,12 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                         params.vcpus,
                         params.vcpu_type
                     );
-                    measure::snp_launch_digest(params, &kernel_path, &initrd_path, &cmdline)?
+                    measure::snp_launch_digest(
+                        params,
+                        &kernel_path,
+                        initrd_path.as_deref(),
+                        &cmdline,
+                    )?
                 }
                 None => Measurement::NotComputed {
                     reason: "no AmdSev OVMF given (--snp-ovmf): the launch digest covers the \
@@ -259,22 +447,44 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                         .into(),
                 },
             },
-            tdx: Measurement::NotComputed {
-                reason: "MRTD and RTMRs depend on the TDVF (OVMF) build a TDX host runs; not \
-                         pinned yet (see image/README.md)"
-                    .into(),
+            tdx: match &options.tdx {
+                Some(params) => {
+                    progress!(
+                        "manifest: TDX MRTD and RTMR[1..3] for {}",
+                        params.tdvf.display()
+                    );
+                    measure::tdx_measurements(
+                        params,
+                        &kernel_path,
+                        initrd_path.as_deref(),
+                        &cmdline,
+                    )?
+                }
+                None => Measurement::NotComputed {
+                    reason: "no TDVF given (image --tdx-ovmf, or the pinned Debian 13 OVMF by \
+                             default)"
+                        .into(),
+                },
             },
         },
     };
     let manifest_path = options.out.join(MANIFEST_FILE);
     std::fs::write(&manifest_path, manifest.to_json()?)
         .map_err(|e| ToolError::io(&manifest_path, e))?;
+    let loaded = manifest.parts.kernel.size
+        + manifest.parts.initrd.as_ref().map_or(0, |p| p.size)
+        + manifest.parts.root_disk.as_ref().map_or(0, |p| p.size);
     progress!(
-        "done in {:.1} s: kernel {} + initrd {} = {}",
+        "done in {:.1} s: kernel {} + {} {} = {}",
         started.elapsed().as_secs_f64(),
         megabytes(manifest.parts.kernel.size),
-        megabytes(manifest.parts.initrd.size),
-        megabytes(manifest.parts.kernel.size + manifest.parts.initrd.size)
+        if manifest.parts.initrd.is_some() {
+            "initrd"
+        } else {
+            "root disk"
+        },
+        megabytes(loaded - manifest.parts.kernel.size),
+        megabytes(loaded)
     );
     Ok(manifest)
 }
@@ -376,7 +586,10 @@ fn archive_file_sha256(archive: &initramfs::Archive, path: &str) -> Result<Strin
     }
 }
 
-fn firmware(snp: Option<&measure::SnpParams>) -> Result<Firmware, BuildError> {
+fn firmware(
+    snp: Option<&measure::SnpParams>,
+    tdx: Option<&measure::TdxParams>,
+) -> Result<Firmware, BuildError> {
     let snp_note = "OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (measured direct boot: the \
                     kernel, initrd and cmdline hashes are in the launch digest)";
     Ok(Firmware {
@@ -396,11 +609,13 @@ fn firmware(snp: Option<&measure::SnpParams>) -> Result<Firmware, BuildError> {
                 note: format!("{snp_note}; none given, none pinned yet"),
             },
         },
-        tdx: FirmwareSpec {
-            file: None,
-            sha256: None,
-            note: "the TDX host's TDVF (OVMF); it measures kernel, initrd and cmdline into RTMRs"
-                .into(),
+        tdx: match tdx {
+            Some(params) => params.firmware_spec()?,
+            None => FirmwareSpec {
+                file: None,
+                sha256: None,
+                note: "the TDX host's TDVF (OVMF); none given".into(),
+            },
         },
     })
 }

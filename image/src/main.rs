@@ -3,11 +3,15 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use appliance_image::measure::{SnpParams, DEFAULT_SNP_GUEST_FEATURES, DEFAULT_SNP_VCPU_TYPE};
-use appliance_image::{build, Options, RunnerSource, DEFAULT_ZSTD_LEVEL};
+use appliance_image::measure::{
+    fetch_tdvf, SnpParams, TdxParams, DEFAULT_SNP_GUEST_FEATURES, DEFAULT_SNP_VCPU_TYPE,
+};
+use appliance_image::root_disk::ErofsCompression;
+use appliance_image::{build, KernelSource, Options, RootFormat, RunnerSource, DEFAULT_ZSTD_LEVEL};
 use clap::Parser;
 
-/// Builds runner → initramfs → {vmlinuz, initrd.img, cmdline, manifest.json}.
+/// Builds runner → kernel → root file system → {vmlinuz, rootfs.img or initrd.img, cmdline,
+/// manifest.json}.
 #[derive(Debug, Parser)]
 #[command(name = "image", version, about)]
 struct Cli {
@@ -31,9 +35,27 @@ struct Cli {
     #[arg(long)]
     cache: Option<PathBuf>,
 
-    /// Use this kernel .deb instead of downloading the pinned one (its SHA-256 must match the pin).
+    /// Which kernel: `minimal` is built from Debian's pinned linux-source with everything the
+    /// appliance needs built in (image/kernel/appliance.config; the first build takes minutes,
+    /// then it is cached); `debian` is Debian's pinned binary cloud kernel with modules
+    /// (initramfs only).
+    #[arg(long, value_enum, default_value_t = KernelChoice::Minimal)]
+    kernel: KernelChoice,
+
+    /// Use this .deb (linux-source for `minimal`, linux-image for `debian`) instead of
+    /// downloading the pinned one; its SHA-256 must match the pin.
     #[arg(long, value_name = "PATH")]
     kernel_deb: Option<PathBuf>,
+
+    /// How the root file system reaches the kernel: `disk` (erofs + dm-verity on the first
+    /// virtio disk, root hash on the measured command line; read when touched) or `initramfs`
+    /// (unpacked into memory before init runs).
+    #[arg(long, value_enum, default_value_t = RootChoice::Disk)]
+    root: RootChoice,
+
+    /// Compression of the root disk's erofs: none, lz4hc or lz4hc,LEVEL.
+    #[arg(long, default_value = "none", value_name = "NAME")]
+    erofs_compression: ErofsCompression,
 
     /// Words to append to the kernel command line (measured), e.g. RUNNER_LOG=debug.
     #[arg(long = "cmdline", value_name = "WORD")]
@@ -54,7 +76,7 @@ struct Cli {
     #[arg(long)]
     require_tee: bool,
 
-    /// zstd level of the initramfs (1-22).
+    /// zstd level of the initramfs (1-22; `--root initramfs`).
     #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: i32,
 
@@ -70,9 +92,30 @@ struct Cli {
     #[arg(long, default_value = DEFAULT_SNP_VCPU_TYPE)]
     snp_vcpu_type: String,
 
+    /// Compute the TDX measurements for this TDVF (OVMF) instead of the pinned one (Debian 13's
+    /// ovmf, fetched with apt-get download into the cache).
+    #[arg(long, value_name = "OVMF.fd")]
+    tdx_ovmf: Option<PathBuf>,
+
+    /// Do not compute TDX measurements (no TDVF is fetched).
+    #[arg(long, conflicts_with = "tdx_ovmf")]
+    no_tdx: bool,
+
     /// SEV features in the SNP guest's VMSA.
     #[arg(long, default_value_t = DEFAULT_SNP_GUEST_FEATURES)]
     snp_guest_features: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KernelChoice {
+    Minimal,
+    Debian,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RootChoice {
+    Disk,
+    Initramfs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,29 +144,47 @@ fn main() -> anyhow::Result<()> {
     if cli.require_tee {
         cmdline_append.push("RUNNER_REQUIRE_TEE=1".to_owned());
     }
-    let options = Options {
-        workspace: cli.workspace,
-        out: out.clone(),
-        cache,
-        runner,
-        kernel_deb: cli.kernel_deb,
-        cmdline_append,
-        key_stores: cli.key_stores,
-        chains: cli.chains,
-        zstd_level: cli.zstd_level,
-        source_date_epoch: None,
-        snp: cli.snp_ovmf.map(|ovmf| SnpParams {
-            ovmf,
-            vcpus: cli.snp_vcpus,
-            vcpu_type: cli.snp_vcpu_type,
-            guest_features: cli.snp_guest_features,
-        }),
+    let tdx = match (cli.tdx_ovmf, cli.no_tdx) {
+        (Some(tdvf), _) => Some(TdxParams { tdvf, pin: None }),
+        (None, true) => None,
+        (None, false) => Some(TdxParams::pinned(
+            fetch_tdvf(&cache).context("fetching the pinned TDVF (or pass --no-tdx)")?,
+        )),
     };
+    let mut options = Options::new(cli.workspace, out.clone(), cache, runner);
+    options.tdx = tdx;
+    options.kernel = match cli.kernel {
+        KernelChoice::Minimal => KernelSource::Minimal {
+            source_deb: cli.kernel_deb,
+        },
+        KernelChoice::Debian => KernelSource::Debian {
+            deb: cli.kernel_deb,
+        },
+    };
+    options.root = match cli.root {
+        RootChoice::Disk => RootFormat::Disk(cli.erofs_compression),
+        RootChoice::Initramfs => RootFormat::Initramfs {
+            zstd_level: cli.zstd_level,
+        },
+    };
+    options.cmdline_append = cmdline_append;
+    options.key_stores = cli.key_stores;
+    options.chains = cli.chains;
+    options.snp = cli.snp_ovmf.map(|ovmf| SnpParams {
+        ovmf,
+        vcpus: cli.snp_vcpus,
+        vcpu_type: cli.snp_vcpu_type,
+        guest_features: cli.snp_guest_features,
+    });
     let manifest = build(&options).context("building the image")?;
     println!("{}", out.display());
-    eprintln!(
-        "image: kernel sha256 {}\nimage: initrd sha256 {}\nimage: cmdline {:?}",
-        manifest.parts.kernel.sha256, manifest.parts.initrd.sha256, manifest.parts.cmdline.value
-    );
+    eprintln!("image: kernel sha256 {}", manifest.parts.kernel.sha256);
+    for part in [&manifest.parts.initrd, &manifest.parts.root_disk]
+        .into_iter()
+        .flatten()
+    {
+        eprintln!("image: {} sha256 {}", part.file, part.sha256);
+    }
+    eprintln!("image: cmdline {:?}", manifest.parts.cmdline.value);
     Ok(())
 }

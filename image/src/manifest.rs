@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA: u32 = 1;
+/// 2: the root file system may be a dm-verity disk (`parts.root_disk`, `root.verity`); `initrd`
+/// became `root`; the kernel says how it was made.
+pub const SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -14,7 +16,7 @@ pub struct Manifest {
     pub parts: Parts,
     pub kernel: KernelInfo,
     pub runner: RunnerInfo,
-    pub initrd: InitrdInfo,
+    pub root: RootInfo,
     pub firmware: Firmware,
     pub measurements: Measurements,
 }
@@ -25,14 +27,20 @@ pub struct Source {
     pub commit: Option<String>,
     /// Whether tracked files differed from that commit.
     pub dirty: bool,
-    /// Every file's mtime in the initramfs.
+    /// Every file's mtime in the root file system.
     pub source_date_epoch: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parts {
     pub kernel: Part,
-    pub initrd: Part,
+    /// The root file system as an initramfs (`--root initramfs`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub initrd: Option<Part>,
+    /// The root file system as an erofs + dm-verity disk: the first virtio disk. Not measured
+    /// itself: its verity root hash is in the (measured) command line.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub root_disk: Option<Part>,
     pub cmdline: Cmdline,
 }
 
@@ -54,10 +62,15 @@ pub struct Cmdline {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelInfo {
+    /// `minimal`: built from `package` (Debian's kernel source) with image/kernel/appliance.config;
+    /// `debian`: `package` is Debian's binary kernel.
+    pub build: String,
     pub package: String,
     pub version: String,
     pub deb_sha256: String,
     pub release: String,
+    /// SHA-256 of the kernel's `.config`.
+    pub config_sha256: Option<String>,
     /// Modules in the order init loads them.
     pub modules: Vec<String>,
 }
@@ -72,11 +85,28 @@ pub struct RunnerInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InitrdInfo {
-    /// e.g. `zstd -19` (one frame, single-threaded, libzstd of the `zstd` crate).
+pub struct RootInfo {
+    /// `erofs+dm-verity` or `initramfs`.
+    pub format: String,
+    /// e.g. `erofs, uncompressed` or `zstd -19` (initramfs: one frame, single-threaded).
     pub compression: String,
     pub uncompressed_size: u64,
     pub files: Vec<FileEntry>,
+    /// The dm-verity parameters of a root disk (all of them are on the command line too).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub verity: Option<VerityInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerityInfo {
+    /// The device the kernel reads it from.
+    pub device: String,
+    pub block_size: u64,
+    pub data_blocks: u64,
+    pub hash_start_block: u64,
+    pub algorithm: String,
+    pub root_hash: String,
+    pub salt: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

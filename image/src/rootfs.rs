@@ -1,6 +1,7 @@
 //! What goes into the initramfs, and with which modes. The runner is `/init`; everything else is
 //! what it needs at run time and nothing more: its ELF interpreter and shared libraries, the CA
-//! bundle, a few files glibc reads, the kernel modules and their load order.
+//! bundle, a few files glibc reads, the kernel modules and their load order (if the kernel has
+//! any). The same tree serves as an initramfs or, read-only, as the root disk ([`Layout`]).
 
 use std::path::PathBuf;
 
@@ -27,7 +28,26 @@ pub struct Inputs {
     /// The runner's configuration files (path in the image, contents): measured with the
     /// initramfs, unlike anything the host could hand the appliance at run time.
     pub config_files: Vec<(String, Vec<u8>)>,
+    pub layout: Layout,
 }
+
+/// Where the tree ends up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Unpacked by the kernel into a writable tmpfs before init runs; the kernel opens
+    /// `/dev/console` in it for init's standard streams before anything is mounted.
+    Initramfs,
+    /// A read-only disk (erofs): no device node (the kernel has opened the console on its own
+    /// built-in initramfs before it mounts the disk, and mounts devtmpfs on `/dev`), and nothing
+    /// init writes may live in it — every such path is a mount point or points into `/run`.
+    Disk,
+}
+
+/// Where init writes the name servers DHCP gives it: `/etc/resolv.conf` is a symlink to it, so
+/// the root may be read-only.
+pub const RESOLV_CONF_TARGET: &str = "/run/resolv.conf";
+/// The state disk's mount point (init mounts it; it must exist on a read-only root).
+pub const STATE_MOUNT_POINT: &str = "var/lib/runner";
 
 /// Where the image keeps the runner's configuration files.
 pub const CONFIG_DIR: &str = "/etc/runner";
@@ -45,8 +65,12 @@ pub fn assemble(inputs: &Inputs) -> Result<Archive, initramfs::Error> {
     }
     archive.add_dir("tmp", 0o1777)?;
     archive.add_dir("root", 0o700)?;
-    // The kernel opens /dev/console for init's standard streams before anything is mounted.
-    archive.add_char_device("dev/console", 0o600, 5, 1)?;
+    archive.add_dir(STATE_MOUNT_POINT, 0o755)?;
+    if inputs.layout == Layout::Initramfs {
+        // The kernel opens /dev/console for init's standard streams before anything is mounted.
+        archive.add_char_device("dev/console", 0o600, 5, 1)?;
+    }
+    archive.add_symlink("etc/resolv.conf", RESOLV_CONF_TARGET)?;
     archive.add_file("init", 0o755, Contents::File(inputs.runner.clone()))?;
     for library in &inputs.libraries {
         // The interpreter must be executable (the kernel maps it); libraries need not be.
@@ -72,25 +96,28 @@ pub fn assemble(inputs: &Inputs) -> Result<Archive, initramfs::Error> {
     ] {
         archive.add_file(path, 0o644, Contents::Bytes(text.as_bytes().to_vec()))?;
     }
-    let modules_root = format!("/lib/modules/{}", inputs.kernel_release);
-    let mut load_list = String::from("# Loaded in this order by the runner as init.\n");
-    for (relative, contents) in &inputs.modules {
-        let path = format!("{modules_root}/{relative}");
-        archive.add_file(&path, 0o644, Contents::Bytes(contents.clone()))?;
-        load_list.push_str(&path);
-        load_list.push('\n');
-    }
     if !inputs.config_files.is_empty() {
         archive.add_dir(CONFIG_DIR.trim_start_matches('/'), 0o755)?;
     }
     for (path, contents) in &inputs.config_files {
         archive.add_file(path, 0o644, Contents::Bytes(contents.clone()))?;
     }
-    archive.add_file(
-        "etc/modules.load",
-        0o644,
-        Contents::Bytes(load_list.into_bytes()),
-    )?;
+    // A kernel without modules (the minimal one) gets no list: init finds none and says so.
+    if !inputs.modules.is_empty() {
+        let modules_root = format!("/lib/modules/{}", inputs.kernel_release);
+        let mut load_list = String::from("# Loaded in this order by the runner as init.\n");
+        for (relative, contents) in &inputs.modules {
+            let path = format!("{modules_root}/{relative}");
+            archive.add_file(&path, 0o644, Contents::Bytes(contents.clone()))?;
+            load_list.push_str(&path);
+            load_list.push('\n');
+        }
+        archive.add_file(
+            "etc/modules.load",
+            0o644,
+            Contents::Bytes(load_list.into_bytes()),
+        )?;
+    }
     Ok(archive)
 }
 
@@ -126,6 +153,7 @@ mod tests {
                 format!("{CONFIG_DIR}/chains.json"),
                 br#"{"local": {"rpc_url": "http://10.0.2.2:8545"}}"#.to_vec(),
             )],
+            layout: Layout::Initramfs,
         }
     }
 
@@ -163,5 +191,29 @@ mod tests {
         for dir in ["proc", "sys", "run"] {
             assert_eq!(get(dir).0.mode, 0o040755, "{dir}");
         }
+    }
+
+    #[test]
+    fn a_disk_root_has_no_device_node_and_nothing_init_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut disk = inputs(dir.path());
+        disk.layout = Layout::Disk;
+        disk.modules.clear();
+        let archive = assemble(&disk).unwrap();
+
+        assert!(!archive.contains("dev/console"));
+        assert!(archive.contains("dev"), "the mount point for devtmpfs");
+        assert!(archive.contains(STATE_MOUNT_POINT));
+        assert!(!archive.contains("etc/modules.load"), "no modules, no list");
+        let tree = tempfile::tempdir().unwrap();
+        archive.write_tree(tree.path()).unwrap();
+        assert_eq!(
+            std::fs::read_link(tree.path().join("etc/resolv.conf")).unwrap(),
+            std::path::Path::new(RESOLV_CONF_TARGET)
+        );
+        // The initramfs keeps its console node.
+        assert!(assemble(&inputs(dir.path()))
+            .unwrap()
+            .contains("dev/console"));
     }
 }

@@ -103,12 +103,13 @@ fn vcpu_type(name: &str) -> Result<CpuType, MeasureError> {
         .ok_or_else(|| MeasureError::VcpuType(name.to_owned()))
 }
 
-/// The SNP launch digest (hex, 48 bytes) of `kernel`, `initrd` and `cmdline` booted by the OVMF
+/// The SNP launch digest (hex, 48 bytes) of `kernel`, `initrd` (none: QEMU hashes an empty one)
+/// and `cmdline` booted by the OVMF
 /// in `params` with QEMU's `kernel-hashes=on`, as a manifest entry with its parameters.
 pub fn snp_launch_digest(
     params: &SnpParams,
     kernel: &Path,
-    initrd: &Path,
+    initrd: Option<&Path>,
     cmdline: &str,
 ) -> Result<Measurement, MeasureError> {
     let digest = snp_calc_launch_digest(SnpMeasurementArgs {
@@ -117,7 +118,7 @@ pub fn snp_launch_digest(
         ovmf_file: params.ovmf.clone(),
         guest_features: GuestFeatures(params.guest_features),
         kernel_file: Some(kernel.to_owned()),
-        initrd_file: Some(initrd.to_owned()),
+        initrd_file: initrd.map(Path::to_owned),
         append: Some(cmdline),
         ovmf_hash_str: None,
         vmm_type: Some(VMMType::QEMU),
@@ -167,7 +168,8 @@ mod tests {
     #[test]
     fn matches_the_published_vector() {
         let null = Path::new("/dev/null");
-        let m = snp_launch_digest(&params(1), null, null, "console=ttyS0 loglevel=7").unwrap();
+        let m =
+            snp_launch_digest(&params(1), null, Some(null), "console=ttyS0 loglevel=7").unwrap();
         assert_eq!(
             digest(&m),
             "6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa"
@@ -181,17 +183,18 @@ mod tests {
         let initrd = dir.path().join("initrd.img");
         std::fs::write(&kernel, b"kernel").unwrap();
         std::fs::write(&initrd, b"initrd").unwrap();
-        let base = snp_launch_digest(&params(2), &kernel, &initrd, "console=ttyS0").unwrap();
+        let base = snp_launch_digest(&params(2), &kernel, Some(&initrd), "console=ttyS0").unwrap();
         let base = digest(&base).to_owned();
 
         let other_cmdline =
-            snp_launch_digest(&params(2), &kernel, &initrd, "console=ttyS1").unwrap();
+            snp_launch_digest(&params(2), &kernel, Some(&initrd), "console=ttyS1").unwrap();
         assert_ne!(digest(&other_cmdline), base);
-        let more_vcpus = snp_launch_digest(&params(4), &kernel, &initrd, "console=ttyS0").unwrap();
+        let more_vcpus =
+            snp_launch_digest(&params(4), &kernel, Some(&initrd), "console=ttyS0").unwrap();
         assert_ne!(digest(&more_vcpus), base);
         std::fs::write(&initrd, b"initrD").unwrap();
         let other_initrd =
-            snp_launch_digest(&params(2), &kernel, &initrd, "console=ttyS0").unwrap();
+            snp_launch_digest(&params(2), &kernel, Some(&initrd), "console=ttyS0").unwrap();
         assert_ne!(digest(&other_initrd), base);
     }
 
@@ -200,7 +203,7 @@ mod tests {
         let mut p = params(1);
         p.vcpu_type = "Skylake-Server".into();
         let null = Path::new("/dev/null");
-        let e = snp_launch_digest(&p, null, null, "").unwrap_err();
+        let e = snp_launch_digest(&p, null, Some(null), "").unwrap_err();
         assert!(e.to_string().contains("EPYC-Milan"), "{e}");
     }
 }
