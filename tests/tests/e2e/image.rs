@@ -1,6 +1,6 @@
-//! The appliance image (issue 7): `image` builds kernel + root disk (erofs + dm-verity) + cmdline
-//! + manifest from the runner binary the suite uses; a second build elsewhere must give the same
-//! bytes; a root disk with one byte changed must not boot; `qemu/run`
+//! The appliance image (issue 7): `image` builds the kernel, the root disk (erofs + dm-verity),
+//! the command line and the manifest from the runner binary the suite uses; a second build
+//! elsewhere must give the same bytes; a root disk with one byte changed must not boot; `qemu/run`
 //! boots it (KVM if usable, else TCG) with the runner as PID 1, and the API inside is driven
 //! through QEMU's port forwarding: health, the seed's curl with an every-second schedule (its
 //! output must reach the serial console), `/attestation` (`none`), the attested-TLS port through
