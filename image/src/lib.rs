@@ -15,6 +15,7 @@
 //! Two builds of the same commit give the same bytes: nothing depends on paths, clocks, users or
 //! directory order (see the `initramfs` crate for the archive's rules and [`root_disk`]).
 
+pub mod deb;
 pub mod kernel;
 pub mod manifest;
 pub mod measure;

@@ -30,7 +30,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{cached_deb, check_deb, KernelError};
+use super::KernelError;
+use crate::deb;
 use crate::util::{megabytes, sha256_hex, ToolError};
 
 /// Debian's kernel source package, pinned.
@@ -269,7 +270,7 @@ pub fn build(
     let pin = &SOURCE_PIN;
     let deb = match source_deb {
         Some(deb) => deb.to_owned(),
-        None => cached_deb(
+        None => deb::cached(
             cache,
             pin.package,
             pin.version,
@@ -277,7 +278,7 @@ pub fn build(
             &deb_file_name(pin),
         )?,
     };
-    let deb_sha256 = check_deb(&deb, pin.package, pin.version, pin.sha256)?;
+    let deb_sha256 = deb::check_sha256(&deb, pin.package, pin.version, pin.sha256)?;
     let key = cache_key(&deb_sha256, FRAGMENT, &toolchain()?);
     let dir = cache.join(format!("kernel-minimal-{key}"));
     if let Some(built) = BuiltKernel::load(&dir, &deb_sha256, &key) {

@@ -13,7 +13,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{sha256_file, ToolError};
+use crate::deb;
+use crate::util::ToolError;
 
 /// A Debian kernel package, pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,16 +64,8 @@ pub const MODULES: &[&str] = &[
 pub enum KernelError {
     #[error(transparent)]
     Tool(#[from] ToolError),
-    #[error(
-        "{path} has SHA-256 {actual}, the pin says {expected}: not the pinned {package} {version}"
-    )]
-    HashMismatch {
-        path: PathBuf,
-        package: &'static str,
-        version: &'static str,
-        expected: &'static str,
-        actual: String,
-    },
+    #[error(transparent)]
+    Deb(#[from] crate::deb::DebError),
     #[error("the kernel package has no {0}")]
     Missing(PathBuf),
     #[error("cannot read module list {path}: {source}")]
@@ -168,61 +161,12 @@ pub fn deb_file_name(pin: &KernelPin) -> String {
     format!("{}_{}_amd64.deb", pin.package, pin.version).replace(':', "%3a")
 }
 
-/// `cache/debs/<file_name>`, downloaded with `apt-get download package=version` if missing (a
-/// file cut short fails the hash check that follows: [`check_deb`]).
-pub(crate) fn cached_deb(
-    cache: &Path,
-    package: &str,
-    version: &str,
-    suite: &str,
-    file_name: &str,
-) -> Result<PathBuf, KernelError> {
-    let dir = cache.join("debs");
-    let path = dir.join(file_name);
-    if !path.exists() {
-        std::fs::create_dir_all(&dir).map_err(|e| ToolError::io(&dir, e))?;
-        crate::progress!("kernel: apt-get download {package}={version} (from {suite})");
-        crate::util::run(
-            Command::new("apt-get")
-                .arg("download")
-                .arg(format!("{package}={version}"))
-                .current_dir(&dir),
-            "apt-get download (is the suite in apt's sources? see scripts/setup.sh; \
-             a version gone from the archive is on snapshot.debian.org: pass --kernel-deb)",
-        )?;
-        if !path.exists() {
-            return Err(KernelError::Missing(path));
-        }
-    }
-    Ok(path)
-}
-
-/// The SHA-256 of `deb`, which must be `expected` (the pin of `package` `version`).
-pub(crate) fn check_deb(
-    deb: &Path,
-    package: &'static str,
-    version: &'static str,
-    expected: &'static str,
-) -> Result<String, KernelError> {
-    let actual = sha256_file(deb)?;
-    if actual != expected {
-        return Err(KernelError::HashMismatch {
-            path: deb.to_owned(),
-            package,
-            version,
-            expected,
-            actual,
-        });
-    }
-    Ok(actual)
-}
-
 /// Returns the unpacked kernel: from `deb` if given, else from `cache/debs/` (downloading it with
 /// `apt-get download` if missing). The `.deb` must match the pin's SHA-256.
 pub fn fetch(pin: &KernelPin, cache: &Path, deb: Option<&Path>) -> Result<Kernel, KernelError> {
     let deb = match deb {
         Some(deb) => deb.to_owned(),
-        None => cached_deb(
+        None => deb::cached(
             cache,
             pin.package,
             pin.version,
@@ -230,7 +174,7 @@ pub fn fetch(pin: &KernelPin, cache: &Path, deb: Option<&Path>) -> Result<Kernel
             &deb_file_name(pin),
         )?,
     };
-    let actual = check_deb(&deb, pin.package, pin.version, pin.sha256)?;
+    let actual = deb::check_sha256(&deb, pin.package, pin.version, pin.sha256)?;
     let root = cache.join(format!("kernel-{}", &pin.sha256[..16]));
     if !root.join("boot").is_dir() {
         crate::progress!("kernel: unpacking {}", deb.display());

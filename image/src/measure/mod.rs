@@ -51,16 +51,8 @@ pub enum MeasureError {
         path: PathBuf,
         source: tdx::TdvfError,
     },
-    #[error(
-        "{path} has SHA-256 {actual}, the pin says {expected}: not the pinned {package} {version}"
-    )]
-    TdvfHashMismatch {
-        path: PathBuf,
-        package: &'static str,
-        version: &'static str,
-        expected: &'static str,
-        actual: String,
-    },
+    #[error(transparent)]
+    Deb(#[from] crate::deb::DebError),
     #[error("{deb} has no {file}")]
     TdvfMissing { deb: PathBuf, file: &'static str },
     #[error("TDX: kernel {path}: {reason}")]

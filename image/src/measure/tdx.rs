@@ -50,6 +50,7 @@ use std::process::Command;
 use sha2::{Digest, Sha384};
 
 use super::MeasureError;
+use crate::deb;
 use crate::manifest::{FirmwareSpec, Measurement};
 use crate::util::{sha256_file, ToolError};
 
@@ -149,40 +150,20 @@ pub fn fetch_tdvf_with(
         .unwrap_or_else(|| "OVMF.fd".into());
     let target = dir.join(file_name);
     if target.is_file() {
-        check_sha256(&target, pin.file_sha256, pin)?;
+        deb::check_sha256(&target, pin.package, pin.version, pin.file_sha256)?;
         return Ok(target);
     }
     let deb = match deb {
         Some(deb) => deb.to_owned(),
-        None => {
-            let debs = cache.join("debs");
-            let path = debs.join(deb_file_name(pin));
-            if !path.exists() {
-                std::fs::create_dir_all(&debs).map_err(|e| ToolError::io(&debs, e))?;
-                crate::progress!(
-                    "tdvf: apt-get download {}={} (from {})",
-                    pin.package,
-                    pin.version,
-                    pin.suite
-                );
-                crate::util::run(
-                    Command::new("apt-get")
-                        .arg("download")
-                        .arg(format!("{}={}", pin.package, pin.version))
-                        .current_dir(&debs),
-                    &format!(
-                        "apt-get download {}={} (is {} in apt's sources? or put the .deb in {})",
-                        pin.package,
-                        pin.version,
-                        pin.suite,
-                        debs.display()
-                    ),
-                )?;
-            }
-            path
-        }
+        None => deb::cached(
+            cache,
+            pin.package,
+            pin.version,
+            pin.suite,
+            &deb_file_name(pin),
+        )?,
     };
-    check_sha256(&deb, pin.deb_sha256, pin)?;
+    deb::check_sha256(&deb, pin.package, pin.version, pin.deb_sha256)?;
     crate::progress!("tdvf: unpacking {} from {}", pin.file, deb.display());
     std::fs::create_dir_all(cache).map_err(|e| ToolError::io(cache, e))?;
     let staging = tempfile::tempdir_in(cache).map_err(|e| ToolError::io(cache, e))?;
@@ -200,24 +181,10 @@ pub fn fetch_tdvf_with(
             file: pin.file,
         });
     }
-    check_sha256(&unpacked, pin.file_sha256, pin)?;
+    deb::check_sha256(&unpacked, pin.package, pin.version, pin.file_sha256)?;
     std::fs::create_dir_all(&dir).map_err(|e| ToolError::io(&dir, e))?;
     std::fs::rename(&unpacked, &target).map_err(|e| ToolError::io(&target, e))?;
     Ok(target)
-}
-
-fn check_sha256(path: &Path, expected: &'static str, pin: &TdvfPin) -> Result<(), MeasureError> {
-    let actual = sha256_file(path)?;
-    if actual != expected {
-        return Err(MeasureError::TdvfHashMismatch {
-            path: path.to_owned(),
-            package: pin.package,
-            version: pin.version,
-            expected,
-            actual,
-        });
-    }
-    Ok(())
 }
 
 /// Why a firmware file is not a TDVF QEMU would accept.
