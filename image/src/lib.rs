@@ -294,7 +294,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     let files = file_entries(&archive, &inputs)?;
     let uncompressed_size = files.iter().map(|f| f.size).sum::<u64>();
     let writing = Instant::now();
-    let (root_part, root_cmdline, root_info) = match options.root {
+    let (initrd_part, root_disk_part, root_cmdline, root_info) = match options.root {
         RootFormat::Disk(compression) => {
             let tree = work.path().join("tree");
             std::fs::create_dir(&tree).map_err(|e| ToolError::io(&tree, e))?;
@@ -323,11 +323,12 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                 device: root_disk::ROOT_DEVICE.into(),
             };
             (
-                Part {
+                None,
+                Some(Part {
                     file: ROOT_DISK_FILE.into(),
                     sha256: sha256_file(&disk.path)?,
                     size: disk.size,
-                },
+                }),
                 disk.cmdline(),
                 RootInfo {
                     format: "erofs+dm-verity".into(),
@@ -360,11 +361,12 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                 writing.elapsed().as_secs_f64()
             );
             (
-                Part {
+                Some(Part {
                     file: INITRD_FILE.into(),
                     sha256: sha256_file(&initrd_path)?,
                     size,
-                },
+                }),
+                None,
                 Vec::new(),
                 RootInfo {
                     format: "initramfs".into(),
@@ -396,12 +398,9 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
         .find(|f| f.path == "init")
         .and_then(|f| f.sha256.clone())
         .unwrap_or_default();
-    let initrd_path = (root_part.file == INITRD_FILE).then(|| options.out.join(INITRD_FILE));
-    let (initrd_part, root_disk_part) = if initrd_path.is_some() {
-        (Some(root_part), None)
-    } else {
-        (None, Some(root_part))
-    };
+    let initrd_path = initrd_part
+        .as_ref()
+        .map(|part| options.out.join(&part.file));
     let manifest = Manifest {
         schema: manifest::SCHEMA,
         source,
