@@ -71,23 +71,29 @@ BACKPORTS_SUITE=bookworm-backports
 BACKPORTS_SOURCES=/etc/apt/sources.list.d/bookworm-backports.sources
 BACKPORTS_PACKAGES=(qemu-system-x86)
 
-# Adds bookworm-backports from the mirror apt already uses: the URIs line is copied from
-# debian.sources at run time, so no host name is written into this repository.
+# Writes an apt sources file ($2) for suite $1 from the mirror apt already uses: the URIs line is
+# copied from debian.sources at run time, so no host name is written into this repository. Fails
+# (returns 1) when there is no such line.
+write_suite_sources() {
+  local suite="$1" file="$2" debian_sources=/etc/apt/sources.list.d/debian.sources uris
+  uris="$(grep -m1 -E '^URIs:' "$debian_sources" 2>/dev/null || true)"
+  if [ -z "$uris" ]; then
+    log "no URIs line in $debian_sources to add $suite from" >&2
+    return 1
+  fi
+  log "adding $suite ($uris) as $file"
+  printf 'Types: deb\n%s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
+    "$uris" "$suite" /usr/share/keyrings/debian-archive-keyring.gpg |
+    as_root tee "$file" >/dev/null
+}
+
 enable_backports() {
   if apt-cache policy 2>/dev/null | grep -q " $BACKPORTS_SUITE/main "; then
     log "apt suite present: $BACKPORTS_SUITE"
     return
   fi
-  local debian_sources=/etc/apt/sources.list.d/debian.sources uris
-  uris="$(grep -m1 -E '^URIs:' "$debian_sources" 2>/dev/null || true)"
-  if [ -z "$uris" ]; then
-    log "cannot enable $BACKPORTS_SUITE: no URIs line in $debian_sources; add the suite yourself" >&2
-    return 1
-  fi
-  log "adding $BACKPORTS_SUITE ($uris) as $BACKPORTS_SOURCES"
-  printf 'Types: deb\n%s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
-    "$uris" "$BACKPORTS_SUITE" /usr/share/keyrings/debian-archive-keyring.gpg |
-    as_root tee "$BACKPORTS_SOURCES" >/dev/null
+  write_suite_sources "$BACKPORTS_SUITE" "$BACKPORTS_SOURCES" ||
+    { log "cannot enable $BACKPORTS_SUITE: add the suite yourself" >&2; return 1; }
   apt_updated=false
   apt_update_once
 }
@@ -137,18 +143,11 @@ enable_trixie_downloads() {
     log "apt suite present: trixie (downloads only, priority 1)"
     return
   fi
-  local debian_sources=/etc/apt/sources.list.d/debian.sources uris
-  uris="$(grep -m1 -E '^URIs:' "$debian_sources" 2>/dev/null || true)"
-  if [ -z "$uris" ]; then
-    log "cannot add trixie: no URIs line in $debian_sources; image needs --no-tdx or --tdx-ovmf" >&2
-    return 0
-  fi
-  log "adding trixie ($uris) as $TRIXIE_SOURCES, pinned at priority 1"
+  # The pin first: trixie is never at its default priority, not even for a moment.
   printf 'Package: *\nPin: release n=trixie\nPin-Priority: 1\n' |
     as_root tee "$TRIXIE_PREFERENCES" >/dev/null
-  printf 'Types: deb\n%s\nSuites: trixie\nComponents: main\nSigned-By: %s\n' \
-    "$uris" /usr/share/keyrings/debian-archive-keyring.gpg |
-    as_root tee "$TRIXIE_SOURCES" >/dev/null
+  write_suite_sources trixie "$TRIXIE_SOURCES" ||
+    { log "cannot add trixie: image needs --no-tdx or --tdx-ovmf" >&2; return 0; }
   apt_updated=false
   apt_update_once
 }
