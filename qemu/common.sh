@@ -43,10 +43,11 @@ else
   console_args=(-serial stdio)
 fi
 
-# The root file system: rootfs.img (erofs + dm-verity; the command line names /dev/vda and carries
-# the root hash) as the first virtio disk, read-only, so it must come before any other disk on
-# QEMU's command line; or initrd.img as the initramfs. Sets the array root_args; $1: extra -device
-# options (confidential guests need disable-legacy=on,iommu_platform=on).
+# The root file system: rootfs.img (squashfs or erofs + dm-verity; the command line names
+# /dev/vda and carries the root hash) as the first virtio disk, read-only, so it must come before
+# any other disk on QEMU's command line; or initrd.img as the initramfs. Sets the array
+# root_args; $1: extra -device options (confidential guests need disable-legacy=on,
+# iommu_platform=on).
 ROOT_DISK_SERIAL=sw-root
 root_setup() {
   local device_opts="${1:-}"

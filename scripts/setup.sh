@@ -126,9 +126,9 @@ else
     -t "$BACKPORTS_SUITE" "${missing_backports[@]}"
 fi
 
-# The image's root disk (issue 7): mkfs.erofs makes the read-only root file system, veritysetup
-# its dm-verity hash tree (image/src/root_disk.rs).
-apt_install_missing erofs-utils cryptsetup-bin
+# The image's root disk (issue 7): mksquashfs (the default) or mkfs.erofs makes the read-only root
+# file system, veritysetup its dm-verity hash tree (image/src/root_disk.rs).
+apt_install_missing squashfs-tools erofs-utils cryptsetup-bin
 
 # The TDX firmware the image's expected measurements are computed for: Debian 13's ovmf (its
 # 2025.02 OVMF measures the kernel, command line and initrd into RTMRs; bookworm's 2022.11 has no

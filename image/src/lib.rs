@@ -3,8 +3,8 @@
 //! ```text
 //! vmlinuz        the kernel: built from Debian's pinned linux-source with everything the
 //!                appliance needs built in (default), or Debian's pinned binary cloud kernel
-//! rootfs.img     the root file system as erofs + its dm-verity hash tree (default), attached as
-//!                the first virtio disk; or
+//! rootfs.img     the root file system as squashfs (zstd; or erofs) + its dm-verity hash tree
+//!                (default), attached as the first virtio disk; or
 //! initrd.img     the root file system as a zstd-compressed newc cpio (`--root initramfs`)
 //! cmdline        the kernel command line (measured with the kernel): with a root disk it
 //!                carries the dm-verity root hash, so the disk is measured too
@@ -35,7 +35,7 @@ use crate::manifest::{
     Cmdline, FileEntry, Firmware, FirmwareSpec, KernelInfo, Manifest, Measurement, Measurements,
     Part, Parts, RootInfo, RunnerInfo, Source, VerityInfo,
 };
-use crate::root_disk::ErofsCompression;
+use crate::root_disk::DiskFormat;
 use crate::util::{megabytes, sha256_file, sha256_hex, ToolError};
 
 /// The kernel command line: serial console, reboot (QEMU: exit) on panic, kernel warnings only.
@@ -68,7 +68,7 @@ pub enum KernelSource {
     /// (it must match the pin's hash).
     Minimal { source_deb: Option<PathBuf> },
     /// Debian's pinned binary cloud kernel and the modules the appliance loads at boot.
-    /// Optionally from this `.deb` (it must match the pin's hash). Initramfs only: its erofs and
+    /// Optionally from this `.deb` (it must match the pin's hash). Initramfs only: its file systems and
     /// dm-verity are modules, which a kernel cannot load before it has a root.
     Debian { deb: Option<PathBuf> },
 }
@@ -76,8 +76,9 @@ pub enum KernelSource {
 /// How the root file system reaches the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RootFormat {
-    /// erofs + dm-verity on a virtio disk, root hash on the command line (read when touched).
-    Disk(ErofsCompression),
+    /// squashfs or erofs + dm-verity on a virtio disk, root hash on the command line (read when
+    /// touched).
+    Disk(DiskFormat),
     /// A zstd-compressed cpio the kernel unpacks into memory before init runs.
     Initramfs { zstd_level: i32 },
 }
@@ -85,7 +86,7 @@ pub enum RootFormat {
 impl RootFormat {
     fn describe(&self) -> String {
         match self {
-            RootFormat::Disk(compression) => format!("{} + dm-verity", compression.describe()),
+            RootFormat::Disk(format) => format!("{} + dm-verity", format.describe()),
             RootFormat::Initramfs { zstd_level } => format!("initramfs, zstd -{zstd_level}"),
         }
     }
@@ -117,7 +118,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// The product defaults: the minimal kernel and an uncompressed erofs root disk.
+    /// The product defaults: the minimal kernel and a squashfs (zstd) root disk.
     pub fn new(workspace: PathBuf, out: PathBuf, cache: PathBuf, runner: RunnerSource) -> Self {
         Options {
             workspace,
@@ -125,7 +126,7 @@ impl Options {
             cache,
             runner,
             kernel: KernelSource::Minimal { source_deb: None },
-            root: RootFormat::Disk(ErofsCompression::None),
+            root: RootFormat::Disk(root_disk::DEFAULT_DISK_FORMAT),
             cmdline_append: Vec::new(),
             key_stores: None,
             chains: None,
@@ -157,8 +158,8 @@ pub enum BuildError {
     #[error("runner configuration: {0}")]
     Config(String),
     #[error(
-        "Debian's binary kernel cannot boot from the root disk (erofs and dm-verity are modules \
-         there): use the minimal kernel, or --root initramfs"
+        "Debian's binary kernel cannot boot from the root disk (its squashfs, erofs and dm-verity \
+         are modules there): use the minimal kernel, or --root initramfs"
     )]
     DebianKernelNeedsInitramfs,
 }
@@ -295,7 +296,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     let uncompressed_size = files.iter().map(|f| f.size).sum::<u64>();
     let writing = Instant::now();
     let (initrd_part, root_disk_part, root_cmdline, root_info) = match options.root {
-        RootFormat::Disk(compression) => {
+        RootFormat::Disk(format) => {
             let tree = work.path().join("tree");
             std::fs::create_dir(&tree).map_err(|e| ToolError::io(&tree, e))?;
             archive.write_tree(&tree)?;
@@ -303,12 +304,13 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                 &tree,
                 &options.out.join(ROOT_DISK_FILE),
                 source.source_date_epoch,
-                compression,
+                format,
             )?;
             progress!(
-                "root disk: {} files, {} of contents → {} erofs + {} hash tree in {:.1} s",
+                "root disk: {} files, {} of contents → {} {} + {} hash tree in {:.1} s",
                 files.len(),
                 megabytes(uncompressed_size),
+                format.fs_type(),
                 megabytes(disk.data_size),
                 megabytes(disk.size - disk.data_size),
                 writing.elapsed().as_secs_f64()
@@ -331,8 +333,8 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                 }),
                 disk.cmdline(),
                 RootInfo {
-                    format: "erofs+dm-verity".into(),
-                    compression: compression.describe(),
+                    format: format!("{}+dm-verity", format.fs_type()),
+                    compression: format.describe(),
                     uncompressed_size,
                     files,
                     verity: Some(verity),

@@ -6,7 +6,7 @@ use anyhow::Context;
 use appliance_image::measure::{
     fetch_tdvf, SnpParams, TdxParams, DEFAULT_SNP_GUEST_FEATURES, DEFAULT_SNP_VCPU_TYPE,
 };
-use appliance_image::root_disk::ErofsCompression;
+use appliance_image::root_disk::{DiskFormat, DEFAULT_DISK_FORMAT};
 use appliance_image::{build, KernelSource, Options, RootFormat, RunnerSource, DEFAULT_ZSTD_LEVEL};
 use clap::Parser;
 
@@ -47,15 +47,16 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     kernel_deb: Option<PathBuf>,
 
-    /// How the root file system reaches the kernel: `disk` (erofs + dm-verity on the first
-    /// virtio disk, root hash on the measured command line; read when touched) or `initramfs`
+    /// How the root file system reaches the kernel: `disk` (squashfs or erofs + dm-verity on the
+    /// first virtio disk, root hash on the measured command line; read when touched) or `initramfs`
     /// (unpacked into memory before init runs).
     #[arg(long, value_enum, default_value_t = RootChoice::Disk)]
     root: RootChoice,
 
-    /// Compression of the root disk's erofs: none, lz4hc or lz4hc,LEVEL.
-    #[arg(long, default_value = "none", value_name = "NAME")]
-    erofs_compression: ErofsCompression,
+    /// The root disk's file system: squashfs-zstd[,LEVEL] (smallest), erofs-lz4hc[,LEVEL] or
+    /// erofs (uncompressed, largest).
+    #[arg(long, default_value_t = DEFAULT_DISK_FORMAT, value_name = "FORMAT")]
+    disk_format: DiskFormat,
 
     /// Words to append to the kernel command line (measured), e.g. RUNNER_LOG=debug.
     #[arg(long = "cmdline", value_name = "WORD")]
@@ -162,7 +163,7 @@ fn main() -> anyhow::Result<()> {
         },
     };
     options.root = match cli.root {
-        RootChoice::Disk => RootFormat::Disk(cli.erofs_compression),
+        RootChoice::Disk => RootFormat::Disk(cli.disk_format),
         RootChoice::Initramfs => RootFormat::Initramfs {
             zstd_level: cli.zstd_level,
         },

@@ -37,8 +37,8 @@ pub struct Parts {
     /// The root file system as an initramfs (`--root initramfs`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub initrd: Option<Part>,
-    /// The root file system as an erofs + dm-verity disk: the first virtio disk. Not measured
-    /// itself: its verity root hash is in the (measured) command line.
+    /// The root file system as a squashfs or erofs + dm-verity disk: the first virtio disk. Not
+    /// measured itself: its verity root hash is in the (measured) command line.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub root_disk: Option<Part>,
     pub cmdline: Cmdline,
@@ -86,9 +86,10 @@ pub struct RunnerInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootInfo {
-    /// `erofs+dm-verity` or `initramfs`.
+    /// `squashfs+dm-verity`, `erofs+dm-verity` or `initramfs`.
     pub format: String,
-    /// e.g. `erofs, uncompressed` or `zstd -19` (initramfs: one frame, single-threaded).
+    /// e.g. `squashfs, zstd level 19, 128 KiB blocks`, `erofs, uncompressed` or `zstd -19`
+    /// (initramfs: one frame, single-threaded).
     pub compression: String,
     pub uncompressed_size: u64,
     pub files: Vec<FileEntry>,
