@@ -18,6 +18,7 @@ use sev::measurement::vmsa::{GuestFeatures, VMMType};
 use crate::manifest::Measurement;
 use crate::util::{sha256_file, ToolError};
 
+pub mod amdsev_ovmf;
 pub mod tdx;
 
 pub use tdx::{fetch_tdvf, tdx_measurements, TdvfPin, TdxParams, TDVF_PIN};
