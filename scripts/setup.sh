@@ -153,6 +153,17 @@ enable_trixie_downloads() {
 }
 enable_trixie_downloads
 
+# The SEV-SNP firmware (image/src/measure/amdsev_ovmf.rs): OVMF's AmdSevX64 built from Debian's
+# pinned edk2 source tarballs, downloaded with curl (the mirror does not serve the .dsc that
+# `apt-get source` needs) and patched with patch. The tools whose versions change the firmware's
+# bytes are pinned with its expected SHA-256: bookworm's gcc, binutils, nasm, iasl, python3.
+#   gcc, g++, make, uuid-dev  BaseTools' C tools (VfrCompile is C++, GenFv links libuuid)
+#   nasm                      the firmware's assembly
+#   acpica-tools              iasl, the ACPI compiler edk2's build requires
+#   python3                   edk2's build system
+#   curl, xz-utils, patch     fetching, unpacking and patching the source
+apt_install_missing gcc g++ make uuid-dev nasm acpica-tools python3 curl xz-utils patch
+
 # ---------------------------------------------------------------------------------------------
 # Chain tools for contracts/ (issues 5, 8): solc-js (compiles the contracts offline), hardhat 2
 # (a local EVM node for the tests) and the Sapphire JS client (the envelope's test oracle),
