@@ -49,6 +49,10 @@ pub const KERNEL_FILE: &str = "vmlinuz";
 pub const INITRD_FILE: &str = "initrd.img";
 pub const ROOT_DISK_FILE: &str = "rootfs.img";
 pub const CMDLINE_FILE: &str = "cmdline";
+/// The SNP firmware the launch digest is computed for, carried in the bundle for `qemu/run-snp`.
+pub const SNP_FIRMWARE_FILE: &str = "OVMF.amdsev.fd";
+/// The TDX firmware (TDVF) the measurements are computed for, carried for `qemu/run-tdx`.
+pub const TDX_FIRMWARE_FILE: &str = "OVMF.tdx.fd";
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// Where the runner comes from.
@@ -283,7 +287,12 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     }
     let archive = rootfs::assemble(&inputs)?;
     std::fs::create_dir_all(&options.out).map_err(|e| ToolError::io(&options.out, e))?;
-    for stale in [INITRD_FILE, ROOT_DISK_FILE] {
+    for stale in [
+        INITRD_FILE,
+        ROOT_DISK_FILE,
+        SNP_FIRMWARE_FILE,
+        TDX_FIRMWARE_FILE,
+    ] {
         let path = options.out.join(stale);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -392,6 +401,16 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
         .join(" ");
     let cmdline_path = options.out.join(CMDLINE_FILE);
     std::fs::write(&cmdline_path, &cmdline).map_err(|e| ToolError::io(&cmdline_path, e))?;
+    let firmware_files = [
+        (options.snp.as_ref().map(|p| &p.ovmf), SNP_FIRMWARE_FILE),
+        (options.tdx.as_ref().map(|p| &p.tdvf), TDX_FIRMWARE_FILE),
+    ];
+    for (firmware, file) in firmware_files {
+        if let Some(firmware) = firmware {
+            let path = options.out.join(file);
+            std::fs::copy(firmware, &path).map_err(|e| ToolError::io(&path, e))?;
+        }
+    }
 
     progress!("[5/5] manifest");
     let runner_sha256 = root_info
@@ -444,9 +463,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                     )?
                 }
                 None => Measurement::NotComputed {
-                    reason: "no AmdSev OVMF given (--snp-ovmf): the launch digest covers the \
-                             firmware; Debian ships no AmdSev build (see image/README.md)"
-                        .into(),
+                    reason: "no AmdSev OVMF (image --no-snp)".into(),
                 },
             },
             tdx: match &options.tdx {
@@ -592,31 +609,22 @@ fn firmware(
     snp: Option<&measure::SnpParams>,
     tdx: Option<&measure::TdxParams>,
 ) -> Result<Firmware, BuildError> {
-    let snp_note = "OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (measured direct boot: the \
-                    kernel, initrd and cmdline hashes are in the launch digest)";
     Ok(Firmware {
         local: "QEMU's qboot or SeaBIOS with direct kernel boot (qemu/run); not measured".into(),
         snp: match snp {
-            Some(params) => FirmwareSpec {
-                file: params
-                    .ovmf
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned()),
-                sha256: Some(sha256_file(&params.ovmf)?),
-                note: snp_note.into(),
-            },
+            Some(params) => params.firmware_spec(SNP_FIRMWARE_FILE)?,
             None => FirmwareSpec {
                 file: None,
                 sha256: None,
-                note: format!("{snp_note}; none given, none pinned yet"),
+                note: "OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc; none (--no-snp)".into(),
             },
         },
         tdx: match tdx {
-            Some(params) => params.firmware_spec()?,
+            Some(params) => params.firmware_spec(TDX_FIRMWARE_FILE)?,
             None => FirmwareSpec {
                 file: None,
                 sha256: None,
-                note: "the TDX host's TDVF (OVMF); none given".into(),
+                note: "the TDX host's TDVF (OVMF); none (--no-tdx)".into(),
             },
         },
     })

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use appliance_image::measure::{
-    fetch_tdvf, SnpParams, TdxParams, DEFAULT_SNP_GUEST_FEATURES, DEFAULT_SNP_VCPU_TYPE,
+    amdsev_ovmf, fetch_tdvf, SnpParams, TdxParams, DEFAULT_SNP_GUEST_FEATURES,
+    DEFAULT_SNP_VCPU_TYPE,
 };
 use appliance_image::root_disk::{DiskFormat, DEFAULT_DISK_FORMAT};
 use appliance_image::{build, KernelSource, Options, RootFormat, RunnerSource, DEFAULT_ZSTD_LEVEL};
@@ -81,9 +82,14 @@ struct Cli {
     #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: i32,
 
-    /// An OVMF AmdSev build: compute the SNP launch digest for it (measured direct boot).
+    /// Compute the SNP launch digest for this OVMF (an OvmfPkg/AmdSev build) instead of the
+    /// pinned one the tool builds from Debian's edk2 source (about 3 minutes once, then cached).
     #[arg(long, value_name = "PATH")]
     snp_ovmf: Option<PathBuf>,
+
+    /// Do not compute the SNP launch digest (no AmdSev OVMF is built).
+    #[arg(long, conflicts_with = "snp_ovmf")]
+    no_snp: bool,
 
     /// vCPUs the SNP guest is launched with (qemu/run-snp: SW_CPUS).
     #[arg(long, default_value_t = 2)]
@@ -171,11 +177,22 @@ fn main() -> anyhow::Result<()> {
     options.cmdline_append = cmdline_append;
     options.key_stores = cli.key_stores;
     options.chains = cli.chains;
-    options.snp = cli.snp_ovmf.map(|ovmf| SnpParams {
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let snp_ovmf = match (cli.snp_ovmf, cli.no_snp) {
+        (Some(ovmf), _) => Some((ovmf, false)),
+        (None, true) => None,
+        (None, false) => Some((
+            amdsev_ovmf::build(&options.cache, jobs)
+                .context("building the pinned AmdSev OVMF (or pass --snp-ovmf or --no-snp)")?,
+            true,
+        )),
+    };
+    options.snp = snp_ovmf.map(|(ovmf, pinned)| SnpParams {
         ovmf,
         vcpus: cli.snp_vcpus,
         vcpu_type: cli.snp_vcpu_type,
         guest_features: cli.snp_guest_features,
+        pinned,
     });
     let manifest = build(&options).context("building the image")?;
     println!("{}", out.display());

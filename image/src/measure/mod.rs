@@ -2,8 +2,9 @@
 //!
 //! Intel TDX: MRTD and RTMR[1..3] under a pinned TDVF, in [`tdx`].
 //!
-//! SEV-SNP: the launch digest of measured direct boot, computed by the `sev` crate exactly as the
-//! AMD secure processor does it: the OVMF image's pages and metadata sections, the page of SHA-256
+//! SEV-SNP: the launch digest of measured direct boot under the pinned AmdSev OVMF the image tool
+//! builds ([`amdsev_ovmf`]), computed by the `sev` crate exactly as the AMD secure processor does
+//! it: the OVMF image's pages and metadata sections, the page of SHA-256
 //! hashes of kernel, initrd and command line that QEMU writes for `kernel-hashes=on`, and one VMSA
 //! per vCPU (which depends on the vCPU type and the guest features). It is only valid for the OVMF
 //! build, vCPU count and vCPU type it was computed with: the manifest records all three.
@@ -11,11 +12,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use sev::measurement::sev_hashes::SevHashes;
 use sev::measurement::snp::{snp_calc_launch_digest, SnpMeasurementArgs};
 use sev::measurement::vcpu_types::CpuType;
 use sev::measurement::vmsa::{GuestFeatures, VMMType};
 
-use crate::manifest::Measurement;
+use crate::manifest::{FirmwareSpec, Measurement};
 use crate::util::{sha256_file, ToolError};
 
 pub mod amdsev_ovmf;
@@ -37,6 +39,40 @@ pub struct SnpParams {
     /// QEMU's `-cpu` model name, e.g. `EPYC-v4`, `EPYC-Milan`, `EPYC-Genoa`.
     pub vcpu_type: String,
     pub guest_features: u64,
+    /// `ovmf` is the pinned build ([`amdsev_ovmf::build`]), not one given by hand.
+    pub pinned: bool,
+}
+
+impl SnpParams {
+    /// The pinned AmdSev OVMF at `ovmf` (as [`amdsev_ovmf::build`] returns it), launched with
+    /// `vcpus` vCPUs of QEMU's default SNP model and guest features.
+    pub fn pinned(ovmf: PathBuf, vcpus: u32) -> Self {
+        SnpParams {
+            ovmf,
+            vcpus,
+            vcpu_type: DEFAULT_SNP_VCPU_TYPE.into(),
+            guest_features: DEFAULT_SNP_GUEST_FEATURES,
+            pinned: true,
+        }
+    }
+
+    /// The manifest's `firmware.snp` entry, for the firmware as the bundle carries it
+    /// (`bundle_file`).
+    pub fn firmware_spec(&self, bundle_file: &str) -> Result<FirmwareSpec, MeasureError> {
+        let origin = if self.pinned {
+            amdsev_ovmf::origin()
+        } else {
+            "an AmdSev OVMF given by hand (--snp-ovmf)".to_owned()
+        };
+        Ok(FirmwareSpec {
+            file: Some(bundle_file.to_owned()),
+            sha256: Some(sha256_file(&self.ovmf)?),
+            note: format!(
+                "{origin}; loaded with -bios by QEMU >= 9.1 (sev-snp-guest, kernel-hashes=on): \
+                 the kernel, initrd and command line hashes are in the launch digest"
+            ),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +90,8 @@ pub enum MeasureError {
     },
     #[error(transparent)]
     Deb(#[from] crate::deb::DebError),
+    #[error("AmdSev OVMF: {0}")]
+    AmdSevOvmf(#[from] amdsev_ovmf::AmdSevOvmfError),
     #[error("{deb} has no {file}")]
     TdvfMissing { deb: PathBuf, file: &'static str },
     #[error("TDX: kernel {path}: {reason}")]
@@ -130,6 +168,19 @@ pub fn snp_launch_digest(
     Ok(Measurement::Computed { values, parameters })
 }
 
+/// The table of SHA-256 hashes of `kernel`, `initrd` (none: of nothing) and `cmdline` that QEMU
+/// writes into the AmdSev OVMF's hashes table with `kernel-hashes=on`, and the launch digest
+/// covers (the same `sev` code computes both). The firmware refuses to start a kernel, initrd or
+/// command line whose hash differs from the table's.
+pub fn kernel_hashes_table(
+    kernel: &Path,
+    initrd: Option<&Path>,
+    cmdline: &str,
+) -> Result<Vec<u8>, MeasureError> {
+    let hashes = SevHashes::new(kernel.to_owned(), initrd.map(Path::to_owned), Some(cmdline))?;
+    Ok(hashes.construct_table()?.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +197,7 @@ mod tests {
             vcpus,
             vcpu_type: DEFAULT_SNP_VCPU_TYPE.into(),
             guest_features: DEFAULT_SNP_GUEST_FEATURES,
+            pinned: false,
         }
     }
 
@@ -189,6 +241,35 @@ mod tests {
         let other_initrd =
             snp_launch_digest(&params(2), &kernel, Some(&initrd), "console=ttyS0").unwrap();
         assert_ne!(digest(&other_initrd), base);
+    }
+
+    /// The table holds SHA-256 of the kernel's bytes, of nothing for no initrd, and of the
+    /// command line with its NUL, after QEMU's header GUID (target/i386/sev.c).
+    #[test]
+    fn the_hashes_table_holds_the_parts_hashes() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinuz");
+        std::fs::write(&kernel, b"a kernel").unwrap();
+        let table = kernel_hashes_table(&kernel, None, "console=ttyS0").unwrap();
+        let find = |needle: &[u8]| table.windows(needle.len()).position(|w| w == needle);
+        let header_guid = [
+            0x06, 0xd6, 0x38, 0x94, 0x22, 0x4f, 0xc9, 0x4c, 0xb4, 0x79, 0xa7, 0x93, 0xd4, 0x11,
+            0xfd, 0x21,
+        ];
+        assert_eq!(find(&header_guid), Some(0));
+        let kernel_hash = Sha256::digest(b"a kernel");
+        let empty_hash = Sha256::digest(b"");
+        let cmdline_hash = Sha256::digest(b"console=ttyS0\0");
+        let (k, i, c) = (
+            find(&kernel_hash).expect("the kernel's hash"),
+            find(&empty_hash).expect("the empty initrd's hash"),
+            find(&cmdline_hash).expect("the command line's hash"),
+        );
+        assert!(c < i && i < k, "QEMU's order: cmdline, initrd, kernel");
+
+        let other = kernel_hashes_table(&kernel, None, "console=ttyS1").unwrap();
+        assert_ne!(other, table);
     }
 
     #[test]

@@ -101,8 +101,9 @@ impl TdxParams {
         }
     }
 
-    /// The manifest's `firmware.tdx` entry for this TDVF.
-    pub fn firmware_spec(&self) -> Result<FirmwareSpec, MeasureError> {
+    /// The manifest's `firmware.tdx` entry for this TDVF, as the bundle carries it
+    /// (`bundle_file`).
+    pub fn firmware_spec(&self, bundle_file: &str) -> Result<FirmwareSpec, MeasureError> {
         let origin = match &self.pin {
             Some(pin) => format!(
                 "Debian {} {} ({}, .deb SHA-256 {})",
@@ -111,10 +112,7 @@ impl TdxParams {
             None => "a TDVF given by hand".to_owned(),
         };
         Ok(FirmwareSpec {
-            file: self
-                .tdvf
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned()),
+            file: Some(bundle_file.to_owned()),
             sha256: Some(sha256_file(&self.tdvf)?),
             note: format!(
                 "{origin}, loaded with -bios by upstream QEMU >= 10.1 (tdx-guest); it measures \

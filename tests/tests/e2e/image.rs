@@ -20,9 +20,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use appliance_image::manifest::{Manifest, Measurement};
-use appliance_image::measure::{fetch_tdvf, TdxParams};
+use appliance_image::measure::{
+    amdsev_ovmf, fetch_tdvf, kernel_hashes_table, SnpParams, TdxParams,
+};
 use appliance_image::{
     Options, RunnerSource, CMDLINE_FILE, KERNEL_FILE, MANIFEST_FILE, ROOT_DISK_FILE,
+    SNP_FIRMWARE_FILE, TDX_FIRMWARE_FILE,
 };
 use e2e::{json, Value};
 use tempfile::TempDir;
@@ -79,6 +82,12 @@ fn options(out: &Path, runner: &Path, cache: &Path) -> Options {
     // The expected TDX measurements, for the pinned TDVF (scripts/setup.sh makes it fetchable).
     options.tdx = Some(TdxParams::pinned(
         fetch_tdvf(cache).expect("the pinned TDVF (apt-get download; see scripts/setup.sh)"),
+    ));
+    // The SNP launch digest, for the pinned AmdSev OVMF (built once per cache, ~3 minutes).
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    options.snp = Some(SnpParams::pinned(
+        amdsev_ovmf::build(cache, jobs).expect("the pinned AmdSev OVMF (see image/README.md)"),
+        2,
     ));
     options
 }
@@ -139,7 +148,14 @@ async fn two_builds_in_different_places_give_identical_bytes_and_manifests() {
         .expect("the second build");
 
     assert_eq!(manifest, first.manifest);
-    for file in [KERNEL_FILE, ROOT_DISK_FILE, CMDLINE_FILE, MANIFEST_FILE] {
+    for file in [
+        KERNEL_FILE,
+        ROOT_DISK_FILE,
+        CMDLINE_FILE,
+        MANIFEST_FILE,
+        SNP_FIRMWARE_FILE,
+        TDX_FIRMWARE_FILE,
+    ] {
         let a = std::fs::read(first.path().join(file)).unwrap();
         let b = std::fs::read(out.join(file)).unwrap();
         assert!(a == b, "{file} differs between the two builds");
@@ -173,6 +189,23 @@ async fn two_builds_in_different_places_give_identical_bytes_and_manifests() {
         }
         other => panic!("TDX measurements not computed: {other:?}"),
     }
+    // SNP: the launch digest for the firmware the bundle carries, which is the pinned build.
+    match &manifest.measurements.snp {
+        Measurement::Computed { values, parameters } => {
+            assert_eq!(values["launch_digest"].len(), 96, "{values:?}");
+            assert_eq!(parameters["ovmf_sha256"], amdsev_ovmf::EXPECTED_SHA256);
+        }
+        other => panic!("SNP launch digest not computed: {other:?}"),
+    }
+    let carried = std::fs::read(out.join(SNP_FIRMWARE_FILE)).unwrap();
+    assert_eq!(
+        appliance_image::util::sha256_hex(&carried),
+        amdsev_ovmf::EXPECTED_SHA256
+    );
+    assert_eq!(
+        manifest.firmware.snp.sha256.as_deref(),
+        Some(amdsev_ovmf::EXPECTED_SHA256)
+    );
 }
 
 /// QEMU started by `qemu/run`, killed if the test ends without a clean power-off.
@@ -283,6 +316,18 @@ fn qemu_installed() -> bool {
 /// Boot number `n` of a test (its serial log and QMP socket in `dir` carry the number), with
 /// `state_disk` attached as the appliance's state disk (`qemu/run` creates it if missing).
 fn boot(bundle: &Path, dir: &Path, n: u32, state_disk: Option<&Path>) -> Vm {
+    boot_with(bundle, dir, n, state_disk, None, &[])
+}
+
+/// [`boot`] with this firmware (`SW_BIOS`) and extra QEMU arguments.
+fn boot_with(
+    bundle: &Path,
+    dir: &Path,
+    n: u32,
+    state_disk: Option<&Path>,
+    bios: Option<&Path>,
+    extra: &[String],
+) -> Vm {
     let serial = dir.join(format!("serial-{n}.log"));
     let qmp = dir.join(format!("qmp-{n}.sock"));
     let http = format!("127.0.0.1:{}", free_port());
@@ -298,6 +343,13 @@ fn boot(bundle: &Path, dir: &Path, n: u32, state_disk: Option<&Path>) -> Vm {
         .env_remove("SW_STATE_DISK");
     if let Some(disk) = state_disk {
         command.env("SW_STATE_DISK", disk);
+    }
+    match bios {
+        Some(bios) => command.env("SW_BIOS", bios),
+        None => command.env_remove("SW_BIOS"),
+    };
+    if !extra.is_empty() {
+        command.arg("--").args(extra);
     }
     let child = command
         .stdin(Stdio::null())
@@ -682,4 +734,88 @@ async fn a_root_disk_with_one_byte_changed_does_not_boot() {
         !serial.contains("runner is PID 1"),
         "the runner must not start:\n{serial}"
     );
+}
+
+/// SNP measured direct boot, rehearsed without SEV (no SNP host here): the pinned AmdSev OVMF
+/// starts only a kernel, initrd and command line whose SHA-256 match the hashes table QEMU fills
+/// in with `kernel-hashes=on` — the table the launch digest covers. The table is written by the
+/// same `sev` code the manifest's digest uses and loaded where the firmware reads it; the image
+/// must boot with it to `/healthz`. With one bit of the command line's hash changed, the firmware
+/// must not start the kernel: the runner does not start (nor does the kernel print anything) in
+/// ten times as long as the good boot took to answer, and at least 60 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pinned_snp_firmware_starts_the_image_only_with_matching_hashes() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED the_pinned_snp_firmware...: {QEMU} is not installed");
+        return;
+    }
+    let bundle = bundle().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ovmf = bundle.path().join(SNP_FIRMWARE_FILE);
+    let table_gpa = amdsev_ovmf::check_firmware(&ovmf)
+        .expect("the firmware's SEV metadata")
+        .hashes_table_gpa;
+    let table = kernel_hashes_table(
+        &bundle.path().join(KERNEL_FILE),
+        None,
+        &bundle.manifest.parts.cmdline.value,
+    )
+    .unwrap();
+    let load = |name: &str, table: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, table).unwrap();
+        vec![
+            "-device".to_owned(),
+            format!(
+                "loader,file={},addr={table_gpa:#x},force-raw=on",
+                path.display()
+            ),
+        ]
+    };
+
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    // A state disk: the image's Sapphire key-store configuration needs the gas wallet kept there.
+    let state_disk = dir.path().join("state.img");
+    let mut vm = boot_with(
+        bundle.path(),
+        dir.path(),
+        1,
+        Some(&state_disk),
+        Some(&ovmf),
+        &load("table.bin", &table),
+    );
+    let healthy = wait_healthy(&mut vm, &client, started).await;
+    let serial = vm.serial();
+    assert!(serial.contains("runner is PID 1"), "{serial}");
+    eprintln!(
+        "image: under the AmdSev OVMF with the right hashes: /healthz 200 after {:.1} s",
+        healthy.as_secs_f64()
+    );
+    drop(vm);
+
+    // The command line's hash is the first entry's: header GUID (16), length (2), entry GUID
+    // (16), length (2), then the hash.
+    let mut bad = table.clone();
+    let cmdline_hash = 16 + 2 + 16 + 2;
+    bad[cmdline_hash] ^= 0x01;
+    let started = Instant::now();
+    let mut vm = boot_with(
+        bundle.path(),
+        dir.path(),
+        2,
+        Some(&state_disk),
+        Some(&ovmf),
+        &load("bad-table.bin", &bad),
+    );
+    let window = (healthy * 10).max(Duration::from_secs(60));
+    while started.elapsed() < window {
+        vm.assert_running();
+        let serial = vm.serial();
+        assert!(
+            !serial.contains("runner is PID 1") && !serial.contains("Kernel panic"),
+            "the firmware started the kernel with a wrong command-line hash:\n{serial}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
