@@ -13,15 +13,12 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args_os().skip(1);
     let cache = match args.next() {
         Some(cache) => PathBuf::from(cache),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .ok_or_else(|| anyhow::anyhow!("no CACHE argument, XDG_CACHE_HOME or HOME"))?
-            .join("smart-worker/image"),
+        None => appliance_image::util::default_cache_dir()
+            .ok_or_else(|| anyhow::anyhow!("no CACHE argument, XDG_CACHE_HOME or HOME"))?,
     };
     let jobs = match args.next() {
         Some(jobs) => jobs.to_string_lossy().parse()?,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => appliance_image::util::default_jobs(),
     };
     let ovmf = amdsev_ovmf::build(&cache, jobs)?;
     let facts = amdsev_ovmf::check_firmware(&ovmf)?;

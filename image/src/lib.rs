@@ -180,7 +180,7 @@ fn choose_kernel(options: &Options) -> Result<ChosenKernel, BuildError> {
         KernelSource::Minimal { source_deb } => {
             let pin = &kernel::minimal::SOURCE_PIN;
             progress!("[2/5] kernel: built from {} {}", pin.package, pin.version);
-            let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let jobs = util::default_jobs();
             let built = kernel::minimal::build(&options.cache, source_deb.as_deref(), jobs)?;
             Ok(ChosenKernel {
                 info: KernelInfo {

@@ -8,11 +8,13 @@ use appliance_image::measure::{
     DEFAULT_SNP_VCPU_TYPE,
 };
 use appliance_image::root_disk::{DiskFormat, DEFAULT_DISK_FORMAT};
-use appliance_image::{build, KernelSource, Options, RootFormat, RunnerSource, DEFAULT_ZSTD_LEVEL};
+use appliance_image::{
+    build, util, KernelSource, Options, RootFormat, RunnerSource, DEFAULT_ZSTD_LEVEL,
+};
 use clap::Parser;
 
 /// Builds runner → kernel → root file system → {vmlinuz, rootfs.img or initrd.img, cmdline,
-/// manifest.json}.
+/// OVMF.amdsev.fd, OVMF.tdx.fd, manifest.json}.
 #[derive(Debug, Parser)]
 #[command(name = "image", version, about)]
 struct Cli {
@@ -135,11 +137,7 @@ fn main() -> anyhow::Result<()> {
     });
     let cache = match cli.cache {
         Some(cache) => cache,
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .context("no --cache, XDG_CACHE_HOME or HOME")?
-            .join("smart-worker/image"),
+        None => util::default_cache_dir().context("no --cache, XDG_CACHE_HOME or HOME")?,
     };
     let runner = match cli.runner_bin {
         Some(path) => RunnerSource::Prebuilt(path),
@@ -177,7 +175,7 @@ fn main() -> anyhow::Result<()> {
     options.cmdline_append = cmdline_append;
     options.key_stores = cli.key_stores;
     options.chains = cli.chains;
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = util::default_jobs();
     let snp_ovmf = match (cli.snp_ovmf, cli.no_snp) {
         (Some(ovmf), _) => Some((ovmf, false)),
         (None, true) => None,

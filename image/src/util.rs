@@ -82,3 +82,17 @@ pub fn sha256_file(path: &Path) -> Result<String, ToolError> {
 pub fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
+
+/// The image tool's cache: `$XDG_CACHE_HOME/smart-worker/image`, else
+/// `~/.cache/smart-worker/image`; `None` without either variable.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|cache| cache.join("smart-worker/image"))
+}
+
+/// Parallel build jobs: one per CPU.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

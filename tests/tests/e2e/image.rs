@@ -43,13 +43,9 @@ fn repo_root() -> PathBuf {
 }
 
 /// The image cache (`image`'s default): the pinned kernel source is downloaded there and the
-/// kernel built there once.
+/// kernel and the AmdSev OVMF built there once.
 fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME")
-        .join("smart-worker/image")
+    appliance_image::util::default_cache_dir().expect("HOME or XDG_CACHE_HOME")
 }
 
 /// The runner configuration the test image carries (measured, in /etc/runner): a Sapphire key
@@ -84,7 +80,7 @@ fn options(out: &Path, runner: &Path, cache: &Path) -> Options {
         fetch_tdvf(cache).expect("the pinned TDVF (apt-get download; see scripts/setup.sh)"),
     ));
     // The SNP launch digest, for the pinned AmdSev OVMF (built once per cache, ~3 minutes).
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = appliance_image::util::default_jobs();
     options.snp = Some(SnpParams::pinned(
         amdsev_ovmf::build(cache, jobs).expect("the pinned AmdSev OVMF (see image/README.md)"),
         2,
