@@ -187,6 +187,24 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# An independent SEV-SNP launch-digest calculator: virtee's sev-snp-measure (Python, PyPI), pinned
+# with its dependencies, in a venv outside the repository. The e2e image test checks the
+# manifest's digest (computed by the `sev` crate) against it.
+SNP_MEASURE_DIR="$HOME/.cache/smart-worker/sev-snp-measure"
+SNP_MEASURE_PIN="sev-snp-measure==0.0.13 cryptography==50.0.2 cffi==2.1.1 pycparser==3.12"
+if [ "$(cat "$SNP_MEASURE_DIR/.pinned" 2>/dev/null)" = "$SNP_MEASURE_PIN" ]; then
+  log "sev-snp-measure present in $SNP_MEASURE_DIR"
+else
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install_missing python3-venv
+  log "pip install $SNP_MEASURE_PIN into $SNP_MEASURE_DIR"
+  rm -rf "$SNP_MEASURE_DIR"
+  python3 -m venv "$SNP_MEASURE_DIR"
+  # shellcheck disable=SC2086 # the pin is a list of requirements
+  "$SNP_MEASURE_DIR/bin/pip" install --quiet --disable-pip-version-check $SNP_MEASURE_PIN
+  echo "$SNP_MEASURE_PIN" >"$SNP_MEASURE_DIR/.pinned"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # LATER ADDITIONS go here, each as a check-then-install step like the one above:
 #   - npm tools (contracts build, bundling test workers): `npm ci` against the registry npm
 #     is configured for, skipped when node_modules is up to date.

@@ -193,6 +193,12 @@ async fn two_builds_in_different_places_give_identical_bytes_and_manifests() {
         }
         other => panic!("SNP launch digest not computed: {other:?}"),
     }
+    // The same digest from an independent implementation: virtee's sev-snp-measure (Python).
+    let Measurement::Computed { values, .. } = &manifest.measurements.snp else {
+        unreachable!()
+    };
+    let independent = sev_snp_measure(&out, &manifest.parts.cmdline.value);
+    assert_eq!(values["launch_digest"], independent, "sev-snp-measure");
     let carried = std::fs::read(out.join(SNP_FIRMWARE_FILE)).unwrap();
     assert_eq!(
         appliance_image::util::sha256_hex(&carried),
@@ -202,6 +208,35 @@ async fn two_builds_in_different_places_give_identical_bytes_and_manifests() {
         manifest.firmware.snp.sha256.as_deref(),
         Some(amdsev_ovmf::EXPECTED_SHA256)
     );
+}
+
+/// The SNP launch digest of the bundle in `dir` (2 x EPYC-v4, guest features 0x1, no initrd)
+/// from virtee's `sev-snp-measure`, which `scripts/setup.sh` installs.
+fn sev_snp_measure(dir: &Path, cmdline: &str) -> String {
+    let tool = PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+        .join(".cache/smart-worker/sev-snp-measure/bin/sev-snp-measure");
+    assert!(
+        tool.exists(),
+        "{} is missing: run scripts/setup.sh",
+        tool.display()
+    );
+    let output = Command::new(&tool)
+        .args(["--mode", "snp", "--vcpus", "2", "--vcpu-type", "EPYC-v4"])
+        .args(["--guest-features", "0x1"])
+        .arg("--ovmf")
+        .arg(dir.join(SNP_FIRMWARE_FILE))
+        .arg("--kernel")
+        .arg(dir.join(KERNEL_FILE))
+        .arg("--append")
+        .arg(cmdline)
+        .output()
+        .expect("run sev-snp-measure");
+    assert!(
+        output.status.success(),
+        "sev-snp-measure: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// QEMU started by `qemu/run`, killed if the test ends without a clean power-off.
