@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the runner (debug) from this checkout's HEAD in two fresh clones, in directories of
-# different lengths and with the same CARGO_TARGET_DIR, and checks that `strip --strip-all`
-# makes them identical; if not, names the sections that differ. Takes a few minutes once the
-# dependencies are built. See image/README.md, "Reproducibility".
+# Builds the runner from this checkout's HEAD in two fresh clones, in directories of different
+# lengths and with the same CARGO_TARGET_DIR, and checks that `strip --strip-all` makes them
+# identical; if not, names the sections that differ. Takes a few minutes once the dependencies
+# are built. See image/README.md, "Reproducibility".
+#
+#   scripts/check-reproducible-runner.sh [--release]   # debug profile by default
 #
 # cargo gives a workspace member's artifacts the same names in every checkout (it hashes the
 # member's path inside the workspace), so the clones' builds replace this checkout's runner
@@ -17,14 +19,21 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"; touch "$root/runner/build.rs" "$root/runner/src/lib.rs"' EXIT
 commit="$(git -C "$root" rev-parse HEAD)"
+profile=dev
+out=debug
+case "${1:-}" in
+    --release) profile=release out=release ;;
+    "") ;;
+    *) echo "usage: $0 [--release]" >&2; exit 2 ;;
+esac
 
 for dir in a bb; do
     # Cloned after the previous build, so that its files are newer than that build's output.
     git clone -q "$root" "$work/$dir"
     git -C "$work/$dir" checkout -q "$commit"
-    echo "building $commit in $work/$dir" >&2
-    (cd "$work/$dir" && cargo build -p runner --bin runner)
-    strip --strip-all -o "$work/runner-$dir" "$CARGO_TARGET_DIR/debug/runner"
+    echo "building $commit ($profile) in $work/$dir" >&2
+    (cd "$work/$dir" && cargo build --profile "$profile" -p runner --bin runner)
+    strip --strip-all -o "$work/runner-$dir" "$CARGO_TARGET_DIR/$out/runner"
 done
 
 a="$work/runner-a"
