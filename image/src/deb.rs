@@ -24,6 +24,66 @@ pub enum DebError {
     Missing(PathBuf),
 }
 
+/// A Debian package pinned by version and by the SHA-256 of its `.deb`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebPin {
+    pub package: &'static str,
+    pub version: &'static str,
+    /// `amd64` or `all`: part of the `.deb`'s file name.
+    pub arch: &'static str,
+    /// SHA-256 of the `.deb`, as in the archive's `Packages` index.
+    pub sha256: &'static str,
+    /// Where the version is published (for people; apt finds it in whatever suite has it).
+    pub suite: &'static str,
+}
+
+impl DebPin {
+    /// The file name `apt-get download` gives the package.
+    pub fn file_name(&self) -> String {
+        format!("{}_{}_{}.deb", self.package, self.version, self.arch).replace(':', "%3a")
+    }
+
+    /// The `.deb`: `given`, else `cache/debs/` (downloaded with `apt-get download` if missing);
+    /// either must have the pinned SHA-256.
+    pub fn fetch(&self, cache: &Path, given: Option<&Path>) -> Result<PathBuf, DebError> {
+        let deb = match given {
+            Some(deb) => deb.to_owned(),
+            None => cached(
+                cache,
+                self.package,
+                self.version,
+                self.suite,
+                &self.file_name(),
+            )?,
+        };
+        check_sha256(&deb, self.package, self.version, self.sha256)?;
+        Ok(deb)
+    }
+
+    /// Checks a file from the package against its pinned SHA-256.
+    pub fn check_file(&self, path: &Path, expected: &'static str) -> Result<String, DebError> {
+        check_sha256(path, self.package, self.version, expected)
+    }
+}
+
+/// Unpacks `deb` (`dpkg-deb -x`) into a new directory in `parent` named `<prefix>…`, removed
+/// when the returned guard drops unless it is kept or moved.
+pub fn unpack(deb: &Path, parent: &Path, prefix: &str) -> Result<tempfile::TempDir, DebError> {
+    std::fs::create_dir_all(parent).map_err(|e| ToolError::io(parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(parent)
+        .map_err(|e| ToolError::io(parent, e))?;
+    crate::util::run(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(deb)
+            .arg(staging.path()),
+        "dpkg-deb -x",
+    )?;
+    Ok(staging)
+}
+
 /// `cache/debs/<file_name>`, downloaded with `apt-get download package=version` if missing (a
 /// file cut short fails the hash check that follows: [`check_sha256`]).
 pub fn cached(
@@ -81,6 +141,42 @@ pub fn check_sha256(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_follow_apt() {
+        let pin = DebPin {
+            package: "linux-source-6.12",
+            version: "1:6.12.117-1~deb12u1",
+            arch: "all",
+            sha256: "",
+            suite: "bookworm-security",
+        };
+        assert_eq!(
+            pin.file_name(),
+            "linux-source-6.12_1%3a6.12.117-1~deb12u1_all.deb"
+        );
+    }
+
+    #[test]
+    fn a_given_deb_is_used_only_with_the_pinned_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = dir.path().join("p.deb");
+        std::fs::write(&given, b"package").unwrap();
+        let hash: &'static str = Box::leak(crate::util::sha256_hex(b"package").into_boxed_str());
+        let pin = DebPin {
+            package: "p",
+            version: "1",
+            arch: "all",
+            sha256: hash,
+            suite: "none",
+        };
+        assert_eq!(pin.fetch(dir.path(), Some(&given)).unwrap(), given);
+        std::fs::write(&given, b"packagE").unwrap();
+        assert!(matches!(
+            pin.fetch(dir.path(), Some(&given)),
+            Err(DebError::HashMismatch { .. })
+        ));
+    }
 
     #[test]
     fn a_file_is_accepted_only_with_the_pinned_hash() {

@@ -179,14 +179,18 @@ fn choose_kernel(options: &Options) -> Result<ChosenKernel, BuildError> {
     match &options.kernel {
         KernelSource::Minimal { source_deb } => {
             let pin = &kernel::minimal::SOURCE_PIN;
-            progress!("[2/5] kernel: built from {} {}", pin.package, pin.version);
+            progress!(
+                "[2/5] kernel: built from {} {}",
+                pin.deb.package,
+                pin.deb.version
+            );
             let jobs = util::default_jobs();
             let built = kernel::minimal::build(&options.cache, source_deb.as_deref(), jobs)?;
             Ok(ChosenKernel {
                 info: KernelInfo {
                     build: "minimal".into(),
-                    package: pin.package.into(),
-                    version: pin.version.into(),
+                    package: pin.deb.package.into(),
+                    version: pin.deb.version.into(),
                     deb_sha256: built.source_deb_sha256.clone(),
                     release: built.release.clone(),
                     config_sha256: Some(sha256_file(&built.config)?),
@@ -201,7 +205,11 @@ fn choose_kernel(options: &Options) -> Result<ChosenKernel, BuildError> {
                 return Err(BuildError::DebianKernelNeedsInitramfs);
             }
             let pin = &kernel::PIN;
-            progress!("[2/5] kernel: Debian's {} {}", pin.package, pin.version);
+            progress!(
+                "[2/5] kernel: Debian's {} {}",
+                pin.deb.package,
+                pin.deb.version
+            );
             let fetched = kernel::fetch(pin, &options.cache, deb.as_deref())?;
             let modules = kernel::resolve_modules(&fetched.modules_dir(), kernel::MODULES)?;
             progress!(
@@ -216,8 +224,8 @@ fn choose_kernel(options: &Options) -> Result<ChosenKernel, BuildError> {
             Ok(ChosenKernel {
                 info: KernelInfo {
                     build: "debian".into(),
-                    package: pin.package.into(),
-                    version: pin.version.into(),
+                    package: pin.deb.package.into(),
+                    version: pin.deb.version.into(),
                     deb_sha256: fetched.deb_sha256.clone(),
                     release: pin.release.into(),
                     config_sha256: Some(sha256_file(&fetched.config())?),

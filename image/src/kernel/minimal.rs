@@ -37,12 +37,7 @@ use crate::util::{megabytes, sha256_hex, ToolError};
 /// Debian's kernel source package, pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePin {
-    pub package: &'static str,
-    pub version: &'static str,
-    /// SHA-256 of the `.deb`, as in the archive's `Packages` index.
-    pub sha256: &'static str,
-    /// Where the version is published (for people; apt finds it in whatever suite has it).
-    pub suite: &'static str,
+    pub deb: deb::DebPin,
     /// The source tarball inside the package.
     pub tarball: &'static str,
     /// The tarball's top directory.
@@ -55,10 +50,13 @@ pub struct SourcePin {
 /// Linux 6.12.117 with Debian's patches, from Debian 12's security suite: the same source as
 /// the binary kernel of [`super::PIN`].
 pub const SOURCE_PIN: SourcePin = SourcePin {
-    package: "linux-source-6.12",
-    version: "6.12.117-1~deb12u1",
-    sha256: "e849faf31ca3555757f3a8877cb01af92122f744f75d1f3102734651c4e14703",
-    suite: "bookworm-security",
+    deb: deb::DebPin {
+        package: "linux-source-6.12",
+        version: "6.12.117-1~deb12u1",
+        arch: "all",
+        sha256: "e849faf31ca3555757f3a8877cb01af92122f744f75d1f3102734651c4e14703",
+        suite: "bookworm-security",
+    },
     tarball: "usr/src/linux-source-6.12.tar.xz",
     tree: "linux-source-6.12",
     date: "Sat, 14 Nov 2026 13:56:01 +0100",
@@ -120,11 +118,6 @@ impl BuiltKernel {
         (built.bzimage.is_file() && built.config.is_file() && !built.release.is_empty())
             .then_some(built)
     }
-}
-
-/// The file name `apt-get download` gives the source package.
-pub fn deb_file_name(pin: &SourcePin) -> String {
-    format!("{}_{}_all.deb", pin.package, pin.version).replace(':', "%3a")
 }
 
 /// What the fragment asks of one option.
@@ -268,17 +261,8 @@ pub fn build(
     jobs: usize,
 ) -> Result<BuiltKernel, KernelError> {
     let pin = &SOURCE_PIN;
-    let deb = match source_deb {
-        Some(deb) => deb.to_owned(),
-        None => deb::cached(
-            cache,
-            pin.package,
-            pin.version,
-            pin.suite,
-            &deb_file_name(pin),
-        )?,
-    };
-    let deb_sha256 = deb::check_sha256(&deb, pin.package, pin.version, pin.sha256)?;
+    let deb = pin.deb.fetch(cache, source_deb)?;
+    let deb_sha256 = pin.deb.sha256.to_owned();
     let key = cache_key(&deb_sha256, FRAGMENT, &toolchain()?);
     let dir = cache.join(format!("kernel-minimal-{key}"));
     if let Some(built) = BuiltKernel::load(&dir, &deb_sha256, &key) {
@@ -378,19 +362,10 @@ fn source_tree(cache: &Path, deb: &Path, deb_sha256: &str) -> Result<PathBuf, Ke
         return Ok(root);
     }
     crate::progress!("kernel: unpacking {} from {}", pin.tarball, deb.display());
-    std::fs::create_dir_all(cache).map_err(|e| ToolError::io(cache, e))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".linux-source-")
-        .tempdir_in(cache)
-        .map_err(|e| ToolError::io(cache, e))?;
-    let package = staging.path().join("package");
+    let staging = deb::unpack(deb, cache, ".linux-source-")?;
     let tree = staging.path().join("tree");
     std::fs::create_dir(&tree).map_err(|e| ToolError::io(&tree, e))?;
-    crate::util::run(
-        Command::new("dpkg-deb").arg("-x").arg(deb).arg(&package),
-        "dpkg-deb -x",
-    )?;
-    let tarball = package.join(pin.tarball);
+    let tarball = staging.path().join(pin.tarball);
     if !tarball.is_file() {
         return Err(KernelError::Missing(tarball));
     }
@@ -558,14 +533,14 @@ mod tests {
     #[test]
     fn the_source_deb_name_follows_apt() {
         assert_eq!(
-            deb_file_name(&SOURCE_PIN),
+            SOURCE_PIN.deb.file_name(),
             "linux-source-6.12_6.12.117-1~deb12u1_all.deb"
         );
     }
 
     #[test]
     fn the_source_is_the_binary_kernels_version() {
-        assert_eq!(SOURCE_PIN.version, super::super::PIN.version);
+        assert_eq!(SOURCE_PIN.deb.version, super::super::PIN.deb.version);
     }
 
     #[test]

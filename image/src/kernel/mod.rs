@@ -11,7 +11,6 @@ pub mod minimal;
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::deb;
 use crate::util::ToolError;
@@ -19,14 +18,9 @@ use crate::util::ToolError;
 /// A Debian kernel package, pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelPin {
-    pub package: &'static str,
-    pub version: &'static str,
-    /// SHA-256 of the `.deb`, as in the archive's `Packages` index.
-    pub sha256: &'static str,
+    pub deb: deb::DebPin,
     /// `uname -r`: names `boot/vmlinuz-<release>` and `lib/modules/<release>/`.
     pub release: &'static str,
-    /// Where the version is published (for people; apt finds it in whatever suite has it).
-    pub suite: &'static str,
 }
 
 /// Linux 6.12 "cloud" flavour from Debian 12's security suite (the same 6.12 line that
@@ -35,11 +29,14 @@ pub struct KernelPin {
 /// configfs, the configfs-tsm report interface (`tsm`), `sev-guest`, `tdx-guest`, `virtio_net`,
 /// `virtio_blk` (the state disk), `virtio-rng`, vsock, the ACPI power button and evdev.
 pub const PIN: KernelPin = KernelPin {
-    package: "linux-image-6.12.117+deb12-cloud-amd64-unsigned",
-    version: "6.12.117-1~deb12u1",
-    sha256: "670b2688bcf94c24693f7c7e1fc9776ff2e202ff15553a2614f79415d48a6607",
+    deb: deb::DebPin {
+        package: "linux-image-6.12.117+deb12-cloud-amd64-unsigned",
+        version: "6.12.117-1~deb12u1",
+        arch: "amd64",
+        sha256: "670b2688bcf94c24693f7c7e1fc9776ff2e202ff15553a2614f79415d48a6607",
+        suite: "bookworm-security",
+    },
     release: "6.12.117+deb12-cloud-amd64",
-    suite: "bookworm-security",
 };
 
 /// The modules the appliance loads (their dependencies are added before them).
@@ -156,44 +153,20 @@ impl Kernel {
     }
 }
 
-/// The file name `apt-get download` gives a package.
-pub fn deb_file_name(pin: &KernelPin) -> String {
-    format!("{}_{}_amd64.deb", pin.package, pin.version).replace(':', "%3a")
-}
-
 /// Returns the unpacked kernel: from `deb` if given, else from `cache/debs/` (downloading it with
 /// `apt-get download` if missing). The `.deb` must match the pin's SHA-256.
 pub fn fetch(pin: &KernelPin, cache: &Path, deb: Option<&Path>) -> Result<Kernel, KernelError> {
-    let deb = match deb {
-        Some(deb) => deb.to_owned(),
-        None => deb::cached(
-            cache,
-            pin.package,
-            pin.version,
-            pin.suite,
-            &deb_file_name(pin),
-        )?,
-    };
-    let actual = deb::check_sha256(&deb, pin.package, pin.version, pin.sha256)?;
-    let root = cache.join(format!("kernel-{}", &pin.sha256[..16]));
+    let deb = pin.deb.fetch(cache, deb)?;
+    let root = cache.join(format!("kernel-{}", &pin.deb.sha256[..16]));
     if !root.join("boot").is_dir() {
         crate::progress!("kernel: unpacking {}", deb.display());
-        std::fs::create_dir_all(cache).map_err(|e| ToolError::io(cache, e))?;
-        let staging = tempfile::tempdir_in(cache).map_err(|e| ToolError::io(cache, e))?;
-        crate::util::run(
-            Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(staging.path()),
-            "dpkg-deb -x",
-        )?;
-        let staged = staging.keep();
+        let staged = deb::unpack(&deb, cache, ".kernel-")?.keep();
         std::fs::rename(&staged, &root).map_err(|e| ToolError::io(&root, e))?;
     }
     let kernel = Kernel {
         pin: pin.clone(),
         root,
-        deb_sha256: actual,
+        deb_sha256: pin.deb.sha256.to_owned(),
     };
     for path in [kernel.vmlinuz(), kernel.modules_dir()] {
         if !path.exists() {
@@ -347,7 +320,7 @@ mod tests {
     #[test]
     fn deb_names_follow_apt() {
         assert_eq!(
-            deb_file_name(&PIN),
+            PIN.deb.file_name(),
             "linux-image-6.12.117+deb12-cloud-amd64-unsigned_6.12.117-1~deb12u1_amd64.deb"
         );
     }

@@ -929,7 +929,7 @@ mod tests {
 
     #[test]
     fn the_source_is_the_pinned_tdvfs() {
-        assert_eq!(SOURCE_PIN.version, super::super::TDVF_PIN.version);
+        assert_eq!(SOURCE_PIN.version, super::super::TDVF_PIN.deb.version);
         assert_eq!(
             SOURCE_PIN.orig.url(DEBIAN_MIRROR),
             "http://deb.debian.org/debian/pool/main/e/edk2/edk2_2025.02.orig.tar.xz"

@@ -45,7 +45,6 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sha2::{Digest, Sha384};
 
@@ -57,16 +56,11 @@ use crate::util::{sha256_file, ToolError};
 /// A Debian `ovmf` package whose `OVMF.fd` is a TDVF (TDX metadata and TDX measurement), pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdvfPin {
-    pub package: &'static str,
-    pub version: &'static str,
-    /// SHA-256 of the `.deb`, as in the archive's `Packages` index.
-    pub deb_sha256: &'static str,
+    pub deb: deb::DebPin,
     /// The firmware file in the package.
     pub file: &'static str,
     /// SHA-256 of that file.
     pub file_sha256: &'static str,
-    /// Where the version is published (apt finds it in whatever suite has it).
-    pub suite: &'static str,
 }
 
 /// Debian 13's OVMF (edk2-stable202502): `debian/rules` builds OvmfPkgX64 with
@@ -75,12 +69,15 @@ pub struct TdvfPin {
 /// OVMF (2022.11) has TDX metadata too but no TDX measurement: under it RTMR[1..2] stay zero
 /// whatever kernel, initrd and command line boot, so it is unsuitable.
 pub const TDVF_PIN: TdvfPin = TdvfPin {
-    package: "ovmf",
-    version: "2025.02-8+deb13u1",
-    deb_sha256: "78e0d54df11fc77406cb7a0bc9a39e5bca6d1cbe06556b91d9a73491c52decdf",
+    deb: deb::DebPin {
+        package: "ovmf",
+        version: "2025.02-8+deb13u1",
+        arch: "all",
+        sha256: "78e0d54df11fc77406cb7a0bc9a39e5bca6d1cbe06556b91d9a73491c52decdf",
+        suite: "trixie",
+    },
     file: "usr/share/ovmf/OVMF.fd",
     file_sha256: "14954040cc754ade0c625ac3470ea46d4c14318b5b1396de4ef77090203d76db",
-    suite: "trixie",
 };
 
 /// What the TDX measurements depend on besides the image: the TDVF the host loads with `-bios`.
@@ -107,7 +104,7 @@ impl TdxParams {
         let origin = match &self.pin {
             Some(pin) => format!(
                 "Debian {} {} ({}, .deb SHA-256 {})",
-                pin.package, pin.version, pin.file, pin.deb_sha256
+                pin.deb.package, pin.deb.version, pin.file, pin.deb.sha256
             ),
             None => "a TDVF given by hand".to_owned(),
         };
@@ -123,11 +120,6 @@ impl TdxParams {
     }
 }
 
-/// The file name `apt-get download` gives the pinned package.
-fn deb_file_name(pin: &TdvfPin) -> String {
-    format!("{}_{}_all.deb", pin.package, pin.version).replace(':', "%3a")
-}
-
 /// Returns the pinned TDVF (`OVMF.fd`), from `cache` or else fetched with `apt-get download`
 /// into `cache/debs/` (the suite must be in apt's sources) and unpacked into the cache. The
 /// `.deb` and the file must match the pin's SHA-256.
@@ -141,37 +133,19 @@ pub fn fetch_tdvf_with(
     cache: &Path,
     deb: Option<&Path>,
 ) -> Result<PathBuf, MeasureError> {
-    let dir = cache.join(format!("tdvf-{}", &pin.deb_sha256[..16]));
+    let dir = cache.join(format!("tdvf-{}", &pin.deb.sha256[..16]));
     let file_name = Path::new(pin.file)
         .file_name()
         .map(|name| name.to_owned())
         .unwrap_or_else(|| "OVMF.fd".into());
     let target = dir.join(file_name);
     if target.is_file() {
-        deb::check_sha256(&target, pin.package, pin.version, pin.file_sha256)?;
+        pin.deb.check_file(&target, pin.file_sha256)?;
         return Ok(target);
     }
-    let deb = match deb {
-        Some(deb) => deb.to_owned(),
-        None => deb::cached(
-            cache,
-            pin.package,
-            pin.version,
-            pin.suite,
-            &deb_file_name(pin),
-        )?,
-    };
-    deb::check_sha256(&deb, pin.package, pin.version, pin.deb_sha256)?;
+    let deb = pin.deb.fetch(cache, deb)?;
     crate::progress!("tdvf: unpacking {} from {}", pin.file, deb.display());
-    std::fs::create_dir_all(cache).map_err(|e| ToolError::io(cache, e))?;
-    let staging = tempfile::tempdir_in(cache).map_err(|e| ToolError::io(cache, e))?;
-    crate::util::run(
-        Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(staging.path()),
-        "dpkg-deb -x",
-    )?;
+    let staging = deb::unpack(&deb, cache, ".tdvf-")?;
     let unpacked = staging.path().join(pin.file);
     if !unpacked.is_file() {
         return Err(MeasureError::TdvfMissing {
@@ -179,7 +153,7 @@ pub fn fetch_tdvf_with(
             file: pin.file,
         });
     }
-    deb::check_sha256(&unpacked, pin.package, pin.version, pin.file_sha256)?;
+    pin.deb.check_file(&unpacked, pin.file_sha256)?;
     std::fs::create_dir_all(&dir).map_err(|e| ToolError::io(&dir, e))?;
     std::fs::rename(&unpacked, &target).map_err(|e| ToolError::io(&target, e))?;
     Ok(target)
@@ -693,9 +667,9 @@ pub fn tdx_measurements(
         ),
     ]);
     if let Some(pin) = &params.pin {
-        parameters.insert("tdvf_package".to_owned(), pin.package.to_owned());
-        parameters.insert("tdvf_version".to_owned(), pin.version.to_owned());
-        parameters.insert("tdvf_deb_sha256".to_owned(), pin.deb_sha256.to_owned());
+        parameters.insert("tdvf_package".to_owned(), pin.deb.package.to_owned());
+        parameters.insert("tdvf_version".to_owned(), pin.deb.version.to_owned());
+        parameters.insert("tdvf_deb_sha256".to_owned(), pin.deb.sha256.to_owned());
         parameters.insert("tdvf_file".to_owned(), pin.file.to_owned());
     }
     Ok(Measurement::Computed { values, parameters })

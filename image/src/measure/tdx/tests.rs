@@ -1,4 +1,5 @@
 use super::*;
+use std::process::Command;
 
 const KIB: usize = 1024;
 
@@ -438,9 +439,9 @@ fn pinned_tdvf_mrtd_matches_a_peer_implementation() {
         return;
     };
     let unpacked = cache
-        .join(format!("tdvf-{}", &TDVF_PIN.deb_sha256[..16]))
+        .join(format!("tdvf-{}", &TDVF_PIN.deb.sha256[..16]))
         .join("OVMF.fd");
-    let deb = cache.join("debs").join(deb_file_name(&TDVF_PIN));
+    let deb = cache.join("debs").join(TDVF_PIN.deb.file_name());
     if !unpacked.is_file() && !deb.is_file() {
         eprintln!(
             "skipped: neither {} nor {} (fetch_tdvf puts them there)",
