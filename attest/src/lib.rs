@@ -40,7 +40,9 @@ pub use evidence::{
     CertKind, Evidence, NoneEvidence, SnpCert, SnpEvidence, TdxCollateral, TdxEvidence,
     FORMAT_VERSION,
 };
-pub use measurement::{Digest48, ExpectedMeasurements, SnpMeasurement, TdxMeasurements};
+pub use measurement::{
+    Digest48, ExpectedMeasurements, ManifestError, SnpMeasurement, TdxMeasurements,
+};
 pub use policy::{Policy, SnpPolicy, TdxPolicy, TdxTcbStatus};
 pub use snp::verify::SnpTcbs;
 pub use snp::{DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix, SnpDetails, SnpTcb};

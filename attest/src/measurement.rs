@@ -159,6 +159,114 @@ impl ExpectedMeasurements {
     }
 }
 
+/// Why an image build's manifest gave no expected measurements.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// No `measurements` object: not an image manifest.
+    #[error("no `measurements` object: not an image build's manifest.json")]
+    NotAManifest,
+    /// A computed value is missing or not 96 hex digits.
+    #[error("measurements.{tee}.values.{register}: {reason}")]
+    BadValue {
+        /// "snp" or "tdx".
+        tee: &'static str,
+        /// The register's name in the manifest.
+        register: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Neither TEE has a measurement the verifier could check.
+    #[error("the manifest gives no measurement a verifier can check: {0}")]
+    NothingUsable(String),
+}
+
+impl ExpectedMeasurements {
+    /// The measurements an image build's `manifest.json` records: per TEE, `{"status":
+    /// "computed", "values": {…}, "parameters": {…}}` or `{"status": "not_computed", "reason":
+    /// …}`. SNP: the launch digest. TDX: MRTD and RTMR[1..3] from the manifest; RTMR[0] holds the
+    /// host's VM configuration (ACPI tables, memory, vCPUs), which the image build cannot know,
+    /// so it comes from `tdx_rtmr0` (read from a known-good boot on that host) — without it no
+    /// TDX launch is accepted. Returns the measurements and, for people, a note for each TEE
+    /// whose launches will be refused.
+    pub fn from_image_manifest(
+        manifest: &serde_json::Value,
+        tdx_rtmr0: Option<Digest48>,
+    ) -> Result<(Self, Vec<String>), ManifestError> {
+        let measurements = manifest
+            .get("measurements")
+            .filter(|m| m.is_object())
+            .ok_or(ManifestError::NotAManifest)?;
+        let computed = |tee: &str| {
+            let entry = measurements.get(tee)?;
+            (entry.get("status")?.as_str()? == "computed").then_some(entry)
+        };
+        let value = |entry: &serde_json::Value, tee: &'static str, register: &'static str| {
+            let text = entry
+                .get("values")
+                .and_then(|values| values.get(register))
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| ManifestError::BadValue {
+                    tee,
+                    register,
+                    reason: "missing".into(),
+                })?;
+            text.parse::<Digest48>()
+                .map_err(|reason| ManifestError::BadValue {
+                    tee,
+                    register,
+                    reason,
+                })
+        };
+        let mut expected = ExpectedMeasurements::default();
+        let mut notes = Vec::new();
+        match computed("snp") {
+            Some(entry) => {
+                let parameter = |name: &str| {
+                    entry
+                        .get("parameters")
+                        .and_then(|p| p.get(name))
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("?")
+                        .to_owned()
+                };
+                expected.snp.push(SnpMeasurement {
+                    launch_digest: value(entry, "snp", "launch_digest")?,
+                    label: Some(format!(
+                        "image manifest: {} vCPU {}",
+                        parameter("vcpus"),
+                        parameter("vcpu_type")
+                    )),
+                });
+            }
+            None => {
+                notes.push("SNP launches are refused: the manifest has no SNP launch digest".into())
+            }
+        }
+        match (computed("tdx"), tdx_rtmr0) {
+            (Some(entry), Some(rtmr0)) => expected.tdx.push(TdxMeasurements {
+                mrtd: value(entry, "tdx", "mrtd")?,
+                rtmr0,
+                rtmr1: value(entry, "tdx", "rtmr1")?,
+                rtmr2: value(entry, "tdx", "rtmr2")?,
+                rtmr3: value(entry, "tdx", "rtmr3")?,
+                label: Some("image manifest, RTMR[0] given".into()),
+            }),
+            (Some(_), None) => notes.push(
+                "TDX launches are refused: RTMR[0] is the host's (ACPI tables, VM shape) and not \
+                 in the manifest; give it (--tdx-rtmr0) from a known-good boot on that host"
+                    .into(),
+            ),
+            (None, _) => {
+                notes.push("TDX launches are refused: the manifest has no TDX values".into())
+            }
+        }
+        if expected.snp.is_empty() && expected.tdx.is_empty() {
+            return Err(ManifestError::NothingUsable(notes.join("; ")));
+        }
+        Ok((expected, notes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +361,83 @@ mod tests {
         let back: ExpectedMeasurements =
             serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
+    }
+
+    /// The `measurements` of an image manifest as the image tool writes them.
+    fn image_manifest(snp: &str, tdx: &str) -> serde_json::Value {
+        serde_json::json!({
+            "schema": 2,
+            "measurements": {
+                "snp": {
+                    "status": "computed",
+                    "values": { "launch_digest": snp },
+                    "parameters": { "vcpus": "2", "vcpu_type": "EPYC-v4" }
+                },
+                "tdx": {
+                    "status": "computed",
+                    "values": { "mrtd": tdx, "rtmr1": tdx, "rtmr2": tdx, "rtmr3": "00".repeat(48) },
+                    "parameters": {}
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn an_image_manifest_gives_its_snp_digest_and_tdx_registers_with_a_given_rtmr0() {
+        let manifest = image_manifest(&"11".repeat(48), &"22".repeat(48));
+        let (expected, notes) =
+            ExpectedMeasurements::from_image_manifest(&manifest, Some(digest(0x33))).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert!(expected.check_snp(&digest(0x11)).is_ok());
+        assert!(expected.check_snp(&digest(0x12)).is_err());
+        let mut launch = tdx([0x22, 0x33, 0x22, 0x22, 0x00]);
+        assert!(expected.check_tdx(&launch).is_ok());
+        launch.rtmr0 = digest(0x34);
+        assert!(matches!(
+            expected.check_tdx(&launch),
+            Err(MeasurementError::Mismatch {
+                register: Register::Rtmr0,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn without_rtmr0_tdx_is_refused_and_said_so() {
+        let manifest = image_manifest(&"11".repeat(48), &"22".repeat(48));
+        let (expected, notes) = ExpectedMeasurements::from_image_manifest(&manifest, None).unwrap();
+        assert!(expected.tdx.is_empty());
+        assert!(matches!(
+            expected.check_tdx(&tdx([0x22, 0x33, 0x22, 0x22, 0x00])),
+            Err(MeasurementError::NoneExpected { tee: "tdx" })
+        ));
+        assert!(notes.iter().any(|n| n.contains("RTMR[0]")), "{notes:?}");
+        assert!(expected.check_snp(&digest(0x11)).is_ok());
+    }
+
+    #[test]
+    fn broken_or_empty_manifests_are_refused() {
+        let bare = serde_json::json!({ "snp": [] });
+        assert!(matches!(
+            ExpectedMeasurements::from_image_manifest(&bare, None),
+            Err(ManifestError::NotAManifest)
+        ));
+        let short = image_manifest(&"11".repeat(47), &"22".repeat(48));
+        assert!(matches!(
+            ExpectedMeasurements::from_image_manifest(&short, None),
+            Err(ManifestError::BadValue {
+                tee: "snp",
+                register: "launch_digest",
+                ..
+            })
+        ));
+        let none = serde_json::json!({ "measurements": {
+            "snp": { "status": "not_computed", "reason": "--no-snp" },
+            "tdx": { "status": "not_computed", "reason": "--no-tdx" }
+        }});
+        assert!(matches!(
+            ExpectedMeasurements::from_image_manifest(&none, Some(digest(1))),
+            Err(ManifestError::NothingUsable(_))
+        ));
     }
 }

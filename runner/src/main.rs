@@ -15,8 +15,14 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Verify(args)) => verify(&args),
-        Some(Command::Deploy(args)) => deploy(&args),
+        Some(Command::Verify(args)) => {
+            init_client_logging();
+            verify(&args)
+        }
+        Some(Command::Deploy(args)) => {
+            init_client_logging();
+            deploy(&args)
+        }
         Some(Command::Verifier(args)) => {
             init_logging(LogFormat::Text);
             verifier(&args)
@@ -124,6 +130,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(runner::server::serve(config))?;
     Ok(())
+}
+
+/// The client commands (`verify`, `deploy`): warnings only (e.g. what `--expect` will refuse),
+/// unless RUNNER_LOG says otherwise.
+fn init_client_logging() {
+    let filter = EnvFilter::try_from_env("RUNNER_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn init_logging(format: LogFormat) {

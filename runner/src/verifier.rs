@@ -35,14 +35,10 @@ pub struct VerifierArgs {
     /// it does not exist.
     #[arg(long)]
     pub key_file: PathBuf,
-    /// Expected measurements: an image build's manifest.json (its `measurements`), or a bare
-    /// list. Evidence of any other image is refused.
-    #[arg(long)]
-    pub expect: Option<PathBuf>,
-    /// Accept `none` evidence (a runner without a TEE): development only, nothing is attested.
-    /// The permitter must also allow the `none` measurement.
-    #[arg(long)]
-    pub allow_insecure_dev: bool,
+    /// What to trust (with `--allow-insecure-dev` the permitter must also allow the `none`
+    /// measurement).
+    #[command(flatten)]
+    pub policy: crate::tls::verify::PolicyArgs,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
@@ -119,10 +115,10 @@ pub fn router(verifier: Arc<Verifier>) -> Router {
 
 /// Runs the service until SIGINT/SIGTERM.
 pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
-    if args.expect.is_none() && !args.allow_insecure_dev {
+    if args.policy.expect.is_none() && !args.policy.allow_insecure_dev {
         return Err(VerifierServiceError::NoPolicy);
     }
-    let policy = crate::tls::verify::policy(args.expect.as_deref(), args.allow_insecure_dev)?;
+    let policy = args.policy.policy()?;
     let signer = load_or_create_key(&args.key_file)?;
     let verifier = Arc::new(Verifier::new(attest::Verifier::new(policy), signer));
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -140,7 +136,7 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
             }
         })?;
     }
-    if args.allow_insecure_dev {
+    if args.policy.allow_insecure_dev {
         tracing::warn!(
             "verifier accepts `none` evidence (--allow-insecure-dev): INSECURE, development only"
         );

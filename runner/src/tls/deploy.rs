@@ -38,13 +38,10 @@ pub struct DeployArgs {
     /// A host name whose requests go to the worker's fetch handler.
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Expected measurements: the image build's manifest.json, or a bare list.
-    #[arg(long)]
-    pub expect: Option<PathBuf>,
-    /// Accept `none` evidence (a runner without a TEE). Development only: the config is then
-    /// protected from the network but not from the host.
-    #[arg(long)]
-    pub allow_insecure_dev: bool,
+    /// What to trust. With `--allow-insecure-dev` the config is protected from the network but
+    /// not from the host.
+    #[command(flatten)]
+    pub policy: verify::PolicyArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +72,7 @@ pub struct Deployed {
 /// Reads the inputs, verifies the appliance, and creates the worker.
 pub async fn run(args: &DeployArgs) -> Result<Deployed, DeployError> {
     let body = request_body(args)?;
-    let policy = verify::policy(args.expect.as_deref(), args.allow_insecure_dev)?;
+    let policy = args.policy.policy()?;
     let url = format!("{}/", args.url.trim_end_matches('/'));
     let answer = verify::send_verified(
         &url,
@@ -155,8 +152,7 @@ mod tests {
             schedule: Some("* * * * * *".into()),
             config: config.map(str::to_owned),
             hostname: None,
-            expect: None,
-            allow_insecure_dev: false,
+            policy: verify::PolicyArgs::default(),
         }
     }
 

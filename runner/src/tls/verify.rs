@@ -33,19 +33,47 @@ use super::cert;
 pub struct VerifyArgs {
     /// The appliance URL, e.g. https://host:8443/w/<id>/
     pub url: String,
-    /// Expected measurements: the image build's manifest.json (its `measurements`), or a bare
-    /// list of expected measurements.
-    #[arg(long)]
-    pub expect: Option<PathBuf>,
-    /// Accept `none` evidence (a runner without a TEE). Development only: nothing is attested.
-    #[arg(long)]
-    pub allow_insecure_dev: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// HTTP method.
     #[arg(long, short = 'X', default_value = "GET")]
     pub method: String,
     /// Request body.
     #[arg(long, short = 'd')]
     pub data: Option<String>,
+}
+
+/// What a client trusts: the options `runner verify`, `deploy` and `verifier` share.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PolicyArgs {
+    /// Expected measurements: an image build's manifest.json (its SNP launch digest and TDX
+    /// registers), or a bare list of expected measurements. Evidence of any other launch is
+    /// refused.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// TDX RTMR[0] (96 hex digits) of the host's VM, from a known-good boot there. With a
+    /// manifest, TDX launches are accepted only with it: RTMR[0] covers the host's ACPI tables
+    /// and VM shape, which the image build cannot compute.
+    #[arg(long, value_name = "HEX")]
+    pub tdx_rtmr0: Option<attest::Digest48>,
+    /// Accept `none` evidence (a runner without a TEE). Development only: nothing is attested.
+    #[arg(long)]
+    pub allow_insecure_dev: bool,
+}
+
+impl PolicyArgs {
+    /// The attestation policy these options describe. What it will refuse for want of a
+    /// measurement (e.g. TDX without `--tdx-rtmr0`) is logged as a warning.
+    pub fn policy(&self) -> Result<attest::Policy, VerifyCommandError> {
+        Ok(attest::Policy {
+            allow_insecure_dev: self.allow_insecure_dev,
+            expected: match &self.expect {
+                Some(path) => load_expected(path, self.tdx_rtmr0)?,
+                None => attest::ExpectedMeasurements::default(),
+            },
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,9 +167,12 @@ impl ServerCertVerifier for AttestedServerVerifier {
     }
 }
 
-/// The expected measurements in `path`: a manifest's `measurements`, or the bare list.
+/// The expected measurements in `path`: an image build's manifest.json (see
+/// [`attest::ExpectedMeasurements::from_image_manifest`]; `tdx_rtmr0` completes its TDX values),
+/// or the bare list in [`attest::ExpectedMeasurements`]' own JSON form.
 pub fn load_expected(
     path: &std::path::Path,
+    tdx_rtmr0: Option<attest::Digest48>,
 ) -> Result<attest::ExpectedMeasurements, VerifyCommandError> {
     let fail = |reason: String| VerifyCommandError::Expect {
         path: path.display().to_string(),
@@ -149,8 +180,21 @@ pub fn load_expected(
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
-    let expected = value.get("measurements").cloned().unwrap_or(value);
-    serde_json::from_value(expected).map_err(|e| fail(e.to_string()))
+    if value.get("measurements").is_some() {
+        let (expected, notes) =
+            attest::ExpectedMeasurements::from_image_manifest(&value, tdx_rtmr0)
+                .map_err(|e| fail(e.to_string()))?;
+        for note in notes {
+            tracing::warn!(expect = %path.display(), "{note}");
+        }
+        return Ok(expected);
+    }
+    if tdx_rtmr0.is_some() {
+        return Err(fail(
+            "--tdx-rtmr0 completes an image manifest; a bare list gives RTMR[0] itself".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| fail(e.to_string()))
 }
 
 /// The outcome of `runner verify`: what was verified, and the server's answer.
@@ -162,24 +206,9 @@ pub struct VerifiedResponse {
 
 /// Verifies the appliance behind `args.url` and sends the request over the pinned connection.
 pub async fn run(args: &VerifyArgs) -> Result<VerifiedResponse, VerifyCommandError> {
-    let policy = policy(args.expect.as_deref(), args.allow_insecure_dev)?;
+    let policy = args.policy.policy()?;
     let body = Bytes::from(args.data.clone().unwrap_or_default());
     send_verified(&args.url, policy, &args.method, None, body).await
-}
-
-/// The attestation policy of `--expect` and `--allow-insecure-dev`.
-pub fn policy(
-    expect: Option<&std::path::Path>,
-    allow_insecure_dev: bool,
-) -> Result<attest::Policy, VerifyCommandError> {
-    Ok(attest::Policy {
-        allow_insecure_dev,
-        expected: match expect {
-            Some(path) => load_expected(path)?,
-            None => attest::ExpectedMeasurements::default(),
-        },
-        ..Default::default()
-    })
 }
 
 /// Connects to `url` (https), verifies the appliance's evidence against `policy` during the
@@ -295,8 +324,10 @@ mod tests {
     fn args(port: u16) -> VerifyArgs {
         VerifyArgs {
             url: format!("https://127.0.0.1:{port}/"),
-            expect: None,
-            allow_insecure_dev: true,
+            policy: PolicyArgs {
+                allow_insecure_dev: true,
+                ..PolicyArgs::default()
+            },
             method: "GET".into(),
             data: None,
         }

@@ -633,11 +633,16 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     assert_eq!(attestation["nonce"], "0a0b", "{attestation}");
 
     // 4. The attested-TLS listener through the 8443 forward: `runner verify` checks the `none`
-    //    evidence in the certificate (allowed explicitly) before it sends the request.
+    //    evidence in the certificate (allowed explicitly) before it sends the request. It reads
+    //    the expected measurements from the image's own manifest (SNP digest, TDX registers) and
+    //    says that TDX launches need RTMR[0].
     let https = format!("https://{}/healthz", vm.https);
+    let manifest = bundle.path().join(MANIFEST_FILE);
     let verify = tokio::task::spawn_blocking(move || {
         Command::new(e2e::runner_bin())
-            .args(["verify", "--allow-insecure-dev", &https])
+            .args(["verify", "--allow-insecure-dev", "--expect"])
+            .arg(&manifest)
+            .arg(&https)
             .env("NO_PROXY", "127.0.0.1")
             .output()
             .expect("run `runner verify`")
@@ -650,6 +655,11 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
         String::from_utf8_lossy(&verify.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&verify.stdout), "ok");
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        stderr.contains("TDX launches are refused") && stderr.contains("RTMR[0]"),
+        "{stderr}"
+    );
 
     // 5. ACPI power button → graceful shutdown → power off → QEMU exits 0, the state disk
     //    unmounted first: the host sees a clean ext4 with no journal to replay.
