@@ -119,6 +119,12 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
         return Err(VerifierServiceError::NoPolicy);
     }
     let policy = args.policy.policy()?;
+    // What the permitter's owner allows (setMeasurement): the on-chain form of every launch this
+    // verifier accepts.
+    let mut measurements = contracts::verifier::allowed_measurements(&policy.expected);
+    if policy.allow_insecure_dev {
+        measurements.push(contracts::verifier::none_measurement());
+    }
     let signer = load_or_create_key(&args.key_file)?;
     let verifier = Arc::new(Verifier::new(attest::Verifier::new(policy), signer));
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -144,7 +150,11 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
     tracing::info!(addr = %local, signer = %verifier.address(), "attestation verifier listening");
     println!(
         "{}",
-        serde_json::json!({ "signer": verifier.address().to_string(), "listen": local.to_string() })
+        serde_json::json!({
+            "signer": verifier.address().to_string(),
+            "listen": local.to_string(),
+            "measurements": measurements.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })
     );
     axum::serve(listener, router(verifier))
         .with_graceful_shutdown(shutdown())

@@ -275,6 +275,8 @@ struct VerifierService {
     child: Child,
     url: String,
     signer: Address,
+    /// The on-chain measurements it printed for the permitter's owner to allow.
+    measurements: Vec<B256>,
     _dir: tempfile::TempDir,
 }
 
@@ -306,6 +308,7 @@ impl VerifierService {
             child,
             url: String::new(),
             signer: key.address(),
+            measurements: Vec::new(),
             _dir: dir,
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -326,7 +329,8 @@ impl VerifierService {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // It prints its signer address, to be allowed in the permitter.
+        // It prints its signer address and the measurements it accepts (with
+        // --allow-insecure-dev, the `none` one), to be allowed in the permitter.
         let stdout = service.child.stdout.take().unwrap();
         let line = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
@@ -340,6 +344,13 @@ impl VerifierService {
             printed["signer"].as_str().unwrap().to_lowercase(),
             service.signer.to_string().to_lowercase()
         );
+        service.measurements = printed["measurements"]
+            .as_array()
+            .expect("a list of measurements")
+            .iter()
+            .map(|m| m.as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(service.measurements, [verifier::none_measurement()]);
         service
     }
 }
@@ -370,12 +381,9 @@ impl Chain {
         let verifier = VerifierService::start().await;
         let permitter = VerifierPermitter::new(d.permitter, owner.clone());
         mined(permitter.setVerifier(verifier.signer, true).send()).await;
-        mined(
-            permitter
-                .setMeasurement(verifier::none_measurement(), true)
-                .send(),
-        )
-        .await;
+        for measurement in &verifier.measurements {
+            mined(permitter.setMeasurement(*measurement, true).send()).await;
+        }
         Some(Chain {
             chain,
             d,
