@@ -43,6 +43,32 @@ impl ToolError {
     }
 }
 
+/// A build directory's path inside a build's output: the output would depend on where it was
+/// built.
+#[derive(Debug, thiserror::Error)]
+#[error("{file} contains the build path {leaked}: it would depend on where it was built")]
+pub struct PathLeak {
+    pub file: PathBuf,
+    pub leaked: String,
+}
+
+/// Fails if `file` contains the path `leaked` (as bytes).
+pub fn check_no_path<E: From<ToolError> + From<PathLeak>>(
+    file: &Path,
+    leaked: &Path,
+) -> Result<(), E> {
+    let bytes = std::fs::read(file).map_err(|e| ToolError::io(file, e))?;
+    let needle = leaked.as_os_str().as_encoded_bytes();
+    if !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle) {
+        return Err(PathLeak {
+            file: file.to_owned(),
+            leaked: leaked.display().to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Runs `command`, returning its output; a non-zero exit is an error carrying its stderr.
 pub fn run(command: &mut Command, what: &str) -> Result<Output, ToolError> {
     let output = command.output().map_err(|source| ToolError::Spawn {

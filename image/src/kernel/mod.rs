@@ -86,10 +86,8 @@ pub enum KernelError {
         .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
     ConfigDidNotStick(Vec<minimal::ConfigMismatch>),
-    #[error(
-        "{file} contains the build path {leaked}: the image would depend on where it was built"
-    )]
-    PathLeak { file: PathBuf, leaked: String },
+    #[error("kernel: {0}")]
+    PathLeak(#[from] crate::util::PathLeak),
 }
 
 /// The unpacked kernel package.

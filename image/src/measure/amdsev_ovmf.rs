@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use sev::measurement::ovmf::{SectionType, OVMF};
 
-use crate::util::{megabytes, sha256_file, sha256_hex, ToolError};
+use crate::util::{check_no_path, megabytes, sha256_file, sha256_hex, ToolError};
 
 /// One file of a Debian source package, pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,8 +259,8 @@ pub enum AmdSevOvmfError {
         log: PathBuf,
         tail: String,
     },
-    #[error("{file} contains the build directory {leaked}: the firmware would depend on where it was built")]
-    PathLeak { file: PathBuf, leaked: String },
+    #[error("firmware: {0}")]
+    PathLeak(#[from] crate::util::PathLeak),
     #[error("{path} is not an AmdSev OVMF the SNP launch digest can be computed for: {reason}")]
     NotAmdSev { path: PathBuf, reason: String },
     #[error(
@@ -385,7 +385,7 @@ pub fn build(cache: &Path, jobs: usize) -> Result<PathBuf, AmdSevOvmfError> {
     for entry in std::fs::read_dir(&fv_dir).map_err(|e| ToolError::io(&fv_dir, e))? {
         let path = entry.map_err(|e| ToolError::io(&fv_dir, e))?.path();
         if matches!(path.extension().and_then(|e| e.to_str()), Some("Fv" | "fd")) {
-            check_no_path(&path, work.path())?;
+            check_no_path::<AmdSevOvmfError>(&path, work.path())?;
         }
     }
     let facts = check_firmware(&built)?;
@@ -872,19 +872,6 @@ pub fn check_firmware(path: &Path) -> Result<FirmwareFacts, AmdSevOvmfError> {
     })
 }
 
-/// Fails if `file` contains the path `leaked` (as bytes).
-fn check_no_path(file: &Path, leaked: &Path) -> Result<(), AmdSevOvmfError> {
-    let bytes = std::fs::read(file).map_err(|e| ToolError::io(file, e))?;
-    let needle = leaked.as_os_str().as_encoded_bytes();
-    if !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle) {
-        return Err(AmdSevOvmfError::PathLeak {
-            file: file.to_owned(),
-            leaked: leaked.display().to_string(),
-        });
-    }
-    Ok(())
-}
-
 /// Temporary build directories: `cache/.amdsev-ovmf-XXXXXX/`, each with the builder's PID.
 const WORK_PREFIX: &str = ".amdsev-ovmf-";
 const PID_FILE: &str = "builder.pid";
@@ -1174,10 +1161,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("DXEFV.Fv");
         std::fs::write(&file, b"\0\0/cache/.amdsev-ovmf-0123/edk2/MdePkg/x.c\0").unwrap();
-        assert!(check_no_path(&file, Path::new("/elsewhere")).is_ok());
+        assert!(check_no_path::<AmdSevOvmfError>(&file, Path::new("/elsewhere")).is_ok());
         assert!(matches!(
-            check_no_path(&file, Path::new("/cache/.amdsev-ovmf-0123")),
-            Err(AmdSevOvmfError::PathLeak { .. })
+            check_no_path::<AmdSevOvmfError>(&file, Path::new("/cache/.amdsev-ovmf-0123")),
+            Err(AmdSevOvmfError::PathLeak(_))
         ));
     }
 
