@@ -4,19 +4,9 @@
 //! CACHE defaults to the image tool's (`$XDG_CACHE_HOME/smart-worker/image`, else
 //! `~/.cache/smart-worker/image`); JOBS to the number of CPUs.
 
-use std::path::PathBuf;
-
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args_os().skip(1);
-    let cache = match args.next() {
-        Some(cache) => PathBuf::from(cache),
-        None => appliance_image::util::default_cache_dir()
-            .ok_or_else(|| anyhow::anyhow!("no CACHE argument, XDG_CACHE_HOME or HOME"))?,
-    };
-    let jobs = match args.next() {
-        Some(jobs) => jobs.to_string_lossy().parse()?,
-        None => appliance_image::util::default_jobs(),
-    };
+    let (cache, jobs) = appliance_image::util::cache_and_jobs_args(std::env::args_os().skip(1))
+        .map_err(anyhow::Error::msg)?;
     let built = appliance_image::kernel::minimal::build(&cache, None, jobs)?;
     println!("bzimage {}", built.bzimage.display());
     println!("config {}", built.config.display());

@@ -122,3 +122,22 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+/// The examples' `[CACHE] [JOBS]` arguments, defaulting to [`default_cache_dir`] and
+/// [`default_jobs`].
+pub fn cache_and_jobs_args(
+    mut args: impl Iterator<Item = std::ffi::OsString>,
+) -> Result<(PathBuf, usize), String> {
+    let cache = match args.next() {
+        Some(cache) => PathBuf::from(cache),
+        None => default_cache_dir().ok_or("no CACHE argument, XDG_CACHE_HOME or HOME")?,
+    };
+    let jobs = match args.next() {
+        Some(jobs) => jobs
+            .to_string_lossy()
+            .parse()
+            .map_err(|e| format!("JOBS {jobs:?}: {e}"))?,
+        None => default_jobs(),
+    };
+    Ok((cache, jobs))
+}
