@@ -20,7 +20,7 @@ use alloy::primitives::{keccak256, Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use alloy::sol_types::{eip712_domain, SolStruct};
-use attest::{Digest48, Evidence, ExpectedMeasurements, Measurements, TdxMeasurements};
+use attest::{Digest48, Evidence, Measurements, Policy, TdxMeasurements};
 
 use crate::keys::{typed, Authorization, AuthorizationRequest, BoxFuture, EvidenceVerifier};
 
@@ -152,22 +152,25 @@ pub fn none_measurement() -> B256 {
     keccak256(NONE_MEASUREMENT_INPUT)
 }
 
-/// The on-chain measurements for an image manifest's expected measurements (what the
-/// permitter's owner passes to `setMeasurement`).
-pub fn allowed_measurements(expected: &ExpectedMeasurements) -> Vec<B256> {
+/// The on-chain form of every measurement a verifier with `policy` signs (what the permitter's
+/// owner passes to `setMeasurement`): the expected SNP and TDX launches, and the `none`
+/// measurement when the policy allows development evidence.
+pub fn allowed_measurements(policy: &Policy) -> Vec<B256> {
+    let expected = &policy.expected;
     let snp = expected
         .snp
         .iter()
         .map(|m| snp_measurement(&m.launch_digest));
     let tdx = expected.tdx.iter().map(tdx_measurement);
-    snp.chain(tdx).collect()
+    let none = policy.allow_insecure_dev.then(none_measurement);
+    snp.chain(tdx).chain(none).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloy::primitives::{address, U256};
-    use attest::{NoneEvidence, Policy};
+    use attest::{ExpectedMeasurements, NoneEvidence};
 
     fn request() -> AuthorizationRequest {
         AuthorizationRequest {
@@ -329,9 +332,18 @@ mod tests {
             }],
             tdx: vec![t.clone()],
         };
+        let mut policy = Policy {
+            expected,
+            ..Policy::default()
+        };
         assert_eq!(
-            allowed_measurements(&expected),
+            allowed_measurements(&policy),
             vec![snp_measurement(&d), tdx_measurement(&t)]
+        );
+        policy.allow_insecure_dev = true;
+        assert_eq!(
+            allowed_measurements(&policy),
+            vec![snp_measurement(&d), tdx_measurement(&t), none_measurement()]
         );
     }
 }

@@ -119,12 +119,8 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
         return Err(VerifierServiceError::NoPolicy);
     }
     let policy = args.policy.policy()?;
-    // What the permitter's owner allows (setMeasurement): the on-chain form of every launch this
-    // verifier accepts.
-    let mut measurements = contracts::verifier::allowed_measurements(&policy.expected);
-    if policy.allow_insecure_dev {
-        measurements.push(contracts::verifier::none_measurement());
-    }
+    // What the permitter's owner allows (setMeasurement).
+    let measurements = contracts::verifier::allowed_measurements(&policy);
     let signer = load_or_create_key(&args.key_file)?;
     let verifier = Arc::new(Verifier::new(attest::Verifier::new(policy), signer));
     let listener = tokio::net::TcpListener::bind(args.listen)
