@@ -86,7 +86,7 @@ pub fn unpack(deb: &Path, parent: &Path, prefix: &str) -> Result<tempfile::TempD
 
 /// `cache/debs/<file_name>`, downloaded with `apt-get download package=version` if missing (a
 /// file cut short fails the hash check that follows: [`check_sha256`]).
-pub fn cached(
+fn cached(
     cache: &Path,
     package: &str,
     version: &str,
@@ -119,7 +119,7 @@ pub fn cached(
 
 /// The SHA-256 of `path` (a package or a file from one), which must be `expected` (the pin of
 /// `package` `version`).
-pub fn check_sha256(
+fn check_sha256(
     path: &Path,
     package: &'static str,
     version: &'static str,
