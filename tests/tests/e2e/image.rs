@@ -782,7 +782,7 @@ async fn a_root_disk_with_one_byte_changed_does_not_boot() {
 /// in with `kernel-hashes=on` — the table the launch digest covers. The table is written by the
 /// same `sev` code the manifest's digest uses and loaded where the firmware reads it; the image
 /// must boot with it to `/healthz`. With one bit of the command line's hash changed, the firmware
-/// must not start the kernel: the runner does not start (nor does the kernel print anything) in
+/// must not start the kernel: neither the runner's first line nor a kernel panic appears in
 /// ten times as long as the good boot took to answer, and at least 60 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pinned_snp_firmware_starts_the_image_only_with_matching_hashes() {
