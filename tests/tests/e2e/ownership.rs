@@ -53,6 +53,9 @@ async fn only_the_creators_token_manages_a_worker() {
     let other = runner.token(&other_id).expect("the other worker's token");
     assert_ne!(token, other);
     let path = worker_path(&id);
+    // Creation runs `tasks()` once; a second run while that one is going would be refused
+    // (409), which is not what this test is about.
+    runner.wait_until_idle(&id, 1).await;
 
     assert_guarded(&runner, "GET", &format!("{path}/logs"), &token, &other, 200).await;
     assert_guarded(
