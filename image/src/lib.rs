@@ -17,6 +17,7 @@
 
 pub mod deb;
 pub mod kernel;
+pub mod long_step;
 pub mod manifest;
 pub mod measure;
 pub mod root_disk;

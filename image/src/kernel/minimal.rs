@@ -22,16 +22,14 @@
 //! covers the `.deb`, the fragment, the toolchain that compiles and compresses ([`toolchain`]) and
 //! [`RECIPE_VERSION`], so a second call with the same inputs returns at once.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::KernelError;
 use crate::deb;
+use crate::long_step::{self, Progress, Report};
 use crate::util::{check_no_path, megabytes, sha256_hex, ToolError};
 
 /// Debian's kernel source package, pinned.
@@ -216,15 +214,12 @@ pub fn check_config(fragment: &str, config: &str) -> Vec<ConfigMismatch> {
 
 /// The first line of `tool --version`.
 fn version_line(tool: &str) -> Result<String, KernelError> {
-    let output = crate::util::run(
-        Command::new(tool).arg("--version").env("LC_ALL", "C"),
+    let text = long_step::tool_version(
+        Command::new(tool).arg("--version"),
         &format!("{tool} --version (see scripts/setup.sh for the kernel's build tools)"),
     )?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
     Ok(text
         .lines()
-        .chain(stderr.lines())
         .map(str::trim)
         .find(|line| !line.is_empty())
         .unwrap_or_default()
@@ -283,17 +278,16 @@ pub fn build(
     let fragment_path = work.path().join("appliance.config");
     std::fs::write(&fragment_path, FRAGMENT).map_err(|e| ToolError::io(&fragment_path, e))?;
     let log_path = out.join(MAKE_LOG);
-    let mut log = std::fs::File::create(&log_path).map_err(|e| ToolError::io(&log_path, e))?;
 
     crate::progress!("kernel: configuring (allnoconfig + image/kernel/appliance.config)");
     let mut allnoconfig = make(&source, &objects);
     allnoconfig
         .arg(format!("KCONFIG_ALLCONFIG={}", fragment_path.display()))
         .arg("allnoconfig");
-    run_make(&mut allnoconfig, "make allnoconfig", &mut log, None)?;
+    long_step::run::<KernelError>(&mut allnoconfig, "make allnoconfig", &log_path, None)?;
     let mut olddefconfig = make(&source, &objects);
     olddefconfig.arg("olddefconfig");
-    run_make(&mut olddefconfig, "make olddefconfig", &mut log, None)?;
+    long_step::run::<KernelError>(&mut olddefconfig, "make olddefconfig", &log_path, None)?;
     let config_path = objects.join(".config");
     let config =
         std::fs::read_to_string(&config_path).map_err(|e| ToolError::io(&config_path, e))?;
@@ -310,8 +304,14 @@ pub fn build(
     let started = Instant::now();
     let mut bzimage = make(&source, &objects);
     bzimage.arg(format!("-j{jobs}")).arg("bzImage");
-    run_make(&mut bzimage, "make bzImage", &mut log, Some(started))?;
-    drop(log);
+    let mut steps = KbuildSteps::default();
+    let report = Report {
+        label: "kernel: make bzImage",
+        started,
+        every: PROGRESS_EVERY,
+        progress: &mut steps,
+    };
+    long_step::run::<KernelError>(&mut bzimage, "make bzImage", &log_path, Some(report))?;
 
     let built_image = objects.join("arch/x86/boot/bzImage");
     // The uncompressed kernel holds every string the bzImage carries compressed.
@@ -414,99 +414,27 @@ fn make(source: &Path, objects: &Path) -> Command {
     command
 }
 
-/// How many lines of output a failed make reports.
-const TAIL_LINES: usize = 40;
-/// How often a long make says it is alive.
+/// How often `make bzImage` says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(20);
 
-/// Runs `command`, writing its standard output and error to `log`. With `progress` (the start
-/// time), prints a summary line every [`PROGRESS_EVERY`]: steps done, time, the last step.
-fn run_make(
-    command: &mut Command,
-    what: &str,
-    log: &mut std::fs::File,
-    progress: Option<Instant>,
-) -> Result<(), KernelError> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| ToolError::Spawn {
-            what: what.to_owned(),
-            source,
-        })?;
-    let (lines, received) = mpsc::channel::<String>();
-    let mut readers = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        readers.push(forward_lines(stdout, lines.clone()));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        readers.push(forward_lines(stderr, lines.clone()));
-    }
-    drop(lines);
-
-    let mut tail = VecDeque::with_capacity(TAIL_LINES);
-    let mut steps = 0u64;
-    let mut last_step = String::new();
-    let mut next_report = Instant::now() + PROGRESS_EVERY;
-    loop {
-        match received.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => {
-                // Best effort: the log is for people, the tail carries errors either way.
-                let _ = writeln!(log, "{line}");
-                // Kbuild's short steps: `  CC      kernel/fork.o`.
-                if line.starts_with("  ") && !line.trim().is_empty() {
-                    steps += 1;
-                    last_step = line.split_whitespace().collect::<Vec<_>>().join(" ");
-                }
-                if tail.len() == TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if let Some(started) = progress {
-            if Instant::now() >= next_report {
-                next_report += PROGRESS_EVERY;
-                crate::progress!(
-                    "kernel: {what}: {steps} steps in {:.0?} (last: {last_step})",
-                    started.elapsed()
-                );
-            }
-        }
-    }
-    for reader in readers {
-        let _ = reader.join();
-    }
-    let status = child.wait().map_err(|source| ToolError::Spawn {
-        what: what.to_owned(),
-        source,
-    })?;
-    if !status.success() {
-        return Err(KernelError::Build {
-            what: what.to_owned(),
-            status,
-            tail: Vec::from(tail).join("\n"),
-        });
-    }
-    Ok(())
+/// Kbuild's short steps (`  CC      kernel/fork.o`): how many, and the last.
+#[derive(Debug, Default)]
+struct KbuildSteps {
+    steps: u64,
+    last: String,
 }
 
-/// Sends each line of `stream` to `lines`, from a thread.
-fn forward_lines(
-    stream: impl std::io::Read + Send + 'static,
-    lines: mpsc::Sender<String>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
+impl Progress for KbuildSteps {
+    fn line(&mut self, line: &str) {
+        if line.starts_with("  ") && !line.trim().is_empty() {
+            self.steps += 1;
+            self.last = line.split_whitespace().collect::<Vec<_>>().join(" ");
         }
-    })
+    }
+
+    fn summary(&self) -> String {
+        format!("{} steps (last: {})", self.steps, self.last)
+    }
 }
 
 #[cfg(test)]
@@ -658,28 +586,17 @@ mod tests {
     }
 
     #[test]
-    fn make_output_is_logged_and_a_failure_carries_its_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("log");
-        let mut log = std::fs::File::create(&log_path).unwrap();
-        let mut ok = Command::new("sh");
-        ok.args(["-c", "echo '  CC      a.o'; echo warning >&2"]);
-        run_make(&mut ok, "ok", &mut log, Some(Instant::now())).unwrap();
-        let mut failing = Command::new("sh");
-        failing.args([
-            "-c",
-            "echo '  CC      b.o'; echo 'b.c:1: error: no' >&2; exit 2",
-        ]);
-        let error = run_make(&mut failing, "failing", &mut log, None).unwrap_err();
-        assert!(
-            matches!(&error, KernelError::Build { what, tail, .. }
-                if what == "failing" && tail.contains("b.c:1: error: no")),
-            "{error}"
-        );
-        drop(log);
-        let logged = std::fs::read_to_string(&log_path).unwrap();
-        for line in ["  CC      a.o", "warning", "b.c:1: error: no"] {
-            assert!(logged.contains(line), "{logged}");
+    fn kbuild_steps_are_counted_and_the_last_named() {
+        let mut steps = KbuildSteps::default();
+        for line in [
+            "make[1]: Entering directory '/build'",
+            "  CC      kernel/fork.o",
+            "",
+            "  LD      vmlinux",
+            "arch/x86/Makefile:142: warning",
+        ] {
+            steps.line(line);
         }
+        assert_eq!(steps.summary(), "2 steps (last: LD vmlinux)");
     }
 }

@@ -74,12 +74,8 @@ pub enum KernelError {
     UnknownModule(String),
     #[error("cannot read module {path}: {reason}")]
     ModuleFile { path: PathBuf, reason: String },
-    #[error("{what} failed ({status}); the last lines of its output:\n{tail}")]
-    Build {
-        what: String,
-        status: std::process::ExitStatus,
-        tail: String,
-    },
+    #[error(transparent)]
+    Build(#[from] crate::long_step::StepFailed),
     #[error(
         "the kernel configuration did not take what image/kernel/appliance.config asks for \
          (a missing dependency, or a renamed option): {}",

@@ -33,11 +33,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sev::measurement::ovmf::{SectionType, OVMF};
 
+use crate::long_step::{self, Progress, Report, StepFailed};
 use crate::util::{check_no_path, megabytes, sha256_file, sha256_hex, ToolError};
 
 /// One file of a Debian source package, pinned.
@@ -252,13 +253,8 @@ pub enum AmdSevOvmfError {
     },
     #[error("the edk2 tree has no {0}")]
     Missing(PathBuf),
-    #[error("{what} failed ({status}); the last lines of {log}:\n{tail}")]
-    Build {
-        what: String,
-        status: ExitStatus,
-        log: PathBuf,
-        tail: String,
-    },
+    #[error(transparent)]
+    Build(#[from] StepFailed),
     #[error("firmware: {0}")]
     PathLeak(#[from] crate::util::PathLeak),
     #[error("{path} is not an AmdSev OVMF the SNP launch digest can be computed for: {reason}")]
@@ -361,20 +357,27 @@ pub fn build(cache: &Path, jobs: usize) -> Result<PathBuf, AmdSevOvmfError> {
         "amdsev-ovmf: building BaseTools and {PLATFORM} with {jobs} jobs (a few minutes; log: {})",
         log_path.display()
     );
-    let mut basetools = edk2_command(&tree, &tmp, &log_path, "make")?;
+    let mut basetools = edk2_command(&tree, &tmp, "make");
     basetools
         .arg("-C")
         .arg("BaseTools/Source/C")
         .arg(format!("-j{jobs}"));
-    run_logged(
+    long_step::run::<AmdSevOvmfError>(
         &mut basetools,
         "make -C BaseTools/Source/C",
         &log_path,
         None,
     )?;
-    let mut platform = edk2_command(&tree, &tmp, &log_path, "bash")?;
+    let mut platform = edk2_command(&tree, &tmp, "bash");
     platform.arg("-c").arg(build_script(jobs));
-    run_logged(&mut platform, "edk2 build", &log_path, Some(started))?;
+    let mut modules = Edk2Modules::default();
+    let report = Report {
+        label: "amdsev-ovmf: edk2 build",
+        started,
+        every: PROGRESS_EVERY,
+        progress: &mut modules,
+    };
+    long_step::run::<AmdSevOvmfError>(&mut platform, "edk2 build", &log_path, Some(report))?;
 
     let fv_dir = tree.join(BUILT_FV_DIR);
     let built = fv_dir.join(BUILT_FD);
@@ -476,19 +479,13 @@ fn version_summary(output: &str) -> &str {
 pub fn toolchain() -> Result<Toolchain, AmdSevOvmfError> {
     let mut tools = Vec::new();
     for (tool, arg) in TOOLS {
-        let output = crate::util::run(
+        let text = long_step::tool_version(
             Command::new(tool)
                 .arg(arg)
                 .env_clear()
-                .env("PATH", BUILD_PATH)
-                .env("LC_ALL", "C"),
+                .env("PATH", BUILD_PATH),
             &format!("{tool} {arg} (see scripts/setup.sh for the firmware's build tools)"),
         )?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
         tools.push((format!("{tool} {arg}"), text));
     }
     Ok(Toolchain { tools })
@@ -675,12 +672,7 @@ fn build_script(jobs: usize) -> String {
 
 /// `program` in `tree` with a cleared environment: the system's tools ([`BUILD_PATH`]), and what
 /// makes the build independent of the machine's locale, time zone, clock and Python's hash seed.
-fn edk2_command(
-    tree: &Path,
-    tmp: &Path,
-    log: &Path,
-    program: &str,
-) -> Result<Command, AmdSevOvmfError> {
+fn edk2_command(tree: &Path, tmp: &Path, program: &str) -> Command {
     let mut command = Command::new(program);
     command
         .env_clear()
@@ -699,88 +691,32 @@ fn edk2_command(
         // The compiler's temporary files (LTO's among them) go with the tree.
         .env("TMPDIR", tmp)
         .current_dir(tree);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| ToolError::io(log, e))?;
-    let stderr = file.try_clone().map_err(|e| ToolError::io(log, e))?;
     command
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file))
-        .stderr(Stdio::from(stderr));
-    Ok(command)
 }
 
-/// How many lines of the log a failed step reports.
-const TAIL_LINES: usize = 40;
-/// How often a long step says it is alive.
+/// How often the edk2 build says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
-/// Runs `command` (its output already going to `log`) to the end. With `progress` (the build's
-/// start), prints every [`PROGRESS_EVERY`] how many edk2 modules were started and the last one.
-fn run_logged(
-    command: &mut Command,
-    what: &str,
-    log: &Path,
-    progress: Option<Instant>,
-) -> Result<(), AmdSevOvmfError> {
-    let mut child = command.spawn().map_err(|source| ToolError::Spawn {
-        what: what.to_owned(),
-        source,
-    })?;
-    let mut next_report = Instant::now() + PROGRESS_EVERY;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => std::thread::sleep(Duration::from_millis(250)),
-            Err(source) => {
-                return Err(ToolError::Spawn {
-                    what: what.to_owned(),
-                    source,
-                }
-                .into())
-            }
-        }
-        if let Some(started) = progress {
-            if Instant::now() >= next_report {
-                next_report += PROGRESS_EVERY;
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let (modules, last) = build_progress(&text);
-                crate::progress!(
-                    "amdsev-ovmf: {what}: {modules} modules in {:.0?} (last: {last})",
-                    started.elapsed()
-                );
-            }
-        }
-    };
-    if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
-        return Err(AmdSevOvmfError::Build {
-            what: what.to_owned(),
-            status,
-            log: log.to_owned(),
-            tail,
-        });
-    }
-    Ok(())
+/// From edk2's build output: how many modules it has started (`Building ... <inf> [X64]`) and
+/// the last one's file name.
+#[derive(Debug, Default)]
+pub struct Edk2Modules {
+    count: usize,
+    last: String,
 }
 
-/// From edk2 build output: how many modules it has started (`Building ... <inf> [X64]`) and
-/// the last one's file name.
-pub fn build_progress(log: &str) -> (usize, &str) {
-    let mut count = 0;
-    let mut last = "";
-    for line in log.lines() {
+impl Progress for Edk2Modules {
+    fn line(&mut self, line: &str) {
         if let Some(rest) = line.strip_prefix("Building ... ") {
-            count += 1;
+            self.count += 1;
             let inf = rest.split_whitespace().next().unwrap_or(rest);
-            last = inf.rsplit('/').next().unwrap_or(inf);
+            self.last = inf.rsplit('/').next().unwrap_or(inf).to_owned();
         }
     }
-    (count, last)
+
+    fn summary(&self) -> String {
+        format!("{} modules (last: {})", self.count, self.last)
+    }
 }
 
 /// What [`check_firmware`] found.
@@ -1095,13 +1031,18 @@ mod tests {
     }
 
     #[test]
-    fn build_progress_counts_modules() {
-        let log = "Processing meta-data ...... done!\n\
-                   Building ... /w/MdePkg/Library/BaseLib/BaseLib.inf [X64]\n\
-                   \"gcc\" -c x.c\n\
-                   Building ... /w/OvmfPkg/Sec/SecMain.inf [X64]\n";
-        assert_eq!(build_progress(log), (2, "SecMain.inf"));
-        assert_eq!(build_progress(""), (0, ""));
+    fn edk2_modules_are_counted_and_the_last_named() {
+        let mut modules = Edk2Modules::default();
+        assert_eq!(modules.summary(), "0 modules (last: )");
+        for line in [
+            "Processing meta-data ...... done!",
+            "Building ... /w/MdePkg/Library/BaseLib/BaseLib.inf [X64]",
+            "\"gcc\" -c x.c",
+            "Building ... /w/OvmfPkg/Sec/SecMain.inf [X64]",
+        ] {
+            modules.line(line);
+        }
+        assert_eq!(modules.summary(), "2 modules (last: SecMain.inf)");
     }
 
     #[test]
@@ -1188,19 +1129,18 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_step_reports_its_log_tail() {
+    fn edk2_commands_run_in_a_cleared_environment() {
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("build.log");
-        let mut ok = edk2_command(dir.path(), dir.path(), &log, "sh").unwrap();
-        ok.args(["-c", "echo 'Building ... /w/A.inf [X64]'; echo warning >&2"]);
-        run_logged(&mut ok, "ok", &log, Some(Instant::now())).unwrap();
-        let mut failing = edk2_command(dir.path(), dir.path(), &log, "sh").unwrap();
-        failing.args(["-c", "echo 'x.c:1: error: no' >&2; exit 2"]);
-        let error = run_logged(&mut failing, "failing", &log, None).unwrap_err();
+        let mut env = edk2_command(dir.path(), dir.path(), "sh");
+        let output = env.args(["-c", "env"]).output().unwrap();
+        let text = String::from_utf8(output.stdout).unwrap();
         assert!(
-            matches!(&error, AmdSevOvmfError::Build { what, tail, .. }
-                if what == "failing" && tail.contains("x.c:1: error: no") && tail.contains("warning")),
-            "{error}"
+            text.contains("PYTHONHASHSEED=0\n") && text.contains("TZ=UTC\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("CARGO"),
+            "the caller's environment leaked: {text}"
         );
     }
 }
