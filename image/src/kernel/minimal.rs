@@ -298,7 +298,7 @@ pub fn build(
 
     let jobs = jobs.max(1);
     crate::progress!(
-        "kernel: make -j{jobs} bzImage (about 10-20 minutes on 2 cores; log: {})",
+        "kernel: make -j{jobs} bzImage (6-10 minutes on 2 cores; log: {})",
         log_path.display()
     );
     let started = Instant::now();
