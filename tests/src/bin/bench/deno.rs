@@ -39,6 +39,16 @@ pub enum DenoFigures {
     Unavailable(String),
 }
 
+impl DenoFigures {
+    /// The deno binary measured, if any.
+    pub fn binary(&self) -> Option<&Deno> {
+        match self {
+            DenoFigures::Measured { deno, .. } => Some(deno),
+            DenoFigures::Unavailable(_) => None,
+        }
+    }
+}
+
 /// Finds (or installs) deno and measures it; never fails: a problem becomes
 /// [`DenoFigures::Unavailable`] with the reason.
 pub async fn measure(explicit: Option<&Path>, runs: usize) -> DenoFigures {
@@ -92,7 +102,7 @@ impl Deno {
     }
 
     /// `deno` with its state in `deno_dir`, no update check and no prompts.
-    fn command(&self, deno_dir: &Path) -> Command {
+    pub fn command(&self, deno_dir: &Path) -> Command {
         let mut command = Command::new(&self.path);
         command
             .env("DENO_DIR", deno_dir)

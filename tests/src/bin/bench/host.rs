@@ -149,7 +149,8 @@ impl Host {
         Ok(serde_json::from_str(&reply)?)
     }
 
-    fn url(&self, path: &str) -> String {
+    /// `path` on the runner's API (`http://127.0.0.1:<port><path>`).
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 

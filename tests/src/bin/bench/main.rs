@@ -4,12 +4,14 @@
 //! bench --runner target/release/runner [--deno PATH] [--out BENCHMARKS.md] [--quick]
 //! ```
 //!
-//! The figures: create→ready latency of `POST /`, idle memory per worker, cron trigger jitter,
-//! and deno's cold start and idle memory for comparison. Progress goes to standard error.
+//! The figures: create→ready latency of `POST /`, durable state, idle memory per worker, cron
+//! trigger jitter, the HTTP trigger's latency and throughput, the TaskHub trigger's latency; and
+//! deno's cold start, idle memory and `deno serve` for comparison. Progress goes to standard error.
 //! `scripts/bench.sh` builds the release binaries and runs this.
 
 mod deno;
 mod host;
+mod http;
 mod measure;
 mod report;
 mod stats;
@@ -74,6 +76,8 @@ pub struct Plan {
     pub restarts: usize,
     /// TaskHub events sent (one at a time).
     pub taskhub_events: usize,
+    /// The HTTP trigger's load, the same for the runner and `deno serve`.
+    pub http: http::HttpPlan,
 }
 
 impl Plan {
@@ -87,6 +91,11 @@ impl Plan {
         stored_workers: 1000,
         restarts: 3,
         taskhub_events: 200,
+        http: http::HttpPlan {
+            sequential: 2000,
+            connections: 16,
+            window: Duration::from_secs(10),
+        },
     };
 
     const QUICK: Plan = Plan {
@@ -99,6 +108,11 @@ impl Plan {
         stored_workers: 50,
         restarts: 2,
         taskhub_events: 20,
+        http: http::HttpPlan {
+            sequential: 200,
+            connections: 4,
+            window: Duration::from_secs(2),
+        },
     };
 }
 
@@ -131,6 +145,7 @@ async fn main() -> Result<()> {
     }
     let cron = measure::cron_jitter(&cli.runner, plan.cron_workers, plan.cron_window).await?;
     let deno = deno::measure(cli.deno.as_deref(), plan.deno_runs).await;
+    let http = http::measure(&cli.runner, deno.binary(), plan.http).await?;
     let taskhub = taskhub::measure(
         &cli.runner,
         plan.taskhub_events,
@@ -150,6 +165,7 @@ async fn main() -> Result<()> {
         memory,
         cron,
         deno,
+        http,
         taskhub,
     };
     let kept = fs::read_to_string(&cli.out)

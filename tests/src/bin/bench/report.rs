@@ -4,6 +4,7 @@ use std::fmt::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use crate::deno::DenoFigures;
+use crate::http::{HttpFigures, Load, FETCH_MODULE, WARM_UP};
 use crate::measure::{CreateLatency, CronJitter, Durability, IdleMemory, Tick};
 use crate::stats::Summary;
 use crate::system::{Machine, KIB_PER_MIB};
@@ -26,6 +27,7 @@ pub struct Report {
     pub memory: Vec<IdleMemory>,
     pub cron: CronJitter,
     pub deno: DenoFigures,
+    pub http: HttpFigures,
     pub taskhub: TaskHubFigures,
 }
 
@@ -45,6 +47,7 @@ impl Report {
         self.durability_section(out)?;
         self.memory_section(out)?;
         self.cron_section(out)?;
+        self.http_section(out)?;
         self.taskhub_section(out)?;
         method(out)
     }
@@ -253,6 +256,51 @@ impl Report {
         )
     }
 
+    fn http_section(&self, out: &mut String) -> fmt::Result {
+        let HttpFigures { runner, deno } = &self.http;
+        writeln!(out, "## HTTP trigger: a worker's `fetch` vs `deno serve`\n")?;
+        writeln!(
+            out,
+            "The same module in both: the runner's worker reached at `/w/{{id}}/hello` (its HTTP \
+             trigger), and `deno serve --host 127.0.0.1 --port <free> worker.js` (one process, \
+             one isolate):\n\n```js\n{FETCH_MODULE}```\n\n\
+             The load comes from `bench` itself (reqwest, HTTP/1.1 keep-alive, loopback), the \
+             same for both and on the same {cpus} CPUs as the server: {warm_up} untimed \
+             requests, {sequential} one at a time over one connection, then {connections} \
+             connections sending back to back for {window:.0?}. Only `200` with the expected \
+             body counts; anything else is an error.\n",
+            cpus = self.machine.cpus,
+            warm_up = WARM_UP,
+            sequential = self.plan.http.sequential,
+            connections = self.plan.http.connections,
+            window = self.plan.http.window,
+        )?;
+        summary_header(out, "requests", "ms")?;
+        let loaded = |name: &str, load: &Load| format!("{name}: {} connections", load.connections);
+        summary_row(out, "runner: one at a time", &runner.sequential_ms, 2)?;
+        if let Ok(deno) = deno {
+            summary_row(out, "deno serve: one at a time", &deno.sequential_ms, 2)?;
+        }
+        summary_row(out, &loaded("runner", runner), &runner.loaded_ms, 2)?;
+        if let Ok(deno) = deno {
+            summary_row(out, &loaded("deno serve", deno), &deno.loaded_ms, 2)?;
+        }
+        writeln!(
+            out,
+            "\n| | connections | requests/s | errors |\n|---|---:|---:|---:|"
+        )?;
+        throughput_row(out, "runner", runner)?;
+        match deno {
+            Ok(deno) => throughput_row(out, "deno serve", deno)?,
+            Err(why) => writeln!(
+                out,
+                "| deno serve | – | not measured: {} | – |",
+                table_cell(why)
+            )?,
+        }
+        writeln!(out)
+    }
+
     fn taskhub_section(&self, out: &mut String) -> fmt::Result {
         writeln!(out, "## TaskHub trigger: event → `tasks()`\n")?;
         let TaskHubFigures::Measured {
@@ -298,6 +346,17 @@ fn method(out: &mut String) -> fmt::Result {
          - Every measurement starts its own runner (`--listen 127.0.0.1:0 --max-workers 10000`, \
          other settings at their defaults); all traffic stays on 127.0.0.1.\n\
          - MiB = 1024 × 1024 bytes."
+    )
+}
+
+/// A row of the HTTP throughput table.
+fn throughput_row(out: &mut String, label: &str, load: &Load) -> fmt::Result {
+    writeln!(
+        out,
+        "| {label} | {} | {:.0} | {} |",
+        load.connections,
+        load.requests_per_second(),
+        load.errors
     )
 }
 
