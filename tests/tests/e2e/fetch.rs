@@ -157,6 +157,46 @@ async fn responses_stream_and_requests_interleave_in_one_worker() {
     assert_eq!(rest, b"second");
 }
 
+/// A client that leaves in the middle of a streamed response cancels the stream: the body's
+/// source hears of it (its `cancel()` runs), as in Cloudflare Workers and Deno, and stops
+/// producing; the worker stays and answers the next request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_cancels_the_response_stream() {
+    let (runner, sink) = start(&[]).await;
+    let script = format!(
+        "// {}\n\
+         export default {{ fetch(request) {{\n\
+           if (new URL(request.url).pathname === '/ok') return new Response('ok');\n\
+           const chunk = new TextEncoder().encode('x'.repeat(16384));\n\
+           return new Response(new ReadableStream({{\n\
+             pull(controller) {{ controller.enqueue(chunk); }},\n\
+             async cancel(reason) {{ {} }},\n\
+           }}));\n\
+         }} }}",
+        tag("cancel"),
+        js::hit(&sink.url("/cancelled"))
+    );
+    let id = worker(&runner, &script, "module").await;
+    let client = client();
+
+    let mut endless = client
+        .get(runner.url(&format!("/w/{id}/endless")))
+        .send()
+        .await
+        .expect("the streaming request");
+    let first = endless.chunk().await.expect("a first chunk");
+    assert!(first.is_some_and(|chunk| !chunk.is_empty()));
+    assert!(sink.hits("/cancelled").is_empty(), "cancelled too early");
+    drop(endless);
+    drop(client);
+
+    sink.wait_for_hits("/cancelled", 1).await;
+    let answer = reqwest::get(runner.url(&format!("/w/{id}/ok")))
+        .await
+        .expect("a request after the cancel");
+    assert_eq!(answer.text().await.unwrap(), "ok");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_throwing_handler_is_a_500_without_its_stack_and_the_worker_stays() {
     let (runner, _sink) = start(&[]).await;

@@ -267,15 +267,23 @@ function setup(kind, configJson) {
   // response head goes back as soon as the handler has answered.
   async function sendBody(response, stream) {
     let failure = "";
+    let reader;
     try {
       if (response.body !== null) {
-        for await (const chunk of response.body) {
-          await op_rnr_body_write(stream, chunk);
+        // A reader rather than `for await`: the async iterator releases its lock at the end,
+        // and a release builds a TypeError (with its stack) for every response.
+        reader = response.body.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          await op_rnr_body_write(stream, value);
         }
       }
     } catch (error) {
       failure = String(error?.message ?? error);
       op_rnr_uncaught(`response body failed: ${format([error])}`);
+      // As `for await` would on leaving early: the body's source learns nobody reads it.
+      reader?.cancel(error).catch(() => {});
     } finally {
       op_rnr_body_close(stream, failure);
     }
