@@ -117,6 +117,9 @@ impl DenoServe {
         let script: PathBuf = dir.path().join("worker.js");
         std::fs::write(&script, FETCH_MODULE).context("write the deno serve module")?;
         let port = free_port()?;
+        // Its messages go to a file: a pipe nobody reads while the load runs could fill up.
+        let log_path = dir.path().join("deno-serve.log");
+        let log = std::fs::File::create(&log_path).context("create the deno serve log")?;
         let mut child = deno
             .command(&dir.path().join("deno-dir"))
             .arg("serve")
@@ -127,7 +130,7 @@ impl DenoServe {
             .arg(port.to_string())
             .arg(&script)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .context("start deno serve")?;
         let base = format!("http://127.0.0.1:{port}");
@@ -135,12 +138,8 @@ impl DenoServe {
         let deadline = Instant::now() + STARTUP;
         loop {
             if let Some(status) = child.try_wait()? {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = child.stderr.take() {
-                    use tokio::io::AsyncReadExt;
-                    let _ = pipe.read_to_string(&mut stderr).await;
-                }
-                bail!("deno serve exited ({status}): {}", stderr.trim());
+                let messages = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!("deno serve exited ({status}): {}", messages.trim());
             }
             if let Ok(response) = client.get(format!("{base}{PATH}")).send().await {
                 if response.status().is_success() {
