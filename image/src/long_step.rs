@@ -142,17 +142,6 @@ fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 
-/// What a tool says of its version (`tool --version` and the like): standard output then
-/// standard error, as text.
-pub fn tool_version(command: &mut Command, what: &str) -> Result<String, ToolError> {
-    let output = crate::util::run(command.env("LC_ALL", "C"), what)?;
-    Ok(format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,11 +237,5 @@ mod tests {
             matches!(&error, TestError::Tool(ToolError::Spawn { what, .. }) if what == "make bzImage"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn tool_version_has_both_streams() {
-        let version = tool_version(&mut sh("echo out; echo err >&2"), "sh").unwrap();
-        assert_eq!(version, "out\nerr\n");
     }
 }

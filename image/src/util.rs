@@ -85,6 +85,17 @@ pub fn run(command: &mut Command, what: &str) -> Result<Output, ToolError> {
     Ok(output)
 }
 
+/// What a tool says of its version (`tool --version` and the like): standard output then
+/// standard error, as text.
+pub fn tool_version(command: &mut Command, what: &str) -> Result<String, ToolError> {
+    let output = run(command.env("LC_ALL", "C"), what)?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -140,4 +151,19 @@ pub fn cache_and_jobs_args(
         None => default_jobs(),
     };
     Ok((cache, jobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_version_has_both_streams() {
+        let version = tool_version(
+            Command::new("sh").args(["-c", "echo out; echo err >&2"]),
+            "sh",
+        )
+        .unwrap();
+        assert_eq!(version, "out\nerr\n");
+    }
 }

@@ -214,7 +214,7 @@ pub fn check_config(fragment: &str, config: &str) -> Vec<ConfigMismatch> {
 
 /// The first line of `tool --version`.
 fn version_line(tool: &str) -> Result<String, KernelError> {
-    let text = long_step::tool_version(
+    let text = crate::util::tool_version(
         Command::new(tool).arg("--version"),
         &format!("{tool} --version (see scripts/setup.sh for the kernel's build tools)"),
     )?;

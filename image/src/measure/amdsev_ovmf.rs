@@ -479,7 +479,7 @@ fn version_summary(output: &str) -> &str {
 pub fn toolchain() -> Result<Toolchain, AmdSevOvmfError> {
     let mut tools = Vec::new();
     for (tool, arg) in TOOLS {
-        let text = long_step::tool_version(
+        let text = crate::util::tool_version(
             Command::new(tool)
                 .arg(arg)
                 .env_clear()

@@ -274,6 +274,22 @@ impl Vm {
         format!("http://{}{path}", self.http)
     }
 
+    /// Waits for QEMU to exit; panics with `what` and the console's tail after `timeout`.
+    async fn wait_exit(&mut self, timeout: Duration, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} after {timeout:?}:\n{}",
+                self.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!("QEMU exited ({status}):\n{}", self.tail());
@@ -418,18 +434,7 @@ async fn wait_healthy(vm: &mut Vm, client: &reqwest::Client, started: Instant) -
 /// ACPI power button → graceful shutdown → power off → QEMU exits 0; returns the serial log.
 async fn power_down(vm: &mut Vm) -> String {
     vm.qmp("system_powerdown");
-    let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = vm.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no power-off within {SHUTDOWN_TIMEOUT:?}:\n{}",
-            vm.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = vm.wait_exit(SHUTDOWN_TIMEOUT, "no power-off").await;
     let serial = vm.serial();
     assert!(status.success(), "QEMU exit {status}:\n{}", vm.tail());
     assert!(serial.contains("power button pressed"), "{serial}");
@@ -751,17 +756,12 @@ async fn a_root_disk_with_one_byte_changed_does_not_boot() {
 
     let started = Instant::now();
     let mut vm = boot(&tampered, dir.path(), 1, None);
-    let status = loop {
-        if let Some(status) = vm.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < BOOT_TIMEOUT,
-            "the VM with a tampered root disk is still running after {BOOT_TIMEOUT:?}:\n{}",
-            vm.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = vm
+        .wait_exit(
+            BOOT_TIMEOUT,
+            "the VM with a tampered root disk is still running",
+        )
+        .await;
     let serial = vm.serial();
     eprintln!(
         "image: tampered root disk: QEMU exited ({status}) after {:.1} s",
