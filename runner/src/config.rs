@@ -83,6 +83,17 @@ pub struct Config {
     #[arg(long, env = "RUNNER_HEAP_LIMIT_MB", default_value_t = 128)]
     pub heap_limit_mb: usize,
 
+    /// Memory of a worker's array buffers (ArrayBuffers, typed arrays: outside the V8 heap), in
+    /// MiB; a worker over it is terminated.
+    #[arg(long, env = "RUNNER_ARRAY_BUFFER_LIMIT_MB", default_value_t = 128)]
+    pub array_buffer_limit_mb: usize,
+
+    /// Memory all workers together may use (their heaps and array buffers), in MiB; past it
+    /// allocations fail and new workers are refused (503). Default: 70 % of the machine's
+    /// memory (or of the runner's cgroup limit, when lower).
+    #[arg(long, env = "RUNNER_MEMORY_BUDGET_MB")]
+    pub memory_budget_mb: Option<usize>,
+
     /// Wall time limit per invocation (and for evaluating a script), in milliseconds;
     /// a worker over it is terminated.
     #[arg(long, env = "RUNNER_WALL_LIMIT_MS", default_value_t = 30_000)]
@@ -141,6 +152,18 @@ pub struct Config {
     #[arg(long = "chain", env = "RUNNER_CHAIN", value_delimiter = ',')]
     pub chain: Vec<String>,
 
+    /// Lets workers claim host names under this DNS domain (`hostname` at creation, e.g.
+    /// `app.DOMAIN`): requests whose `Host` is such a name go to that worker, every path. Without
+    /// it no worker has a host name. Names outside it always reach the API.
+    #[arg(long, env = "RUNNER_WORKER_DOMAIN")]
+    pub worker_domain: Option<String>,
+
+    /// A name the API is reached by (repeatable; the environment variable takes a
+    /// comma-separated list): never claimable by a worker, even under --worker-domain.
+    /// `localhost` and IP addresses are always the API's.
+    #[arg(long = "api-host", env = "RUNNER_API_HOST", value_delimiter = ',')]
+    pub api_hosts: Vec<String>,
+
     /// Format of the runner's own log (on standard error).
     #[arg(long, env = "RUNNER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -150,10 +173,18 @@ impl Config {
     pub fn worker_limits(&self) -> Limits {
         Limits {
             heap_limit_mb: self.heap_limit_mb.max(16),
+            array_buffer_limit_mb: self.array_buffer_limit_mb.max(1),
             wall_limit: Duration::from_millis(self.wall_limit_ms.max(1)),
             cpu_limit: Duration::from_millis(self.cpu_limit_ms.max(1)),
             log_lines: self.log_lines,
         }
+    }
+
+    /// The memory budget of all workers, in MiB.
+    pub fn memory_budget_mb(&self) -> usize {
+        self.memory_budget_mb
+            .unwrap_or_else(crate::worker::memory::MemoryBudget::default_limit_mb)
+            .max(16)
     }
 
     pub fn create_limits(&self) -> CreateLimits {

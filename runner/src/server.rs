@@ -50,6 +50,8 @@ pub enum ServeError {
     Keys(#[from] crate::keys::SetupError),
     #[error(transparent)]
     Chains(#[from] crate::chains::ChainsError),
+    #[error(transparent)]
+    HostRouting(#[from] crate::api::hosts::HostRoutingError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -63,6 +65,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
         tracing::warn!(
             "TEE: none — INSECURE DEVELOPMENT MODE: no attestation; worker secrets are NOT protected from the host"
+        );
+    }
+    let hosts = Arc::new(crate::api::hosts::HostRouting::new(
+        config.worker_domain.as_deref(),
+        &config.api_hosts,
+    )?);
+    if let Some(domain) = hosts.worker_domain() {
+        tracing::info!(
+            domain,
+            "workers may claim host names under the worker domain"
         );
     }
     let identity = Arc::new(Identity::generate()?);
@@ -120,7 +132,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config.worker_limits().wall_limit,
     )
     .await?;
-    let services = Arc::new(Services { egress, keys });
+    let memory = Arc::new(crate::worker::memory::MemoryBudget::new(
+        config.memory_budget_mb(),
+    ));
+    tracing::info!(
+        budget_mb = memory.limit_mb(),
+        heap_limit_mb = config.heap_limit_mb,
+        array_buffer_limit_mb = config.array_buffer_limit_mb,
+        "workers' memory: per-worker limits and the budget of all workers together"
+    );
+    let services = Arc::new(Services {
+        egress,
+        keys,
+        memory,
+    });
     let pool = Pool::new(
         config.worker_limits(),
         services,
@@ -151,6 +176,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             .admin_token
             .as_ref()
             .map(|token| TokenHash::of(token.expose())),
+        hosts,
     };
     if config.creation_tls_only {
         if tls_listener.is_none() {

@@ -168,6 +168,34 @@ impl Runner {
 
     /// Kills the runner with SIGKILL (no shutdown of any kind) and waits for it to be gone;
     /// returns its log.
+    /// The runner's resident memory now, in MiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_mib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the runner's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb / 1024)
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// CPU time the runner process has used so far (user + system, all threads).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("the runner's /proc stat");
+        // The fields after the command name (which may hold spaces) close with ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name.
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
     pub fn kill(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();

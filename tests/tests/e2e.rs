@@ -20,12 +20,16 @@ mod egress;
 mod fetch;
 #[path = "e2e/handlers.rs"]
 mod handlers;
+#[path = "e2e/hosts.rs"]
+mod hosts;
 #[path = "e2e/image.rs"]
 mod image;
 #[path = "e2e/keys.rs"]
 mod keys;
 #[path = "e2e/limits.rs"]
 mod limits;
+#[path = "e2e/memory.rs"]
+mod memory;
 #[path = "e2e/ownership.rs"]
 mod ownership;
 #[path = "e2e/persistence.rs"]

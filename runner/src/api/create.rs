@@ -16,6 +16,7 @@ use serde_json::json;
 use serde_json::Map;
 use serde_json::Value;
 
+use super::hosts::HostRouting;
 use super::ApiError;
 use super::AppState;
 use crate::ownership::ManagementToken;
@@ -71,7 +72,7 @@ pub async fn create_worker(
             format!("no randomness for a management token: {e}"),
         )
     })?;
-    let mut new = validate(fields, state.create_limits, token.hash())?;
+    let mut new = validate(fields, state.create_limits, &state.hosts, token.hash())?;
     if let Some(taskhub) = &mut new.taskhub {
         // The chain must answer before 201: its head is where watching starts.
         state.pool.taskhub().prepare(taskhub).await.map_err(|e| {
@@ -254,6 +255,7 @@ impl Fields {
 fn validate(
     fields: Fields,
     limits: CreateLimits,
+    hosts: &HostRouting,
     token_hash: TokenHash,
 ) -> Result<NewWorker, ApiError> {
     let script = fields
@@ -282,7 +284,11 @@ fn validate(
     };
     let hostname = match fields.hostname.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(name) => Some(parse_hostname(name)?),
+        Some(name) => Some(
+            hosts
+                .claimable(name)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
     };
     let taskhub = match fields.taskhub {
         None | Some(ConfigField::Json(Value::Null)) => None,
@@ -301,26 +307,6 @@ fn validate(
         token_hash,
         taskhub,
     })
-}
-
-/// A host name a worker answers for: DNS labels of letters, digits and hyphens, lowercased.
-fn parse_hostname(name: &str) -> Result<String, ApiError> {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    let valid_label = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if name.len() > 253 || !name.split('.').all(valid_label) {
-        return Err(ApiError::bad_request(format!(
-            "hostname {name:?} is not a valid DNS name"
-        )));
-    }
-    Ok(name)
 }
 
 fn parse_kind(kind: Option<&str>) -> Result<ScriptKind, ApiError> {
@@ -362,6 +348,7 @@ mod tests {
         validate(
             fields_from_json(body.as_bytes())?,
             LIMITS,
+            &HostRouting::new(Some("example.com"), &[]).unwrap(),
             TokenHash::of("t"),
         )
     }
@@ -412,7 +399,15 @@ mod tests {
     fn hostnames_are_dns_names_lowercased() {
         let new = json_fields(r#"{"script":"x","hostname":"API.Example.com."}"#).unwrap();
         assert_eq!(new.hostname.as_deref(), Some("api.example.com"));
-        for bad in ["exa mple.com", "-bad.example", "a..b", "x:80"] {
+        for bad in [
+            "exa mple.com",
+            "-bad.example.com",
+            "a..b.example.com",
+            "x:80",
+            "127.0.0.1",
+            "localhost",
+            "example.org",
+        ] {
             let err = json_fields(&format!(r#"{{"script":"x","hostname":"{bad}"}}"#))
                 .err()
                 .unwrap();
@@ -439,7 +434,7 @@ mod tests {
             url_escape(&format!(r#"{{"chain":"local","address":"{address}"}}"#))
         );
         let fields = fields_from_urlencoded(body.as_bytes()).unwrap();
-        let new = validate(fields, LIMITS, TokenHash::of("t")).unwrap();
+        let new = validate(fields, LIMITS, &HostRouting::default(), TokenHash::of("t")).unwrap();
         assert_eq!(new.taskhub.unwrap().hub_id, None);
         let err = json_fields(r#"{"script":"x","taskhub":{"chain":"local","address":"0x12"}}"#)
             .err()
@@ -482,7 +477,7 @@ mod tests {
             b"script=x&type=module&schedule=%22*%2F5+*+*+*+*%22&config=%7B%22a%22%3A1%7D",
         )
         .unwrap();
-        let new = validate(fields, LIMITS, TokenHash::of("t")).unwrap();
+        let new = validate(fields, LIMITS, &HostRouting::default(), TokenHash::of("t")).unwrap();
         assert_eq!(new.schedule.unwrap().as_str(), "*/5 * * * *");
         assert_eq!(new.config_json, r#"{"a":1}"#);
     }

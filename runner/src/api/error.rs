@@ -52,6 +52,7 @@ impl From<PoolError> for ApiError {
     fn from(error: PoolError) -> Self {
         let status = match &error {
             PoolError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
+            PoolError::MemoryBudget(_) => StatusCode::SERVICE_UNAVAILABLE,
             PoolError::NotFound(_) => StatusCode::NOT_FOUND,
             PoolError::HostnameTaken(_) => StatusCode::CONFLICT,
             PoolError::HostnameWithoutFetch(_) => StatusCode::BAD_REQUEST,

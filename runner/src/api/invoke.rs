@@ -55,28 +55,27 @@ pub async fn worker_path(
     invoke(state, id, path, request).await
 }
 
-/// Routes requests whose `Host` names a worker's hostname to that worker,
-/// whatever the path; everything else goes on to the API's routes.
+/// Routes a request whose `Host` is a name under the worker domain to the worker holding that
+/// name, whatever the path (`404` when none does); every other request goes on to the API's
+/// routes (see [`super::hosts`]: the API's names can never be a worker's).
 pub async fn by_hostname(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let host = request
+    let name = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase());
-    let Some(id) = host.and_then(|h| state.pool.by_hostname(&h)) else {
+        .and_then(|h| state.hosts.worker_host(h));
+    let Some(name) = name else {
         return next.run(request).await;
+    };
+    let Some(id) = state.pool.by_hostname(&name) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no worker answers for host {name}"),
+        )
+        .into_response();
     };
     let path = request.uri().path().trim_start_matches('/').to_owned();
     invoke(state, id.to_string(), path, request).await
-}
-
-fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name
-        }
-        _ => host,
-    }
 }
 
 async fn invoke(state: AppState, id: String, path: String, request: Request) -> Response {

@@ -4,6 +4,7 @@ mod attestation;
 mod auth;
 mod create;
 mod error;
+pub mod hosts;
 mod invoke;
 mod workers;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub attester: Arc<attest::Attester>,
     /// The hash of the runner's admin token, when one is configured.
     pub admin_token: Option<TokenHash>,
+    /// Which `Host` names reach a worker rather than the API.
+    pub hosts: Arc<hosts::HostRouting>,
 }
 
 /// Which listener a router serves: creation may be refused on plain HTTP.

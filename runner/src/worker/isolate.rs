@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
+use std::time::Instant;
 
 use deno_core::error::CoreError;
 use deno_core::futures::stream::FuturesUnordered;
@@ -40,6 +42,7 @@ use super::extension::OmniKeyError;
 use super::extension::OmniKeys;
 use super::extension::SharedOmniKeys;
 use super::extension::WorkerSink;
+use super::memory::WorkerMemory;
 use super::status::LogLevel;
 use super::status::TerminationReason;
 use super::status::WorkerStatus;
@@ -59,6 +62,9 @@ const SETUP_KEY_SCRIPT: &str = r#"(() => {
   return setup;
 })()"#;
 
+/// How often a busy isolate's heap size is reported to the memory budget.
+const HEAP_MEASURE_EVERY: Duration = Duration::from_millis(100);
+
 /// Stack size of an isolate thread: V8 needs more than Rust's 2 MiB default
 /// for deeply recursive scripts to get a RangeError rather than a crash.
 const THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
@@ -76,6 +82,7 @@ pub(super) struct ThreadArgs {
     pub services: Arc<Services>,
     pub status: Arc<WorkerStatus>,
     pub commands: mpsc::UnboundedReceiver<Command>,
+    pub memory: Arc<WorkerMemory>,
     pub isolate_tx: oneshot::Sender<(v8::IsolateHandle, Option<ThreadCpuClock>)>,
     pub started_tx: oneshot::Sender<Result<Started, String>>,
 }
@@ -102,19 +109,26 @@ async fn run(args: ThreadArgs) {
         services,
         status,
         commands,
+        memory,
         isolate_tx,
         started_tx,
     } = args;
-    let mut worker = build_worker(&spec, &limits, &services, status.clone());
-    watch_heap(&mut worker.js_runtime, &limits, status.clone());
+    let mut worker = build_worker(&spec, &limits, &services, &memory, status.clone());
+    watch_heap(
+        &mut worker.js_runtime,
+        &limits,
+        memory.clone(),
+        status.clone(),
+    );
     let isolate = worker.js_runtime.v8_isolate().thread_safe_handle();
+    memory.watch(isolate.clone(), status.clone());
     if isolate_tx
         .send((isolate, ThreadCpuClock::of_current_thread()))
         .is_err()
     {
         return;
     }
-    let mut host = match Host::evaluate(worker, &spec).await {
+    let mut host = match Host::evaluate(worker, &spec, memory).await {
         Ok(host) => host,
         Err(message) => {
             let _ = started_tx.send(Err(message));
@@ -137,6 +151,7 @@ fn build_worker(
     spec: &WorkerSpec,
     limits: &Limits,
     shared: &Arc<Services>,
+    memory: &Arc<WorkerMemory>,
     status: Arc<WorkerStatus>,
 ) -> WebWorker {
     let main_module = ModuleSpecifier::parse(SCRIPT_URL).expect("constant URL parses");
@@ -177,7 +192,11 @@ fn build_worker(
         residual_lazy_js_sources: residual::RESIDUAL_LAZY_JS,
         residual_lazy_esm_sources: residual::RESIDUAL_LAZY_ESM,
         unsafely_ignore_certificate_errors: None,
-        create_params: Some(v8::CreateParams::default().heap_limits(0, heap_bytes)),
+        create_params: Some(
+            v8::CreateParams::default()
+                .heap_limits(0, heap_bytes)
+                .array_buffer_allocator(memory.allocator()),
+        ),
         seed: None,
         create_web_worker_cb: Arc::new(|_| {
             // `Worker` is removed from every Smart Worker's global scope, so
@@ -251,11 +270,21 @@ impl OmniKeys for IsolateKeys {
     }
 }
 
-/// Near the heap limit, stop the isolate before V8 aborts the whole process.
-fn watch_heap(runtime: &mut JsRuntime, limits: &Limits, status: Arc<WorkerStatus>) {
+/// Near the heap limit, stop the isolate before V8 aborts the whole process. V8 also calls
+/// this in its last-resort collection before retrying an array-buffer allocation the memory
+/// account refused: that is not the heap's limit, and the allocation fails on its own.
+fn watch_heap(
+    runtime: &mut JsRuntime,
+    limits: &Limits,
+    memory: Arc<WorkerMemory>,
+    status: Arc<WorkerStatus>,
+) {
     let isolate = runtime.v8_isolate().thread_safe_handle();
     let limit_mb = limits.heap_limit_mb;
     runtime.add_near_heap_limit_callback(move |current, _initial| {
+        if memory.take_refusal() {
+            return current;
+        }
         tracing::warn!(worker = %status.id(), limit_mb, "worker reached its heap limit");
         status.terminate(TerminationReason::HeapLimit { limit_mb });
         isolate.terminate_execution();
@@ -271,6 +300,9 @@ fn js_error_message(error: CoreError) -> String {
 /// A worker whose script has been evaluated, with the runner's entry points.
 struct Host {
     worker: WebWorker,
+    memory: Arc<WorkerMemory>,
+    /// When the heap was last measured for the memory budget.
+    heap_measured: Instant,
     hooks: v8::Global<v8::Object>,
     dispatch: v8::Global<v8::Function>,
     bodies: Rc<HostBodies>,
@@ -309,7 +341,11 @@ enum Step {
 }
 
 impl Host {
-    async fn evaluate(mut worker: WebWorker, spec: &WorkerSpec) -> Result<Self, String> {
+    async fn evaluate(
+        mut worker: WebWorker,
+        spec: &WorkerSpec,
+        memory: Arc<WorkerMemory>,
+    ) -> Result<Self, String> {
         let runtime = &mut worker.js_runtime;
         let setup = runtime
             .execute_script("ext:rnr/take_setup.js", SETUP_KEY_SCRIPT)
@@ -377,12 +413,29 @@ impl Host {
             .op_state()
             .borrow_mut()
             .put(bodies::shared(&bodies));
-        Ok(Self {
+        let mut host = Self {
             worker,
+            memory,
+            heap_measured: Instant::now(),
             hooks,
             dispatch,
             bodies,
-        })
+        };
+        host.measure_heap_now();
+        Ok(host)
+    }
+
+    /// Tells the memory budget how large the isolate's heap is now (at most every
+    /// [`HEAP_MEASURE_EVERY`]: the hot path of a request does not pay for it each time).
+    fn measure_heap(&mut self) {
+        if self.heap_measured.elapsed() >= HEAP_MEASURE_EVERY {
+            self.measure_heap_now();
+        }
+    }
+
+    fn measure_heap_now(&mut self) {
+        self.heap_measured = Instant::now();
+        self.memory.measure(self.worker.js_runtime.v8_isolate());
     }
 
     fn hook(
@@ -492,6 +545,7 @@ impl Host {
                 Poll::Pending
             })
             .await;
+            self.measure_heap();
             match step {
                 Step::Command(None | Some(Command::Stop)) => break,
                 Step::Command(Some(Command::RunTasks { info, reply })) => {

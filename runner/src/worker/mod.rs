@@ -7,7 +7,10 @@ mod cpu_clock;
 pub mod egress;
 mod extension;
 mod isolate;
+pub mod memory;
+mod spec;
 pub mod status;
+mod watchdog;
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,110 +19,18 @@ use std::time::Duration;
 use deno_core::v8;
 use serde::Deserialize;
 use serde::Serialize;
-use sha2::Digest;
-use sha2::Sha256;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
 pub use bodies::ResponseChunk;
+pub use spec::CodeIdentity;
+pub use spec::ScriptKind;
+pub use spec::WorkerId;
+pub use spec::WorkerSpec;
 pub use status::State;
 pub use status::StatusView;
 pub use status::TerminationReason;
 pub use status::WorkerStatus;
-
-/// A worker's public id (a random UUID).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WorkerId(String);
-
-impl WorkerId {
-    pub fn new_random() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for WorkerId {
-    fn from(id: String) -> Self {
-        Self(id)
-    }
-}
-
-impl fmt::Display for WorkerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// How the worker's script is loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScriptKind {
-    /// An ES module whose default export holds the handlers.
-    Module,
-    /// A service-worker style script that registers handlers with `addEventListener`.
-    Classic,
-}
-
-impl ScriptKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Module => "module",
-            Self::Classic => "classic",
-        }
-    }
-}
-
-/// The identity of a worker's code: SHA-256 over its kind and script. The same
-/// code always gets the same identity; any change gives another. Key stores
-/// derive a worker's keys from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CodeIdentity([u8; 32]);
-
-impl CodeIdentity {
-    pub fn of(kind: ScriptKind, script: &str) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(b"smart-worker/code/v1\0");
-        hash.update(kind.as_str().as_bytes());
-        hash.update([0u8]);
-        hash.update(script.as_bytes());
-        Self(hash.finalize().into())
-    }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for CodeIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-/// Everything needed to start a worker.
-#[derive(Clone)]
-pub struct WorkerSpec {
-    pub id: WorkerId,
-    pub kind: ScriptKind,
-    pub script: String,
-    /// The worker's private configuration, as a JSON object text.
-    pub config_json: String,
-}
-
-impl fmt::Debug for WorkerSpec {
-    // Never print the config: it holds the worker's secrets.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkerSpec")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("script_bytes", &self.script.len())
-            .finish_non_exhaustive()
-    }
-}
 
 /// What the runner lends every worker's isolate: shared by all workers of a runner.
 #[derive(Debug)]
@@ -128,6 +39,8 @@ pub struct Services {
     pub egress: Arc<egress::EgressPolicy>,
     /// The Omni Key stores behind `rnr.getOmniKey(store)`.
     pub keys: Arc<crate::keys::KeyStores>,
+    /// What all workers' memory together may use.
+    pub memory: Arc<memory::MemoryBudget>,
 }
 
 /// Per-worker resource limits.
@@ -135,6 +48,8 @@ pub struct Services {
 pub struct Limits {
     /// Maximum V8 heap size of the isolate.
     pub heap_limit_mb: usize,
+    /// Maximum memory of the isolate's array buffers (outside the heap).
+    pub array_buffer_limit_mb: usize,
     /// Maximum wall time of one invocation (and of the script's evaluation).
     pub wall_limit: Duration,
     /// Maximum CPU time of one invocation.
@@ -147,6 +62,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             heap_limit_mb: 128,
+            array_buffer_limit_mb: 128,
             wall_limit: Duration::from_secs(30),
             cpu_limit: Duration::from_secs(10),
             log_lines: 200,
@@ -203,8 +119,8 @@ pub enum CreateError {
     NoTasksHandler,
     #[error("the script did not finish evaluating within {} ms", .0.as_millis())]
     Timeout(Duration),
-    #[error("the script exceeded the heap memory limit of {0} MiB while evaluating")]
-    HeapLimit(usize),
+    #[error("the worker was stopped while evaluating its script: it {0}")]
+    Stopped(TerminationReason),
     #[error("could not start the worker thread: {0}")]
     Thread(#[from] std::io::Error),
 }
@@ -280,6 +196,8 @@ pub struct WorkerHandle {
     isolate: v8::IsolateHandle,
     cpu_clock: Option<cpu_clock::ThreadCpuClock>,
     limits: Limits,
+    /// Calls under supervision (the CPU outside them is the watchdog's).
+    calls: Arc<watchdog::Calls>,
 }
 
 impl fmt::Debug for WorkerHandle {
@@ -307,12 +225,15 @@ impl WorkerHandle {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (isolate_tx, isolate_rx) = oneshot::channel();
         let (started_tx, started_rx) = oneshot::channel();
+        let memory =
+            memory::WorkerMemory::new(services.memory.clone(), limits.array_buffer_limit_mb);
         isolate::spawn_thread(isolate::ThreadArgs {
             spec,
             limits,
             services,
             status: status.clone(),
             commands: command_rx,
+            memory: memory.clone(),
             isolate_tx,
             started_tx,
         })?;
@@ -329,8 +250,14 @@ impl WorkerHandle {
             isolate,
             cpu_clock,
             limits,
+            calls: Arc::default(),
         };
-        match tokio::time::timeout(limits.wall_limit, started_rx).await {
+        handle.watch(memory);
+        // The evaluation is supervised here (wall limit): not background CPU.
+        let evaluating = handle.calls.begin();
+        let started = tokio::time::timeout(limits.wall_limit, started_rx).await;
+        drop(evaluating);
+        match started {
             Ok(Ok(Ok(started))) => {
                 if require_tasks && !started.has_tasks {
                     return Err(CreateError::NoTasksHandler);
@@ -340,10 +267,12 @@ impl WorkerHandle {
                 handle.status.set_ready();
                 Ok(handle)
             }
-            Ok(Ok(Err(message))) => Err(CreateError::Script(message)),
-            Ok(Err(_)) => Err(match handle.status.termination_reason() {
-                Some(TerminationReason::HeapLimit { limit_mb }) => CreateError::HeapLimit(limit_mb),
-                _ => CreateError::Script(
+            // A limit that stopped the evaluation says so, rather than the termination's
+            // "execution terminated".
+            Ok(outcome) => Err(match (handle.status.termination_reason(), outcome) {
+                (Some(reason), _) => CreateError::Stopped(reason),
+                (None, Ok(Err(message))) => CreateError::Script(message),
+                (None, _) => CreateError::Script(
                     "the worker's isolate stopped while evaluating the script".into(),
                 ),
             }),
@@ -493,6 +422,7 @@ impl WorkerHandle {
         &self,
         reply: oneshot::Receiver<Result<T, String>>,
     ) -> Result<T, RunError> {
+        let _supervised = self.calls.begin();
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(self.limits.wall_limit, reply) => outcome,
             reason = self.cpu_limit_reached() => {
@@ -552,10 +482,39 @@ impl WorkerHandle {
     }
 
     fn halt(&self, reason: TerminationReason) {
-        self.status.terminate(reason);
-        self.isolate.terminate_execution();
-        let _ = self.commands.send(Command::Stop);
+        halt(&self.status, &self.isolate, &self.commands, reason);
     }
+
+    /// Starts the worker's watchdog ([`watchdog`]): its memory is measured, and it is
+    /// terminated when the CPU it uses outside calls goes over its allowance.
+    fn watch(&self, memory: Arc<memory::WorkerMemory>) {
+        let (calls, status) = (self.calls.clone(), self.status.clone());
+        let (isolate, commands) = (self.isolate.clone(), self.commands.clone());
+        let (clock, limit) = (self.cpu_clock, self.limits.cpu_limit);
+        tokio::spawn(async move {
+            let alive = || status.state().is_alive();
+            let measure = || memory.request_measure(&isolate);
+            if watchdog::watch(clock, calls, limit, alive, measure).await {
+                let reason = TerminationReason::BackgroundCpuLimit {
+                    limit_ms: limit.as_millis() as u64,
+                };
+                tracing::warn!(worker = %status.id(), %reason, "stopping worker");
+                halt(&status, &isolate, &commands, reason);
+            }
+        });
+    }
+}
+
+/// Interrupts any running JavaScript of a worker and ends its thread.
+fn halt(
+    status: &WorkerStatus,
+    isolate: &v8::IsolateHandle,
+    commands: &mpsc::UnboundedSender<Command>,
+    reason: TerminationReason,
+) {
+    status.terminate(reason);
+    isolate.terminate_execution();
+    let _ = commands.send(Command::Stop);
 }
 
 impl Drop for WorkerHandle {
@@ -563,35 +522,5 @@ impl Drop for WorkerHandle {
     // admitted (its script failed): end its thread quietly.
     fn drop(&mut self) {
         self.halt(TerminationReason::Deleted);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn code_identity_depends_on_kind_and_every_byte_of_the_script() {
-        let a = CodeIdentity::of(ScriptKind::Module, "export default {}");
-        assert_eq!(a, CodeIdentity::of(ScriptKind::Module, "export default {}"));
-        assert_ne!(
-            a,
-            CodeIdentity::of(ScriptKind::Classic, "export default {}")
-        );
-        assert_ne!(
-            a,
-            CodeIdentity::of(ScriptKind::Module, "export default {} ")
-        );
-    }
-
-    #[test]
-    fn spec_debug_output_never_shows_the_config() {
-        let spec = WorkerSpec {
-            id: WorkerId::new_random(),
-            kind: ScriptKind::Module,
-            script: "x".into(),
-            config_json: r#"{"secret":"hunter2"}"#.into(),
-        };
-        assert!(!format!("{spec:?}").contains("hunter2"));
     }
 }

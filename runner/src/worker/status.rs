@@ -36,9 +36,23 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TerminationReason {
     Deleted,
-    WallTimeLimit { limit_ms: u64 },
-    CpuTimeLimit { limit_ms: u64 },
-    HeapLimit { limit_mb: usize },
+    WallTimeLimit {
+        limit_ms: u64,
+    },
+    CpuTimeLimit {
+        limit_ms: u64,
+    },
+    HeapLimit {
+        limit_mb: usize,
+    },
+    /// Its array buffers (outside the V8 heap) went over the worker's limit.
+    ArrayBufferLimit {
+        limit_mb: usize,
+    },
+    /// Work outside any call (timers, unawaited promises) used more CPU than it may.
+    BackgroundCpuLimit {
+        limit_ms: u64,
+    },
     RunnerShutdown,
 }
 
@@ -61,6 +75,14 @@ impl std::fmt::Display for TerminationReason {
             Self::HeapLimit { limit_mb } => {
                 write!(f, "exceeded the heap memory limit of {limit_mb} MiB")
             }
+            Self::ArrayBufferLimit { limit_mb } => write!(
+                f,
+                "exceeded the limit of {limit_mb} MiB on memory outside the heap (ArrayBuffers, typed arrays, WebAssembly memories)"
+            ),
+            Self::BackgroundCpuLimit { limit_ms } => write!(
+                f,
+                "used more than {limit_ms} ms of CPU outside any call (timers or promises left running after a handler returned)"
+            ),
             Self::RunnerShutdown => write!(f, "runner shut down"),
         }
     }

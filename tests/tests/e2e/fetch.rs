@@ -289,7 +289,7 @@ async fn a_handler_over_its_time_limit_is_a_503_and_the_worker_is_terminated() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_with_a_hostname_answers_every_path_of_that_host() {
-    let (runner, _sink) = start(&[]).await;
+    let (runner, _sink) = start(&["--worker-domain", "example.test"]).await;
     let host = format!("{}.example.test", tag("app").to_lowercase());
     let script = format!(
         "// {}\nexport default {{ fetch(request) {{ return new Response('host ' + new URL(request.url).pathname); }} }}",

@@ -7,12 +7,17 @@ use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
-use futures_util::StreamExt;
-use serde::Serialize;
 use uuid::Uuid;
 
+mod restore;
+mod views;
+
+pub use views::PublicWorkerInfo;
+pub use views::RestoreSummary;
+pub use views::Restored;
+pub use views::WorkerInfo;
+
 use crate::ownership::TokenHash;
-use crate::records::from_millis;
 use crate::records::to_millis;
 use crate::records::Records;
 use crate::records::RecordsError;
@@ -23,8 +28,6 @@ use crate::triggers::cron::Schedule;
 use crate::triggers::taskhub::TaskHubJob;
 use crate::triggers::taskhub::TaskHubSpec;
 use crate::triggers::taskhub::TaskHubTrigger;
-use crate::triggers::taskhub::TaskHubView;
-use crate::worker::CodeIdentity;
 use crate::worker::CreateError;
 use crate::worker::Limits;
 use crate::worker::RunError;
@@ -53,70 +56,12 @@ pub struct NewWorker {
     pub taskhub: Option<TaskHubSpec>,
 }
 
-/// What anyone may see of a worker: no code hash, host name, errors or counters.
-#[derive(Debug, Clone, Serialize)]
-pub struct PublicWorkerInfo {
-    pub id: WorkerId,
-    #[serde(rename = "type")]
-    pub kind: ScriptKind,
-    pub schedule: Option<String>,
-    pub state: crate::worker::State,
-    #[serde(serialize_with = "rfc3339")]
-    pub created: SystemTime,
-    #[serde(with = "crate::worker::status::humantime_serde_compat::option")]
-    pub last_run: Option<SystemTime>,
-}
-
-/// What the API shows of a worker (never its config).
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerInfo {
-    pub id: WorkerId,
-    #[serde(rename = "type")]
-    pub kind: ScriptKind,
-    pub schedule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    pub code_hash: String,
-    #[serde(serialize_with = "rfc3339")]
-    pub created: SystemTime,
-    #[serde(flatten)]
-    pub status: StatusView,
-    /// Set when the worker was brought back from its record at start-up.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restored: Option<Restored>,
-    /// The TaskHub trigger's state (owner only, like the rest of this view).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub taskhub: Option<TaskHubView>,
-}
-
-/// A worker brought back from its record: when, and since when the runner was down (its last
-/// sign of life before the restart; runs missed in between are not replayed).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Restored {
-    #[serde(serialize_with = "rfc3339")]
-    pub at: SystemTime,
-    #[serde(with = "crate::worker::status::humantime_serde_compat::option")]
-    pub down_since: Option<SystemTime>,
-}
-
-/// What start-up made of the stored records.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RestoreSummary {
-    pub restored: usize,
-    /// Genuine records whose worker could not be started again: kept, listed as failed.
-    pub failed: usize,
-    /// Records refused (tampered, truncated, foreign, unreadable): left on disk, reported.
-    pub refused: usize,
-}
-
-fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_rfc3339_millis(*time).to_string())
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("the runner already hosts its maximum of {0} workers")]
     Full(usize),
+    #[error("the runner's memory budget for workers ({0} MiB) is used up; try again later")]
+    MemoryBudget(usize),
     #[error(transparent)]
     Create(#[from] CreateError),
     #[error("hostname {0} already belongs to another worker")]
@@ -309,9 +254,7 @@ impl Pool {
     pub async fn create(self: &Arc<Self>, new: NewWorker) -> Result<WorkerId, PoolError> {
         {
             let mut slots = self.write();
-            if slots.alive() >= self.max_workers {
-                return Err(PoolError::Full(self.max_workers));
-            }
+            self.check_room(&slots)?;
             if let Some(name) = &new.hostname {
                 if slots.by_hostname(name).is_some() {
                     return Err(PoolError::HostnameTaken(name.clone()));
@@ -364,6 +307,18 @@ impl Pool {
         Ok(id)
     }
 
+    /// Whether one more worker may start: fewer than the maximum are alive (or starting) and
+    /// the memory budget has room.
+    fn check_room(&self, slots: &Slots) -> Result<(), PoolError> {
+        if slots.alive() >= self.max_workers {
+            return Err(PoolError::Full(self.max_workers));
+        }
+        if !self.services.memory.has_room() {
+            return Err(PoolError::MemoryBudget(self.services.memory.limit_mb()));
+        }
+        Ok(())
+    }
+
     /// Starts the worker and, when there is a record to keep, stores it before anyone hears
     /// of the worker; a worker whose record could not be stored is stopped again.
     async fn admit(
@@ -402,102 +357,6 @@ impl Pool {
             job.stop();
         }
         entry.handle.stop(TerminationReason::Deleted);
-    }
-
-    /// Brings back every stored worker before the API serves: schedules resume from now (runs
-    /// missed while the runner was down are not replayed; each worker's status shows the gap).
-    /// A genuine record whose worker cannot start again is kept and listed as failed; a refused
-    /// record (tampered, truncated, foreign) is reported and left on disk. Neither stops the
-    /// others.
-    pub async fn restore(self: &Arc<Self>) -> Result<RestoreSummary, RecordsError> {
-        let mut summary = RestoreSummary::default();
-        let Some(records) = self.records.clone() else {
-            return Ok(summary);
-        };
-        let down_since = records.last_alive().await;
-        let restored = Restored {
-            at: SystemTime::now(),
-            down_since,
-        };
-        let mut stored = Vec::new();
-        for item in records.load_all().await? {
-            match item {
-                Ok(record) => stored.push(record),
-                Err(unusable) => {
-                    tracing::error!(%unusable, "a stored worker record was refused and not loaded (left on disk)");
-                    summary.refused += 1;
-                }
-            }
-        }
-        // Each worker evaluates its script on its own thread: start a few at once.
-        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
-        let mut outcomes = futures_util::stream::iter(stored)
-            .map(|record| self.restore_one(record, restored))
-            .buffer_unordered(parallel);
-        while let Some((id, outcome)) = outcomes.next().await {
-            match outcome {
-                Ok(entry) => {
-                    tracing::info!(worker = %id, "worker restored from its record");
-                    self.write().entries.insert(id, entry);
-                    summary.restored += 1;
-                }
-                Err(failed) => self.keep_failed(id, failed, &mut summary),
-            }
-        }
-        Ok(summary)
-    }
-
-    /// Starts the worker of one stored record again, or says why it cannot be.
-    async fn restore_one(
-        self: &Arc<Self>,
-        record: WorkerRecord,
-        restored: Restored,
-    ) -> (WorkerId, Result<Entry, Failed>) {
-        let id = record.id.clone();
-        let failed = |error: String| Failed {
-            kind: record.kind,
-            schedule: record.schedule.clone(),
-            hostname: record.hostname.clone(),
-            code_hash: CodeIdentity::of(record.kind, &record.script).to_string(),
-            created: from_millis(record.created_ms),
-            token_hash: record.token_hash,
-            error,
-            restored,
-        };
-        let schedule = match record.schedule.as_deref().map(Schedule::parse).transpose() {
-            Ok(schedule) => schedule,
-            Err(error) => return (id, Err(failed(format!("schedule: {error}")))),
-        };
-        let taskhub = match record
-            .taskhub
-            .as_ref()
-            .map(TaskHubSpec::from_record)
-            .transpose()
-        {
-            Ok(taskhub) => taskhub,
-            Err(error) => return (id, Err(failed(error))),
-        };
-        let new = NewWorker {
-            kind: record.kind,
-            script: record.script.clone(),
-            config_json: record.config_json.clone(),
-            schedule,
-            hostname: record.hostname.clone(),
-            token_hash: record.token_hash,
-            taskhub,
-        };
-        let created = from_millis(record.created_ms);
-        let outcome = self
-            .start(id.clone(), new, created, Some(restored))
-            .await
-            .map_err(|error| failed(error.to_string()));
-        (id, outcome)
-    }
-
-    fn keep_failed(&self, id: WorkerId, failed: Failed, summary: &mut RestoreSummary) {
-        tracing::error!(worker = %id, error = %failed.error, "a stored worker could not be started again: kept and listed as failed");
-        self.write().failed.insert(id, failed);
-        summary.failed += 1;
     }
 
     async fn start(
