@@ -22,6 +22,10 @@ mod fetch;
 mod handlers;
 #[path = "e2e/image.rs"]
 mod image;
+#[path = "e2e/imports.rs"]
+mod imports;
+#[path = "e2e/key_secrecy.rs"]
+mod key_secrecy;
 #[path = "e2e/keys.rs"]
 mod keys;
 #[path = "e2e/limits.rs"]

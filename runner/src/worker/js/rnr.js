@@ -41,10 +41,11 @@ const {
   String,
 } = primordials;
 
-// Names that give a worker more than the web platform: removed before the
-// worker's script runs. Permissions deny what they guard anyway; this keeps
-// the promise "web APIs only" visible from JavaScript.
-const NON_WEB_GLOBALS = [
+// Globals removed before the worker's script runs: names that give a worker
+// more than the web platform (permissions deny what they guard anyway; this
+// keeps the promise "web APIs only" visible from JavaScript), then web APIs
+// whose deno implementation endangers the process or reaches other workers.
+const REMOVED_GLOBALS = [
   "Deno",
   "process",
   "Buffer",
@@ -58,6 +59,18 @@ const NON_WEB_GLOBALS = [
   // aborts the whole process when the array-buffer allocator refuses (a
   // worker over its memory limit) instead of throwing.
   "ImageData",
+  // Image decoding and canvases: deno_image allocates a decoded image's
+  // pixels at the size its header claims, unbounded and outside any worker
+  // limit (a 1 KiB PNG claiming 65535 x 65535 pixels aborts the process).
+  "createImageBitmap",
+  "ImageBitmap",
+  "OffscreenCanvas",
+  "ImageBitmapRenderingContext",
+  // The Web Locks API: deno keeps its locks in one table for the whole
+  // process, so through it a worker would see other workers' lock names
+  // (`navigator.locks.query()`), wait on them or steal them.
+  "Lock",
+  "LockManager",
 ];
 
 // What deno_crypto's classes may keep as own properties: the web's
@@ -244,13 +257,14 @@ function setup(kind, configJson) {
 
   guardEgress();
 
-  for (const name of NON_WEB_GLOBALS) {
+  for (const name of REMOVED_GLOBALS) {
     try {
       delete globalThis[name];
     } catch {
       // a non-configurable global stays; permissions still deny it
     }
   }
+  ReflectDeleteProperty(globalThis.WorkerNavigator.prototype, "locks");
 
   const rnr = ObjectFreeze({
     getConfig: () => Promise.resolve(JSONParse(configJson)),
