@@ -39,6 +39,7 @@ const {
   SetPrototypeAdd,
   SetPrototypeHas,
   String,
+  StringPrototypeStartsWith,
 } = primordials;
 
 // Globals removed before the worker's script runs: names that give a worker
@@ -264,7 +265,17 @@ function setup(kind, configJson) {
       // a non-configurable global stays; permissions still deny it
     }
   }
-  ReflectDeleteProperty(globalThis.WorkerNavigator.prototype, "locks");
+  // WebGPU: deno's wgpu runs on whatever adapter the machine has (Mesa's
+  // llvmpipe on a CPU-only host): buffers outside the worker's memory limit,
+  // shaders on driver threads outside its CPU limit.
+  for (const name of ReflectOwnKeys(globalThis)) {
+    if (typeof name === "string" && StringPrototypeStartsWith(name, "GPU")) {
+      ReflectDeleteProperty(globalThis, name);
+    }
+  }
+  const navigatorPrototype = globalThis.WorkerNavigator.prototype;
+  ReflectDeleteProperty(navigatorPrototype, "gpu");
+  ReflectDeleteProperty(navigatorPrototype, "locks");
 
   const rnr = ObjectFreeze({
     getConfig: () => Promise.resolve(JSONParse(configJson)),
