@@ -24,6 +24,10 @@ mod handlers;
 mod hosts;
 #[path = "e2e/image.rs"]
 mod image;
+#[path = "e2e/imports.rs"]
+mod imports;
+#[path = "e2e/key_secrecy.rs"]
+mod key_secrecy;
 #[path = "e2e/keys.rs"]
 mod keys;
 #[path = "e2e/limits.rs"]

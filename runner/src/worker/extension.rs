@@ -191,7 +191,9 @@ async fn op_rnr_omni_key(
 /// ["deriveKey", "deriveBits"])` from Rust — the same import as `crypto.subtle.importKey`,
 /// which copies the bytes into the key's native handle. The bytes sit meanwhile in an
 /// ArrayBuffer that no JavaScript can reach (made here, passed only to that native function)
-/// and are overwritten with zeros right after.
+/// and are overwritten with zeros right after. Its memory is the runner's, not the isolate's
+/// array-buffer allocator's: that allocator may refuse a worker at its memory limit, and
+/// `v8::ArrayBuffer::new` then aborts the process rather than fail.
 pub struct OmniCryptoKey {
     bytes: OmniKeyBytes,
     importer: v8::Global<v8::Function>,
@@ -204,12 +206,11 @@ impl<'a> ToV8<'a> for OmniCryptoKey {
         self,
         scope: &mut v8::PinScope<'a, 'i>,
     ) -> Result<v8::Local<'a, v8::Value>, Self::Error> {
-        let buffer = v8::ArrayBuffer::new(scope, 32);
-        let backing = buffer.get_backing_store();
-        for (cell, byte) in backing.iter().zip(self.bytes.iter()) {
-            cell.set(*byte);
-        }
+        let mut bytes = vec![0u8; 32].into_boxed_slice();
+        bytes.copy_from_slice(&self.bytes[..]);
         drop(self.bytes);
+        let backing = v8::ArrayBuffer::new_backing_store_from_boxed_slice(bytes).make_shared();
+        let buffer = v8::ArrayBuffer::with_backing_store(scope, &backing);
         let key = import_hkdf_key(scope, buffer, &self.importer);
         for cell in backing.iter() {
             cell.set(0);

@@ -42,6 +42,7 @@ use super::extension::OmniKeyError;
 use super::extension::OmniKeys;
 use super::extension::SharedOmniKeys;
 use super::extension::WorkerSink;
+use super::loader::WorkerModuleLoader;
 use super::memory::WorkerMemory;
 use super::status::LogLevel;
 use super::status::TerminationReason;
@@ -155,10 +156,10 @@ fn build_worker(
     status: Arc<WorkerStatus>,
 ) -> WebWorker {
     let main_module = ModuleSpecifier::parse(SCRIPT_URL).expect("constant URL parses");
-    let module_loader = match spec.kind {
+    let module_loader = WorkerModuleLoader::new(match spec.kind {
         ScriptKind::Module => StaticModuleLoader::with(main_module.clone(), spec.script.clone()),
         ScriptKind::Classic => StaticModuleLoader::default(),
-    };
+    });
     let services =
         WebWorkerServiceOptions::<DenoInNpmPackageChecker, NpmResolver<RealSys>, RealSys> {
             blob_store: Arc::new(BlobStore::default()),

@@ -7,6 +7,7 @@ mod cpu_clock;
 pub mod egress;
 mod extension;
 mod isolate;
+mod loader;
 pub mod memory;
 mod spec;
 pub mod status;

@@ -33,16 +33,20 @@ const {
   PromiseAllSettled,
   PromiseReject,
   ReflectConstruct,
+  ReflectDeleteProperty,
+  ReflectOwnKeys,
   SafeSet,
   SetPrototypeAdd,
   SetPrototypeHas,
   String,
+  StringPrototypeStartsWith,
 } = primordials;
 
-// Names that give a worker more than the web platform: removed before the
-// worker's script runs. Permissions deny what they guard anyway; this keeps
-// the promise "web APIs only" visible from JavaScript.
-const NON_WEB_GLOBALS = [
+// Globals removed before the worker's script runs: names that give a worker
+// more than the web platform (permissions deny what they guard anyway; this
+// keeps the promise "web APIs only" visible from JavaScript), then web APIs
+// whose deno implementation endangers the process or reaches other workers.
+const REMOVED_GLOBALS = [
   "Deno",
   "process",
   "Buffer",
@@ -52,7 +56,40 @@ const NON_WEB_GLOBALS = [
   "Worker",
   "SharedWorker",
   "require",
+  // Its constructor allocates the pixels with `v8::ArrayBuffer::new`, which
+  // aborts the whole process when the array-buffer allocator refuses (a
+  // worker over its memory limit) instead of throwing.
+  "ImageData",
+  // Image decoding and canvases: deno_image allocates a decoded image's
+  // pixels at the size its header claims, unbounded and outside any worker
+  // limit (a 1 KiB PNG claiming 65535 x 65535 pixels aborts the process).
+  "createImageBitmap",
+  "ImageBitmap",
+  "OffscreenCanvas",
+  "ImageBitmapRenderingContext",
+  // The Web Locks API: deno keeps its locks in one table for the whole
+  // process, so through it a worker would see other workers' lock names
+  // (`navigator.locks.query()`), wait on them or steal them.
+  "Lock",
+  "LockManager",
 ];
+
+// What deno_crypto's classes may keep as own properties: the web's
+// (`SubtleCrypto.supports` is WebCrypto's). Everything else on them is deno's
+// Node.js interop and is removed before the worker's code runs:
+// `CryptoKey.exportNodeMaterial(key)` hands out any key's bytes,
+// `CryptoKey.fromCloneData` is what structured clone calls with a key's bytes,
+// `CryptoKey.importSync`, `Crypto.create`, `Crypto.registerSymbols`,
+// `SubtleCrypto.create` are deno's bootstrap helpers.
+const CRYPTO_STATICS = {
+  CryptoKey: ["length", "name", "prototype"],
+  Crypto: ["length", "name", "prototype"],
+  SubtleCrypto: ["length", "name", "prototype", "supports"],
+};
+
+// The brand deno_core's serializer (structuredClone, postMessage,
+// BroadcastChannel) calls to clone a host object.
+const HOST_OBJECT_BRAND = Symbol.for("Deno.core.hostObject");
 
 // A connection refused by the net permission (the runner's egress policy)
 // reaches the worker as a TypeError naming the rule, as a browser's network
@@ -123,13 +160,53 @@ function guardEgress() {
   }
 }
 
+// deno_crypto stamps every CryptoKey it makes with its bytes (under node's
+// `kKeyObject` symbol) and with a host-object function returning them for
+// structured clone, once `Crypto.registerSymbols` has handed it those symbols;
+// it does so when `crypto.subtle` is first read. Here, before any worker code:
+// that registration is made a no-op, so keys carry no own property at all (the
+// WebCrypto methods work on the native key, not on these); the Node.js interop
+// statics go (after `CryptoKey.importSync` is taken for the Omni Keys); the
+// classes are frozen; and cloning a CryptoKey throws a DataCloneError.
+function sealWebCrypto() {
+  const { Crypto, CryptoKey, SubtleCrypto } = globalThis;
+  ObjectDefineProperty(Crypto, "registerSymbols", {
+    __proto__: null,
+    configurable: true,
+    value: () => false,
+  });
+  // Mints deno's Crypto and SubtleCrypto singletons now, without the symbols.
+  void globalThis.crypto.subtle;
+  const importSync = FunctionPrototypeBind(CryptoKey.importSync, CryptoKey);
+  const classes = { Crypto, CryptoKey, SubtleCrypto };
+  for (const name in CRYPTO_STATICS) {
+    const keep = new SafeSet(CRYPTO_STATICS[name]);
+    const cls = classes[name];
+    for (const key of ReflectOwnKeys(cls)) {
+      if (!SetPrototypeHas(keep, key)) ReflectDeleteProperty(cls, key);
+    }
+    ObjectFreeze(cls);
+  }
+  const DOMException = globalThis.DOMException;
+  ObjectDefineProperty(CryptoKey.prototype, HOST_OBJECT_BRAND, {
+    __proto__: null,
+    value() {
+      throw new DOMException(
+        "a CryptoKey cannot be cloned in a Smart Worker",
+        "DataCloneError",
+      );
+    },
+  });
+  ObjectFreeze(CryptoKey.prototype);
+  return importSync;
+}
+
 // `rnr.getOmniKey(store)`: the op resolves to a non-extractable HKDF CryptoKey
 // that the runner makes natively with deno_crypto's own `CryptoKey.importSync`
 // (the key bytes never become a JavaScript value). The importer is handed over
 // here, before the worker's code runs and could replace it.
-function omniKeys() {
-  const CryptoKey = globalThis.CryptoKey;
-  op_rnr_omni_key_init(FunctionPrototypeBind(CryptoKey.importSync, CryptoKey));
+function omniKeys(importSync) {
+  op_rnr_omni_key_init(importSync);
   return (store) => {
     try {
       return op_rnr_omni_key(String(store));
@@ -140,7 +217,7 @@ function omniKeys() {
 }
 
 function setup(kind, configJson) {
-  const getOmniKey = omniKeys();
+  const getOmniKey = omniKeys(sealWebCrypto());
   const inspect = globalThis.Deno?.inspect;
   const format = (args) =>
     ArrayPrototypeJoin(
@@ -181,13 +258,24 @@ function setup(kind, configJson) {
 
   guardEgress();
 
-  for (const name of NON_WEB_GLOBALS) {
+  for (const name of REMOVED_GLOBALS) {
     try {
       delete globalThis[name];
     } catch {
       // a non-configurable global stays; permissions still deny it
     }
   }
+  // WebGPU: deno's wgpu runs on whatever adapter the machine has (Mesa's
+  // llvmpipe on a CPU-only host): buffers outside the worker's memory limit,
+  // shaders on driver threads outside its CPU limit.
+  for (const name of ReflectOwnKeys(globalThis)) {
+    if (typeof name === "string" && StringPrototypeStartsWith(name, "GPU")) {
+      ReflectDeleteProperty(globalThis, name);
+    }
+  }
+  const navigatorPrototype = globalThis.WorkerNavigator.prototype;
+  ReflectDeleteProperty(navigatorPrototype, "gpu");
+  ReflectDeleteProperty(navigatorPrototype, "locks");
 
   const rnr = ObjectFreeze({
     getConfig: () => Promise.resolve(JSONParse(configJson)),
