@@ -76,7 +76,7 @@ async fn only_the_creators_token_manages_a_worker() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_shows_details_only_to_the_owner_and_tokens_are_never_shown_again() {
-    let (runner, sink) = start(&[]).await;
+    let (runner, sink) = start(&["--worker-domain", "example"]).await;
     let id = runner
         .create(&json!({
             "script": format!(
