@@ -71,6 +71,20 @@ pub struct Config {
     #[arg(long, env = "RUNNER_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
 
+    /// Most connections open at once over both listeners; past it new ones wait in the listen
+    /// backlog. Lowered at start to fit under the open-files limit (ARCHITECTURE.md, limits).
+    #[arg(long, env = "RUNNER_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Time a client has to finish the TLS handshake, in milliseconds.
+    #[arg(long, env = "RUNNER_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub handshake_timeout_ms: u64,
+
+    /// Time a connection may go without a request in progress — to send its first request's
+    /// head, or the next one on a kept-alive connection — before it is closed, in milliseconds.
+    #[arg(long, env = "RUNNER_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
     /// Largest accepted worker script, in bytes.
     #[arg(long, env = "RUNNER_MAX_SCRIPT_BYTES", default_value_t = 5 * 1024 * 1024)]
     pub max_script_bytes: usize,
@@ -192,6 +206,15 @@ impl Config {
             max_script_bytes: self.max_script_bytes,
         }
     }
+
+    /// The listeners' limits, before the cap is fitted under the open-files limit.
+    pub fn listen_limits(&self) -> crate::listen::Limits {
+        crate::listen::Limits {
+            max_connections: self.max_connections,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms.max(1)),
+            header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +228,10 @@ mod tests {
         assert_eq!(config.worker_limits().wall_limit, Duration::from_secs(30));
         assert_eq!(config.egress, EgressMode::AllowAll);
         assert!(config.admin_token.is_none());
+        let listen = config.listen_limits();
+        assert_eq!(listen.max_connections, 1024);
+        assert_eq!(listen.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(listen.header_timeout, Duration::from_secs(10));
     }
 
     #[test]

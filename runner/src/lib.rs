@@ -8,6 +8,7 @@ pub mod config;
 pub mod identity;
 pub mod init;
 pub mod keys;
+pub mod listen;
 pub mod ownership;
 pub mod pool;
 pub mod records;

@@ -1,4 +1,4 @@
-//! Starts the runner: cron trigger, worker pool, and the HTTP API.
+//! Starts the runner: cron trigger, worker pool, and the HTTP API on both listeners.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,6 +9,9 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::listen::fd_limit;
+use crate::listen::Listeners;
+use crate::listen::Transport;
 use crate::ownership::TokenHash;
 use crate::pool::Pool;
 use crate::records::Records;
@@ -58,6 +61,8 @@ pub enum ServeError {
 
 /// Runs until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
+    // First: workers, state files and connections all need descriptors.
+    let open_files = raise_open_files();
     let attester = Arc::new(attest::Attester::detect());
     if attester.tee() == attest::Tee::None {
         if config.require_tee {
@@ -189,20 +194,78 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "creation API listening on plain http://{local}: worker configs sent here cross the network in the clear (use --creation-tls-only and `runner deploy` where that matters)"
         );
     }
-    if let Some(((listener, local), tls)) = tls_listener {
+    let listeners = Listeners::new(listen_limits(&config, open_files));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let tls_loop = tls_listener.map(|((listener, local), tls)| {
         tracing::info!(addr = %local, "HTTPS (attested TLS) listening on https://{local}");
         let router = api::router(
             state.clone(),
             api::Listener::Https,
             config.creation_tls_only,
         );
-        tokio::spawn(crate::tls::listener::serve(listener, tls, router));
-    }
+        let transport = Transport::Tls(tokio_rustls::TlsAcceptor::from(Arc::new(tls)));
+        let (listeners, stop) = (listeners.clone(), stop.clone());
+        tokio::spawn(async move { listeners.run(listener, transport, router, stop).await })
+    });
     let router = api::router(state, api::Listener::Http, config.creation_tls_only);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal(pool))
-        .await
-        .map_err(ServeError::Http)
+    let stopping = async move {
+        shutdown_signal(pool).await;
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(
+        listeners.run(listener, Transport::Plain, router, stop),
+        stopping
+    );
+    if let Some(tls_loop) = tls_loop {
+        let _ = tls_loop.await;
+    }
+    // As before: requests in progress finish, idle connections close at once.
+    listeners.drained().await;
+    Ok(())
+}
+
+/// Raises the open-files limit to the hard limit (logged); returns the soft limit now.
+fn raise_open_files() -> Option<u64> {
+    match fd_limit::raise() {
+        Ok(limit) => {
+            tracing::info!(
+                before = limit.before,
+                soft = limit.soft,
+                hard = limit.hard,
+                "open-files limit (RLIMIT_NOFILE) raised to the hard limit"
+            );
+            Some(limit.soft)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-files limit (RLIMIT_NOFILE)");
+            None
+        }
+    }
+}
+
+/// The listeners' limits, the connection cap fitted under the open-files limit.
+fn listen_limits(config: &Config, open_files: Option<u64>) -> crate::listen::Limits {
+    let mut limits = config.listen_limits();
+    if let Some(soft) = open_files {
+        let cap = fd_limit::connection_cap(limits.max_connections, soft, config.max_workers);
+        if cap != limits.max_connections {
+            tracing::warn!(
+                wanted = limits.max_connections,
+                cap,
+                open_files = soft,
+                reserved = fd_limit::reserved(config.max_workers),
+                "--max-connections lowered to fit under the open-files limit"
+            );
+        }
+        limits.max_connections = cap;
+    }
+    tracing::info!(
+        max_connections = limits.max_connections,
+        handshake_timeout_ms = limits.handshake_timeout.as_millis() as u64,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        "connection limits"
+    );
+    limits
 }
 
 /// Opens the state directory with the sealing key this TEE offers: SNP's measurement-bound
@@ -252,9 +315,8 @@ async fn bind(
     addr: SocketAddr,
     addr_file: Option<&Path>,
 ) -> Result<(TcpListener, SocketAddr), ServeError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let listener =
+        crate::listen::accept::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(ServeError::Http)?;
     if let Some(path) = addr_file {
         std::fs::write(path, local.to_string()).map_err(|source| ServeError::AddrFile {

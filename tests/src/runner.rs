@@ -202,6 +202,34 @@ impl Runner {
         self.logs()
     }
 
+    /// The runner's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// File descriptors the runner has open now (from `/proc`; 0 if unreadable).
+    pub fn open_fds(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
+    }
+
+    /// Sends SIGTERM (a graceful shutdown) and waits up to `within` for the runner to exit;
+    /// returns its exit status, `None` if it was still running then.
+    pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = libc::pid_t::try_from(self.pid()).expect("a pid");
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            sleep(POLL).await;
+        }
+        None
+    }
+
     /// The HTTP client the harness uses (for requests a test drives itself).
     pub fn http_client(&self) -> Client {
         self.client.clone()

@@ -12,6 +12,8 @@ mod attestation;
 mod bad_input;
 #[path = "e2e/config.rs"]
 mod config;
+#[path = "e2e/connections.rs"]
+mod connections;
 #[path = "e2e/create.rs"]
 mod create;
 #[path = "e2e/egress.rs"]

@@ -313,11 +313,18 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let router =
             axum::Router::new().route("/", axum::routing::get(|| async { "secret answer" }));
-        tokio::spawn(listener::serve(
-            listener,
-            listener::server_config(cert).unwrap(),
-            router,
-        ));
+        let tls = Arc::new(listener::server_config(cert).unwrap());
+        let listeners = crate::listen::Listeners::new(crate::listen::Limits {
+            max_connections: 16,
+            handshake_timeout: std::time::Duration::from_secs(10),
+            header_timeout: std::time::Duration::from_secs(10),
+        });
+        let transport = crate::listen::Transport::Tls(tokio_rustls::TlsAcceptor::from(tls));
+        tokio::spawn(async move {
+            // Never stopped: the sender lives as long as the loop.
+            let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+            listeners.run(listener, transport, router, stop).await
+        });
         port
     }
 
