@@ -33,6 +33,19 @@ use super::status::WorkerStatus;
 
 const MIB: usize = 1024 * 1024;
 
+/// An allocation this small may go past a limit by up to [`SLACK`]: V8's API calls that make
+/// buffers for the runtime (not for scripts) abort the process when refused.
+pub const SMALL_ALLOCATION: usize = MIB;
+const SLACK: usize = 16 * MIB;
+
+fn slack(len: usize) -> usize {
+    if len <= SMALL_ALLOCATION {
+        SLACK
+    } else {
+        0
+    }
+}
+
 /// What a worker takes to start (its isolate's first heap): less room than this in the budget
 /// refuses new workers.
 pub const NEW_WORKER_BYTES: usize = 16 * MIB;
@@ -83,10 +96,13 @@ impl MemoryBudget {
     }
 
     /// Takes `len` array-buffer bytes, unless that would go past the budget.
+    /// Takes `len` array-buffer bytes, unless that would go past the budget (by more than
+    /// the slack a small allocation may use, see [`SMALL_ALLOCATION`]).
     fn take(&self, len: usize) -> bool {
         let before = self.external.fetch_add(len, Ordering::Relaxed);
         let heaps = self.heaps.load(Ordering::Relaxed);
-        if before.saturating_add(len).saturating_add(heaps) > self.limit {
+        if before.saturating_add(len).saturating_add(heaps) > self.limit.saturating_add(slack(len))
+        {
             self.external.fetch_sub(len, Ordering::Relaxed);
             return false;
         }
@@ -206,13 +222,20 @@ impl WorkerMemory {
         self.refused.swap(false, Ordering::AcqRel)
     }
 
+    /// Takes `len` bytes for this worker. Past the worker's limit the worker is terminated and
+    /// the allocation refused — unless it is small and within the slack: the runtime's own
+    /// buffers are made through V8 calls that abort the whole process when the allocator says
+    /// no, and a worker being terminated must not take the runner with it.
     fn take(&self, len: usize) -> bool {
         let before = self.external.fetch_add(len, Ordering::Relaxed);
-        if before.saturating_add(len) > self.limit {
-            self.external.fetch_sub(len, Ordering::Relaxed);
-            self.refused.store(true, Ordering::Release);
+        let after = before.saturating_add(len);
+        if after > self.limit {
             self.over_limit();
-            return false;
+            if after > self.limit.saturating_add(slack(len)) {
+                self.external.fetch_sub(len, Ordering::Relaxed);
+                self.refused.store(true, Ordering::Release);
+                return false;
+            }
         }
         if !self.budget.take(len) {
             self.external.fetch_sub(len, Ordering::Relaxed);
@@ -345,6 +368,19 @@ mod tests {
         worker.give_back(8 * MIB);
         assert!(worker.take(10 * MIB));
         assert_eq!(budget.used(), 10 * MIB);
+    }
+
+    #[test]
+    fn small_allocations_may_pass_a_limit_by_the_slack_large_ones_never() {
+        let budget = Arc::new(MemoryBudget::new(1024));
+        let worker = WorkerMemory::new(budget.clone(), 10);
+        assert!(worker.take(10 * MIB));
+        assert!(!worker.take(2 * MIB), "a large allocation past the limit");
+        for _ in 0..16 {
+            assert!(worker.take(MIB), "within the slack");
+        }
+        assert!(!worker.take(MIB), "past the slack");
+        assert_eq!(worker.external(), 26 * MIB);
     }
 
     #[test]
