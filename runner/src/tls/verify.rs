@@ -59,20 +59,30 @@ pub struct PolicyArgs {
     /// Accept `none` evidence (a runner without a TEE). Development only: nothing is attested.
     #[arg(long)]
     pub allow_insecure_dev: bool,
+    /// Minimum SEV-SNP REPORTED_TCB, `[milan:|genoa:|turin:]TCB` (repeatable; without a
+    /// generation it sets all): TCB is `bootloader=N,tee=N,snp=N,microcode=N[,fmc=N]`
+    /// (missing ones 0), a raw TCB_VERSION `0x…` (with a generation) or `none`. Default:
+    /// AMD-SB-3019's fix, SNP firmware SPL 0x18 on Milan and 0x17 on Genoa.
+    #[arg(long, value_name = "[GEN:]TCB")]
+    pub snp_min_tcb: Vec<attest::SnpMinTcbSpec>,
 }
 
 impl PolicyArgs {
     /// The attestation policy these options describe. What it will refuse for want of a
     /// measurement (e.g. TDX without `--tdx-rtmr0`) is logged as a warning.
     pub fn policy(&self) -> Result<attest::Policy, VerifyCommandError> {
-        Ok(attest::Policy {
+        let mut policy = attest::Policy {
             allow_insecure_dev: self.allow_insecure_dev,
             expected: match &self.expect {
                 Some(path) => load_expected(path, self.tdx_rtmr0)?,
                 None => attest::ExpectedMeasurements::default(),
             },
             ..Default::default()
-        })
+        };
+        for spec in &self.snp_min_tcb {
+            policy.snp.min_tcb.apply(spec);
+        }
+        Ok(policy)
     }
 }
 
@@ -331,6 +341,44 @@ mod tests {
             method: "GET".into(),
             data: None,
         }
+    }
+
+    #[derive(clap::Parser)]
+    struct PolicyCli {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    }
+
+    fn policy_from(args: &[&str]) -> Result<attest::Policy, clap::Error> {
+        use clap::Parser;
+        let cli = PolicyCli::try_parse_from(std::iter::once("verify").chain(args.iter().copied()))?;
+        Ok(cli.policy.policy().unwrap())
+    }
+
+    #[test]
+    fn snp_min_tcb_defaults_to_the_bulletins_and_can_be_set_per_generation() {
+        let default = policy_from(&[]).unwrap();
+        assert_eq!(default.snp.min_tcb, attest::SnpMinTcb::default());
+        assert_eq!(default.snp.min_tcb.milan.snp, 0x18);
+
+        let set = policy_from(&[
+            "--snp-min-tcb",
+            "milan:snp=8",
+            "--snp-min-tcb",
+            "genoa:0xdb1b000000000004",
+        ])
+        .unwrap();
+        assert_eq!(set.snp.min_tcb.milan.snp, 8);
+        assert_eq!(
+            (set.snp.min_tcb.genoa.snp, set.snp.min_tcb.genoa.microcode),
+            (0x1b, 0xdb)
+        );
+        assert_eq!(set.snp.min_tcb.turin, default.snp.min_tcb.turin);
+
+        let error = policy_from(&["--snp-min-tcb", "milan:snp=999"])
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("0 to 255"), "{error}");
     }
 
     #[tokio::test]
