@@ -13,6 +13,8 @@ use bytes::Bytes;
 use deno_core::url::Url;
 use http_body_util::BodyExt;
 use http_body_util::Full;
+use hyper::header::HeaderName;
+use hyper::header::HeaderValue;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::client::danger::ServerCertVerified;
@@ -41,6 +43,27 @@ pub struct VerifyArgs {
     /// Request body.
     #[arg(long, short = 'd')]
     pub data: Option<String>,
+    /// A request header, `Name: value` (repeatable), e.g. `-H 'Authorization: Bearer swt_…'` to
+    /// manage a worker over the verified connection. `Host` comes from the URL.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Parses `Name: value` (curl's `-H` form); `Authorization` values are marked sensitive.
+pub fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), VerifyCommandError> {
+    let bad = |reason: &str| VerifyCommandError::Header(reason.to_owned());
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| bad("expected `Name: value`"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| bad("the name is not an HTTP header name"))?;
+    if name == hyper::header::HOST {
+        return Err(bad("the Host header comes from the URL"));
+    }
+    let mut value = HeaderValue::from_str(value.trim())
+        .map_err(|_| bad("the value has characters a header cannot carry"))?;
+    value.set_sensitive(name == hyper::header::AUTHORIZATION);
+    Ok((name, value))
 }
 
 /// What a client trusts: the options `runner verify`, `deploy` and `verifier` share.
@@ -98,6 +121,8 @@ pub enum VerifyCommandError {
     Tls(String, std::io::Error),
     #[error("HTTP: {0}")]
     Http(String),
+    #[error("bad header: {0}")]
+    Header(String),
 }
 
 /// Checks the server's certificate evidence, then its handshake signature.
@@ -218,7 +243,7 @@ pub struct VerifiedResponse {
 pub async fn run(args: &VerifyArgs) -> Result<VerifiedResponse, VerifyCommandError> {
     let policy = args.policy.policy()?;
     let body = Bytes::from(args.data.clone().unwrap_or_default());
-    send_verified(&args.url, policy, &args.method, None, body).await
+    send_verified(&args.url, policy, &args.method, &args.headers, body).await
 }
 
 /// Connects to `url` (https), verifies the appliance's evidence against `policy` during the
@@ -228,7 +253,7 @@ pub async fn send_verified(
     url: &str,
     policy: attest::Policy,
     method: &str,
-    content_type: Option<&str>,
+    headers: &[(HeaderName, HeaderValue)],
     body: Bytes,
 ) -> Result<VerifiedResponse, VerifyCommandError> {
     let parsed =
@@ -283,8 +308,8 @@ pub async fn send_verified(
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, parsed.authority());
-    if let Some(content_type) = content_type {
-        request = request.header(hyper::header::CONTENT_TYPE, content_type);
+    for (name, value) in headers {
+        request = request.header(name, value);
     }
     let request = request
         .body(Full::new(body))
@@ -340,6 +365,7 @@ mod tests {
             },
             method: "GET".into(),
             data: None,
+            headers: Vec::new(),
         }
     }
 
@@ -379,6 +405,26 @@ mod tests {
             .err()
             .expect("refused");
         assert!(error.to_string().contains("0 to 255"), "{error}");
+    }
+
+    #[test]
+    fn headers_parse_like_curls_and_host_is_refused() {
+        let (name, value) = parse_header("Authorization:  Bearer swt_x ").unwrap();
+        assert_eq!(name, hyper::header::AUTHORIZATION);
+        assert_eq!(value, "Bearer swt_x");
+        assert!(value.is_sensitive());
+        assert!(!parse_header("x-a: 1").unwrap().1.is_sensitive());
+        for bad in [
+            "no colon",
+            "bad name: 1",
+            "Host: evil.example",
+            "x-a: a\u{7f}b",
+        ] {
+            assert!(
+                matches!(parse_header(bad), Err(VerifyCommandError::Header(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[tokio::test]
