@@ -3,9 +3,15 @@
 
 use crate::{rootfs, Options, CHAINS_FILE, DEFAULT_CMDLINE, KEY_STORES_FILE};
 
-/// What a production image (without `--dev`) adds: the runner refuses to start without a TEE
-/// and refuses worker creation on plain HTTP (a worker's config only over attested TLS).
-pub const PRODUCTION_CMDLINE: &[&str] = &["RUNNER_REQUIRE_TEE=1", "RUNNER_CREATION_TLS_ONLY=1"];
+/// What a production image (without `--dev`) adds: the runner refuses to start without a TEE,
+/// refuses worker creation on plain HTTP (a worker's config only over attested TLS), and logs
+/// workers' console lines at `debug`, below the default `RUNNER_LOG` level, so they stay off
+/// the host's serial console (the owner reads them through the API).
+pub const PRODUCTION_CMDLINE: &[&str] = &[
+    "RUNNER_REQUIRE_TEE=1",
+    "RUNNER_CREATION_TLS_ONLY=1",
+    "RUNNER_WORKER_LOG_LEVEL=debug",
+];
 
 /// The appliance's kernel command line: [`DEFAULT_CMDLINE`], the root's words, the runner's
 /// configuration files, [`PRODUCTION_CMDLINE`] (unless `options.dev`), then the builder's words.
@@ -69,6 +75,7 @@ mod tests {
         }
         assert!(words.contains(&"RUNNER_REQUIRE_TEE=1"));
         assert!(words.contains(&"RUNNER_CREATION_TLS_ONLY=1"));
+        assert!(words.contains(&"RUNNER_WORKER_LOG_LEVEL=debug"));
         // The builder's words come last, so they can still override (measured all the same).
         assert_eq!(words.last(), Some(&"RUNNER_LOG=info"));
         assert!(words.starts_with(&["console=ttyS0", "panic=-1", "quiet", "root=/dev/dm-0"]));
@@ -81,6 +88,7 @@ mod tests {
         let line = cmdline(&o, Vec::new());
         assert!(!line.contains("RUNNER_REQUIRE_TEE"), "{line}");
         assert!(!line.contains("RUNNER_CREATION_TLS_ONLY"), "{line}");
+        assert!(!line.contains("RUNNER_WORKER_LOG_LEVEL"), "{line}");
         assert_eq!(line, DEFAULT_CMDLINE);
     }
 }
