@@ -370,7 +370,9 @@ async fn a_worker_past_its_rate_limit_is_refused_before_the_store() {
             Err(KeyError::Failed { .. })
         ));
     }
-    let refused = keys.get("sapphire-testnet").await.err().expect("refused");
+    let Err(refused) = keys.get("sapphire-testnet").await else {
+        panic!("the third request was not refused");
+    };
     match &refused {
         KeyError::RateLimited {
             store,

@@ -401,9 +401,7 @@ mod tests {
         );
         assert_eq!(set.snp.min_tcb.turin, default.snp.min_tcb.turin);
 
-        let error = policy_from(&["--snp-min-tcb", "milan:snp=999"])
-            .err()
-            .expect("refused");
+        let error = policy_from(&["--snp-min-tcb", "milan:snp=999"]).expect_err("refused");
         assert!(error.to_string().contains("0 to 255"), "{error}");
     }
 
