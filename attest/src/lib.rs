@@ -45,6 +45,9 @@ pub use measurement::{
 };
 pub use policy::{Policy, SnpPolicy, TdxPolicy, TdxTcbStatus};
 pub use snp::verify::SnpTcbs;
-pub use snp::{DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix, SnpDetails, SnpTcb};
+pub use snp::{
+    DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix, SnpDetails, SnpGeneration, SnpMinTcb,
+    SnpMinTcbSpec, SnpMinTcbSpecError, SnpTcb,
+};
 pub use tdx::TdxDetails;
 pub use verify::{verify, verify_with, Endorsements, Measurements, Tcb, Verified, Verifier};

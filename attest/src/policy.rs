@@ -3,11 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::measurement::ExpectedMeasurements;
-use crate::snp::SnpTcb;
+use crate::snp::SnpMinTcb;
 
 /// The verifier's policy. `Default` is strict: no dev mode, no measurement accepted until the
-/// manifest's are filled in, SNP without SMT or migration agent at VMPL 0 with any TCB, TDX
-/// with TCB status `UpToDate` only.
+/// manifest's are filled in, SNP without SMT or migration agent at VMPL 0 with at least the
+/// TCB AMD's bulletins require ([`SnpMinTcb::default`]), TDX with TCB status `UpToDate` only.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Policy {
@@ -33,8 +33,8 @@ pub struct SnpPolicy {
     pub allow_smt: bool,
     /// Accept a guest policy that allows a migration agent.
     pub allow_migration_agent: bool,
-    /// Minimum REPORTED_TCB, component by component.
-    pub min_tcb: SnpTcb,
+    /// Minimum REPORTED_TCB, component by component, per processor generation.
+    pub min_tcb: SnpMinTcb,
     /// The VMPL the report must come from.
     pub vmpl: u32,
 }
@@ -109,6 +109,8 @@ mod tests {
         assert!(p.expected.snp.is_empty() && p.expected.tdx.is_empty());
         assert!(!p.snp.allow_smt && !p.snp.allow_migration_agent);
         assert_eq!(p.snp.vmpl, 0);
+        assert_eq!(p.snp.min_tcb, SnpMinTcb::default());
+        assert_ne!(p.snp.min_tcb, SnpMinTcb::none());
         assert_eq!(p.tdx.accepted_tcb_status, [TdxTcbStatus::UpToDate]);
     }
 

@@ -69,6 +69,20 @@ fn recorded_snp_evidence_verifies_through_the_public_api() {
     };
     policy.snp.allow_smt = true;
     let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    // The recorded report (2022, SNP SPL 8) predates AMD-SB-3019: the default minimum refuses
+    // it, naming the component; a lower minimum (`--snp-min-tcb milan:snp=8`) accepts it.
+    assert_eq!(
+        attest::verify(&evidence, &policy, now),
+        Err(VerifyError::Snp(attest::SnpError::TcbTooLow {
+            component: "snp",
+            min: 0x18,
+            got: 8
+        }))
+    );
+    policy
+        .snp
+        .min_tcb
+        .apply(&"milan:snp=8".parse::<attest::SnpMinTcbSpec>().unwrap());
     let verified = attest::verify(&evidence, &policy, now).unwrap();
     assert_eq!(verified.tee, Tee::Snp);
     assert_eq!(&verified.report_data[..], &report[0x50..0x90]);

@@ -15,6 +15,7 @@
 //! Two builds of the same commit give the same bytes: nothing depends on paths, clocks, users or
 //! directory order (see the `initramfs` crate for the archive's rules and [`root_disk`]).
 
+mod cmdline;
 pub mod deb;
 pub mod kernel;
 pub mod long_step;
@@ -25,6 +26,8 @@ pub mod rootfs;
 pub mod runner;
 #[macro_use]
 pub mod util;
+
+pub use cmdline::{cmdline, config_cmdline, PRODUCTION_CMDLINE};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,6 +123,9 @@ pub struct Options {
     pub snp: Option<measure::SnpParams>,
     /// Compute the TDX MRTD and RTMR[1..3] for this TDVF.
     pub tdx: Option<measure::TdxParams>,
+    /// A development image: without [`PRODUCTION_CMDLINE`] (the runner starts without a TEE
+    /// and creates workers on plain HTTP), e.g. to boot under TCG. Default: off (fail closed).
+    pub dev: bool,
 }
 
 impl Options {
@@ -138,6 +144,7 @@ impl Options {
             source_date_epoch: None,
             snp: None,
             tdx: None,
+            dev: false,
         }
     }
 }
@@ -402,12 +409,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     progress!("[4/5] bundle in {}", options.out.display());
     let kernel_path = options.out.join(KERNEL_FILE);
     std::fs::copy(&kernel.vmlinuz, &kernel_path).map_err(|e| ToolError::io(&kernel_path, e))?;
-    let cmdline = std::iter::once(DEFAULT_CMDLINE.to_owned())
-        .chain(root_cmdline)
-        .chain(config_cmdline(options))
-        .chain(options.cmdline_append.iter().cloned())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let cmdline = cmdline(options, root_cmdline);
     let cmdline_path = options.out.join(CMDLINE_FILE);
     std::fs::write(&cmdline_path, &cmdline).map_err(|e| ToolError::io(&cmdline_path, e))?;
     let firmware_files = [
@@ -585,26 +587,8 @@ fn config_files(options: &Options) -> Result<Vec<(String, Vec<u8>)>, BuildError>
     Ok(files)
 }
 
-/// The command-line words that point the runner at the configuration files the image carries.
-pub fn config_cmdline(options: &Options) -> Vec<String> {
-    let mut words = Vec::new();
-    if options.key_stores.is_some() {
-        words.push(format!(
-            "RUNNER_KEY_STORES={}/{KEY_STORES_FILE}",
-            rootfs::CONFIG_DIR
-        ));
-    }
-    if options.chains.is_some() {
-        words.push(format!(
-            "RUNNER_CHAINS={}/{CHAINS_FILE}",
-            rootfs::CONFIG_DIR
-        ));
-    }
-    words
-}
-
-const KEY_STORES_FILE: &str = "key-stores.json";
-const CHAINS_FILE: &str = "chains.json";
+pub(crate) const KEY_STORES_FILE: &str = "key-stores.json";
+pub(crate) const CHAINS_FILE: &str = "chains.json";
 
 fn archive_file_sha256(archive: &initramfs::Archive, path: &str) -> Result<String, BuildError> {
     match archive.contents(path) {

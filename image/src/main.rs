@@ -75,10 +75,11 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     chains: Option<PathBuf>,
 
-    /// Make the runner refuse to start without a TEE (adds RUNNER_REQUIRE_TEE=1 to the command
-    /// line): for images meant only for SNP/TDX; such an image cannot boot with qemu/run.
+    /// A development image: the runner starts without a TEE and creates workers on plain HTTP.
+    /// Without it the command line carries RUNNER_REQUIRE_TEE=1 and RUNNER_CREATION_TLS_ONLY=1
+    /// (the image then boots only as an SNP/TDX guest, not with qemu/run under TCG/KVM).
     #[arg(long)]
-    require_tee: bool,
+    dev: bool,
 
     /// zstd level of the initramfs (1-22; `--root initramfs`).
     #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=22))]
@@ -145,10 +146,6 @@ fn main() -> anyhow::Result<()> {
             profile: cli.profile,
         },
     };
-    let mut cmdline_append = cli.cmdline_append;
-    if cli.require_tee {
-        cmdline_append.push("RUNNER_REQUIRE_TEE=1".to_owned());
-    }
     let tdx = match (cli.tdx_ovmf, cli.no_tdx) {
         (Some(tdvf), _) => Some(TdxParams { tdvf, pin: None }),
         (None, true) => None,
@@ -172,7 +169,8 @@ fn main() -> anyhow::Result<()> {
             zstd_level: cli.zstd_level,
         },
     };
-    options.cmdline_append = cmdline_append;
+    options.cmdline_append = cli.cmdline_append;
+    options.dev = cli.dev;
     options.key_stores = cli.key_stores;
     options.chains = cli.chains;
     let jobs = util::default_jobs();

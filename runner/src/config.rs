@@ -121,6 +121,12 @@ pub struct Config {
     #[arg(long, env = "RUNNER_LOG_LINES", default_value_t = 200)]
     pub log_lines: usize,
 
+    /// Level at which the runner logs workers' console lines (target `worker`; `off`: never).
+    /// The owner reads them at GET /workers/{id}/logs; the image sets `debug` (hidden at the
+    /// default RUNNER_LOG=info: the runner's log is the host's serial console there).
+    #[arg(long, env = "RUNNER_WORKER_LOG_LEVEL", value_enum, default_value_t)]
+    pub worker_log_level: crate::worker::console::WorkerLogLevel,
+
     /// Refuse to start without a TEE (SEV-SNP or TDX); the confidential image sets this.
     #[arg(long, env = "RUNNER_REQUIRE_TEE")]
     pub require_tee: bool,
@@ -191,6 +197,7 @@ impl Config {
             wall_limit: Duration::from_millis(self.wall_limit_ms.max(1)),
             cpu_limit: Duration::from_millis(self.cpu_limit_ms.max(1)),
             log_lines: self.log_lines,
+            worker_log_level: self.worker_log_level,
         }
     }
 

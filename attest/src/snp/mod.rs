@@ -4,11 +4,16 @@
 pub(crate) mod certs;
 pub mod get;
 mod roots;
+mod tcb;
 mod vcek;
 pub(crate) mod verify;
 
 pub use get::{DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix};
-pub use verify::{SnpDetails, SnpTcb};
+pub use tcb::{
+    SnpGeneration, SnpMinTcb, SnpMinTcbSpec, SnpMinTcbSpecError, SnpTcb, SB3019_GENOA_SNP_SPL,
+    SB3019_MILAN_SNP_SPL,
+};
+pub use verify::SnpDetails;
 
 /// Offsets in the 1184-byte attestation report (AMD SEV-SNP ABI, Table "ATTESTATION_REPORT").
 #[cfg_attr(not(test), allow(dead_code))]

@@ -11,69 +11,15 @@ use p384::ecdsa::{signature::Verifier as _, Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sev::certs::snp::{Certificate, Verifiable};
 use sev::firmware::guest::AttestationReport;
-use sev::firmware::host::TcbVersion;
 use sev::parser::ByteParser;
 use x509_cert::der::Decode;
 
+pub use super::tcb::SnpTcb;
 use super::{layout, roots, vcek};
 use crate::error::{CertName, SnpError};
 use crate::evidence::{CertKind, SnpEvidence};
 use crate::measurement::Digest48;
 use crate::policy::SnpPolicy;
-
-/// One SEV-SNP TCB version (security patch levels of each firmware component).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SnpTcb {
-    /// PSP bootloader SPL.
-    pub bootloader: u8,
-    /// PSP OS (TEE) SPL.
-    pub tee: u8,
-    /// SNP firmware SPL.
-    pub snp: u8,
-    /// CPU microcode SPL.
-    pub microcode: u8,
-    /// FMC SPL (Turin and later).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fmc: Option<u8>,
-}
-
-impl From<TcbVersion> for SnpTcb {
-    fn from(t: TcbVersion) -> Self {
-        SnpTcb {
-            bootloader: t.bootloader,
-            tee: t.tee,
-            snp: t.snp,
-            microcode: t.microcode,
-            fmc: t.fmc,
-        }
-    }
-}
-
-impl SnpTcb {
-    /// Refuses if any component is below `min`'s (FMC only where both have one).
-    pub fn check_at_least(&self, min: &SnpTcb) -> Result<(), SnpError> {
-        let mut pairs = vec![
-            ("bootloader", self.bootloader, min.bootloader),
-            ("tee", self.tee, min.tee),
-            ("snp", self.snp, min.snp),
-            ("microcode", self.microcode, min.microcode),
-        ];
-        if let (Some(got), Some(m)) = (self.fmc, min.fmc) {
-            pairs.push(("fmc", got, m));
-        }
-        for (component, got, min) in pairs {
-            if got < min {
-                return Err(SnpError::TcbTooLow {
-                    component,
-                    min,
-                    got,
-                });
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The TCB versions a report carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +98,7 @@ pub(crate) fn verify(
     vcek::check_tcb(&vcek, &report.reported_tcb)?;
     vcek::check_chip_id(&vcek, &report.chip_id)?;
     check_signature(raw, &vcek)?;
-    check_policy(&report, policy)?;
+    check_policy(&report, policy, signer.generation)?;
 
     tracing::debug!(
         generation = signer.generation,
@@ -258,8 +204,12 @@ fn scalar_be(le: &[u8]) -> Option<[u8; 48]> {
     Some(be)
 }
 
-/// The policy checks on signed fields.
-pub(crate) fn check_policy(report: &AttestationReport, policy: &SnpPolicy) -> Result<(), SnpError> {
+/// The policy checks on signed fields; the minimum TCB is `generation`'s.
+pub(crate) fn check_policy(
+    report: &AttestationReport,
+    policy: &SnpPolicy,
+    generation: &str,
+) -> Result<(), SnpError> {
     if report.policy.debug_allowed() {
         return Err(SnpError::DebugAllowed);
     }
@@ -275,7 +225,7 @@ pub(crate) fn check_policy(report: &AttestationReport, policy: &SnpPolicy) -> Re
             got: report.vmpl,
         });
     }
-    SnpTcb::from(report.reported_tcb).check_at_least(&policy.min_tcb)
+    SnpTcb::from(report.reported_tcb).check_at_least(&policy.min_tcb.for_generation(generation))
 }
 
 #[cfg(test)]
@@ -310,8 +260,15 @@ mod tests {
         p
     }
 
+    /// The recorded Milan report (SNP SPL 8, 2022) is below AMD-SB-3019's minimum (0x18),
+    /// which the default policy enforces: tests not about the TCB lower Milan's minimum to
+    /// the report's own, as `--snp-min-tcb milan:bl=3,snp=8,ucode=0x73` would.
     fn milan_policy() -> Policy {
-        policy(MILAN_MEASUREMENT, Some(MILAN_REPORT_DATA))
+        let mut p = policy(MILAN_MEASUREMENT, Some(MILAN_REPORT_DATA));
+        p.snp
+            .min_tcb
+            .apply(&"milan:bl=3,snp=8,ucode=0x73".parse().unwrap());
+        p
     }
 
     fn check(e: SnpEvidence, p: &Policy) -> Result<crate::Verified, VerifyError> {
@@ -406,9 +363,55 @@ mod tests {
     }
 
     #[test]
+    fn the_default_minimum_refuses_a_report_from_before_sb3019() {
+        let p = policy(MILAN_MEASUREMENT, Some(MILAN_REPORT_DATA));
+        assert_eq!(p.snp.min_tcb, crate::SnpMinTcb::default());
+        assert_eq!(
+            snp_err(check(milan(), &p)),
+            SnpError::TcbTooLow {
+                component: "snp",
+                min: 0x18,
+                got: 8
+            }
+        );
+        // A newer Milan report (GCP, SNP SPL 0x1b) passes the default.
+        let gcp = policy(GCP_MEASUREMENT, Some(&"00".repeat(64)));
+        assert!(check(vectors::snp(GCP_V5_VMPL0, GCP_V5_VMPL0_VCEK), &gcp).is_ok());
+    }
+
+    #[test]
+    fn minimum_tcb_is_the_reports_generations() {
+        // A high Genoa and Turin minimum does not apply to Milan evidence, a Milan one does.
+        let mut p = milan_policy();
+        p.snp.min_tcb.apply(&"genoa:snp=0xff".parse().unwrap());
+        p.snp
+            .min_tcb
+            .apply(&"turin:0xff000000ffffffff".parse().unwrap());
+        assert!(check(milan(), &p).is_ok());
+        p.snp
+            .min_tcb
+            .apply(&"milan:0x7308000000000003".parse().unwrap());
+        assert!(
+            check(milan(), &p).is_ok(),
+            "the report's own TCB, in raw form"
+        );
+        p.snp
+            .min_tcb
+            .apply(&"milan:0x7408000000000003".parse().unwrap());
+        assert_eq!(
+            snp_err(check(milan(), &p)),
+            SnpError::TcbTooLow {
+                component: "microcode",
+                min: 0x74,
+                got: 0x73
+            }
+        );
+    }
+
+    #[test]
     fn minimum_tcb_is_enforced_per_component() {
         let mut p = milan_policy();
-        p.snp.min_tcb = SnpTcb {
+        p.snp.min_tcb.milan = SnpTcb {
             bootloader: 3,
             tee: 0,
             snp: 8,
@@ -416,7 +419,7 @@ mod tests {
             fmc: None,
         };
         assert!(check(milan(), &p).is_ok());
-        p.snp.min_tcb.snp = 9;
+        p.snp.min_tcb.milan.snp = 9;
         assert_eq!(
             snp_err(check(milan(), &p)),
             SnpError::TcbTooLow {
@@ -425,8 +428,8 @@ mod tests {
                 got: 8
             }
         );
-        p.snp.min_tcb.snp = 0;
-        p.snp.min_tcb.microcode = 0x74;
+        p.snp.min_tcb.milan.snp = 0;
+        p.snp.min_tcb.milan.microcode = 0x74;
         assert!(matches!(
             snp_err(check(milan(), &p)),
             SnpError::TcbTooLow {
@@ -440,7 +443,8 @@ mod tests {
     fn wrong_measurement_or_report_data_is_refused_with_its_own_error() {
         let mut flipped = MILAN_MEASUREMENT.to_owned();
         flipped.replace_range(0..1, "6");
-        let p = policy(&flipped, Some(MILAN_REPORT_DATA));
+        let mut p = milan_policy();
+        p.expected.snp[0].launch_digest = flipped.parse().unwrap();
         assert!(matches!(
             check(milan(), &p),
             Err(VerifyError::Measurement(MeasurementError::Mismatch {
@@ -673,19 +677,23 @@ mod tests {
         let base = parse(&milan_report()).unwrap();
         let mut p = SnpPolicy {
             allow_smt: true,
+            min_tcb: crate::SnpMinTcb::none(),
             ..Default::default()
         };
-        assert!(check_policy(&base, &p).is_ok());
+        assert!(check_policy(&base, &p, "Milan").is_ok());
 
         let mut r = base;
         r.policy.set_debug_allowed(true);
-        assert_eq!(check_policy(&r, &p), Err(SnpError::DebugAllowed));
+        assert_eq!(check_policy(&r, &p, "Milan"), Err(SnpError::DebugAllowed));
 
         let mut r = base;
         r.policy.set_migrate_ma_allowed(true);
-        assert_eq!(check_policy(&r, &p), Err(SnpError::MigrationAgentAllowed));
+        assert_eq!(
+            check_policy(&r, &p, "Milan"),
+            Err(SnpError::MigrationAgentAllowed)
+        );
         p.allow_migration_agent = true;
-        assert!(check_policy(&r, &p).is_ok());
+        assert!(check_policy(&r, &p, "Milan").is_ok());
     }
 
     #[test]

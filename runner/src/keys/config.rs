@@ -39,6 +39,7 @@ use contracts::keys::Confidentiality;
 use contracts::keys::EvidenceProvider;
 use serde::Deserialize;
 
+use super::limit::RateLimit;
 use super::local::LocalStore;
 use super::sapphire::SapphireStore;
 use super::verifier_client::HttpVerifier;
@@ -81,6 +82,19 @@ pub struct KeyArgs {
     /// below --wall-limit-ms, or the worker is terminated first).
     #[arg(long, env = "RUNNER_KEY_TIMEOUT_MS", default_value_t = 20_000)]
     pub key_timeout_ms: u64,
+
+    /// Key requests one worker may send to Sapphire stores per minute (as many at once); past
+    /// it `getOmniKey` rejects. A cached key is not a request. Each costs the gas wallet.
+    #[arg(long, env = "RUNNER_KEY_REQUESTS_PER_MINUTE", default_value_t = 6)]
+    pub key_requests_per_minute: u32,
+
+    /// Key requests all workers together may send to Sapphire stores per minute.
+    #[arg(
+        long,
+        env = "RUNNER_KEY_REQUESTS_PER_MINUTE_TOTAL",
+        default_value_t = 60
+    )]
+    pub key_requests_per_minute_total: u32,
 }
 
 impl KeyArgs {
@@ -88,6 +102,8 @@ impl KeyArgs {
         KeyPolicy {
             cache_for: Duration::from_secs(self.key_cache_secs),
             timeout: Duration::from_millis(self.key_timeout_ms.max(1)),
+            per_worker: RateLimit::per_minute(self.key_requests_per_minute),
+            per_runner: RateLimit::per_minute(self.key_requests_per_minute_total),
         }
     }
 }

@@ -125,4 +125,9 @@ impl KeyStore for LocalStore {
         let key = self.derive(identity);
         Box::pin(std::future::ready(Ok(key)))
     }
+
+    /// A derivation costs nothing and spends no gas.
+    fn metered(&self) -> bool {
+        false
+    }
 }

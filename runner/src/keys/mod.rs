@@ -18,6 +18,7 @@
 //! `CryptoKey` natively: no JavaScript ever holds them.
 
 pub mod config;
+pub mod limit;
 pub mod local;
 pub mod sapphire;
 pub mod verifier_client;
@@ -42,6 +43,8 @@ use zeroize::Zeroizing;
 
 use crate::worker::CodeIdentity;
 use crate::worker::WorkerId;
+use limit::Bucket;
+use limit::RateLimit;
 
 pub use config::KeyArgs;
 pub use config::SetupError;
@@ -88,6 +91,25 @@ pub enum KeyError {
     /// The store answered with a refusal or failed.
     #[error("key store {store:?}: {message}")]
     Failed { store: String, message: String },
+    /// Too many key requests reached stores lately (a cached key is not a request).
+    #[error(
+        "key store {store:?}: too many key requests from {scope} (at most {per_minute} a minute); {}",
+        retry_text(*retry_after)
+    )]
+    RateLimited {
+        store: String,
+        scope: limit::Scope,
+        per_minute: u32,
+        retry_after: Duration,
+    },
+}
+
+fn retry_text(after: Duration) -> String {
+    if after == Duration::MAX {
+        "this runner allows none".to_owned()
+    } else {
+        format!("try again in {} s", after.as_secs_f64().ceil() as u64)
+    }
 }
 
 fn quoted<S: AsRef<str>>(names: &[S]) -> String {
@@ -100,6 +122,12 @@ pub trait KeyStore: Send + Sync {
     /// The key of the worker whose code is `identity`. Errors carry the store's own message
     /// (the caller adds the store's name).
     fn get(&self, identity: CodeIdentity) -> BoxFuture<'_, Result<KeyBytes, String>>;
+
+    /// Whether requests to this store are rate-limited ([`limit`]): true unless a request
+    /// costs nothing (`local`).
+    fn metered(&self) -> bool {
+        true
+    }
 }
 
 /// How keys are cached and bounded.
@@ -109,6 +137,10 @@ pub struct KeyPolicy {
     pub cache_for: Duration,
     /// Longest a store may take for one key.
     pub timeout: Duration,
+    /// Requests one worker may send to metered stores.
+    pub per_worker: RateLimit,
+    /// Requests all workers together may send to metered stores.
+    pub per_runner: RateLimit,
 }
 
 impl Default for KeyPolicy {
@@ -116,6 +148,8 @@ impl Default for KeyPolicy {
         KeyPolicy {
             cache_for: Duration::from_secs(3600),
             timeout: Duration::from_secs(20),
+            per_worker: RateLimit::per_minute(6),
+            per_runner: RateLimit::per_minute(60),
         }
     }
 }
@@ -126,6 +160,8 @@ pub struct KeyStores {
     policy: KeyPolicy,
     /// The runner's runtime: store calls run there, never on an isolate's thread.
     runtime: tokio::runtime::Handle,
+    /// Requests to metered stores, all workers together.
+    bucket: Mutex<Bucket>,
 }
 
 impl fmt::Debug for KeyStores {
@@ -148,6 +184,7 @@ impl KeyStores {
             stores,
             policy,
             runtime,
+            bucket: Mutex::new(Bucket::new(policy.per_runner, Instant::now())),
         }
     }
 
@@ -196,6 +233,7 @@ impl KeyStores {
             worker,
             identity,
             cache: Arc::default(),
+            bucket: Mutex::new(Bucket::new(self.policy.per_worker, Instant::now())),
         }
     }
 }
@@ -222,6 +260,8 @@ pub struct WorkerKeys {
     worker: WorkerId,
     identity: CodeIdentity,
     cache: Arc<Mutex<Cache>>,
+    /// This worker's requests to metered stores.
+    bucket: Mutex<Bucket>,
 }
 
 impl WorkerKeys {
@@ -241,6 +281,11 @@ impl WorkerKeys {
             }
             Some(Slot::Fetching { fetch, .. }) => fetch.clone(),
             _ => {
+                if store.metered() {
+                    if let Err(error) = self.take_request(name) {
+                        return Box::pin(std::future::ready(Err(error)));
+                    }
+                }
                 cache.generation += 1;
                 let generation = cache.generation;
                 let fetch = self.start_fetch(name, store, generation);
@@ -255,6 +300,24 @@ impl WorkerKeys {
             }
         };
         Box::pin(async move { fetch.await.map(|key| copy(&key)) })
+    }
+
+    /// Counts one request to metered store `name` against the worker's and the runner's
+    /// limits, or refuses it.
+    fn take_request(&self, name: &str) -> Result<(), KeyError> {
+        let mut worker = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut runner = self.stores.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        limit::take_both(&mut worker, &mut runner, Instant::now()).map_err(
+            |(scope, limit, retry_after)| {
+                tracing::warn!(worker = %self.worker, store = %name, ?scope, "omni key request refused: rate limit");
+                KeyError::RateLimited {
+                    store: name.to_owned(),
+                    scope,
+                    per_minute: limit.per_minute,
+                    retry_after,
+                }
+            },
+        )
     }
 
     /// Spawns the fetch on the runner's runtime; when it ends, it files its outcome in the

@@ -348,3 +348,106 @@ fn the_config_file_fills_public_defaults_and_guards_dev_chains() {
         "unknown field",
     );
 }
+
+fn limited(per_worker: u32, per_runner: u32) -> KeyPolicy {
+    KeyPolicy {
+        per_worker: limit::RateLimit::per_minute(per_worker),
+        per_runner: limit::RateLimit::per_minute(per_runner),
+        ..KeyPolicy::default()
+    }
+}
+
+/// A worker whose store keeps refusing (nothing cached) cannot make it spend gas in a loop:
+/// past its limit the request never reaches the store and `getOmniKey` gets a typed refusal.
+#[tokio::test]
+async fn a_worker_past_its_rate_limit_is_refused_before_the_store() {
+    let fake = Fake::new(Duration::ZERO, vec![Err("the permitter refused")]);
+    let stores = stores_with("sapphire-testnet", fake.clone(), limited(2, 100));
+    let keys = worker(&stores, "looping");
+    for _ in 0..2 {
+        assert!(matches!(
+            keys.get("sapphire-testnet").await,
+            Err(KeyError::Failed { .. })
+        ));
+    }
+    let Err(refused) = keys.get("sapphire-testnet").await else {
+        panic!("the third request was not refused");
+    };
+    match &refused {
+        KeyError::RateLimited {
+            store,
+            scope,
+            per_minute,
+            retry_after,
+        } => {
+            assert_eq!(store, "sapphire-testnet");
+            assert_eq!((*scope, *per_minute), (limit::Scope::Worker, 2));
+            assert!(*retry_after <= Duration::from_secs(30) && *retry_after > Duration::ZERO);
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = refused.to_string();
+    assert!(
+        message.contains("too many key requests from this worker")
+            && message.contains("2 a minute"),
+        "{message}"
+    );
+    assert_eq!(
+        fake.calls(),
+        2,
+        "the refused request never reached the store"
+    );
+    // Another worker has its own allowance.
+    assert!(matches!(
+        worker(&stores, "other").get("sapphire-testnet").await,
+        Err(KeyError::Failed { .. })
+    ));
+    assert_eq!(fake.calls(), 3);
+}
+
+#[tokio::test]
+async fn cached_keys_and_shared_fetches_are_not_requests() {
+    let fake = Fake::new(Duration::from_millis(20), vec![Ok(4)]);
+    let stores = stores_with("sapphire-testnet", fake.clone(), limited(1, 1));
+    let keys = worker(&stores, "w");
+    let (a, b) = tokio::join!(keys.get("sapphire-testnet"), keys.get("sapphire-testnet"));
+    assert_eq!((*a.unwrap(), *b.unwrap()), ([4; 32], [4; 32]));
+    for _ in 0..10 {
+        assert_eq!(*keys.get("sapphire-testnet").await.unwrap(), [4; 32]);
+    }
+    assert_eq!(fake.calls(), 1);
+}
+
+/// Many workers (anyone may create one) share the runner's limit.
+#[tokio::test]
+async fn all_workers_together_are_held_to_the_runners_limit() {
+    let fake = Fake::new(Duration::ZERO, vec![Ok(5)]);
+    let stores = stores_with("sapphire-testnet", fake.clone(), limited(5, 3));
+    for n in 0..3 {
+        let keys = worker(&stores, &format!("w{n}"));
+        assert!(keys.get("sapphire-testnet").await.is_ok());
+    }
+    let refused = worker(&stores, "w3").get("sapphire-testnet").await;
+    assert!(
+        matches!(
+            refused,
+            Err(KeyError::RateLimited {
+                scope: limit::Scope::Runner,
+                per_minute: 3,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(fake.calls(), 3);
+}
+
+#[tokio::test]
+async fn the_local_store_is_not_metered() {
+    let store = Arc::new(LocalStore::new(
+        SealingRoot::from_bytes([1; 32]),
+        RootSource::Ephemeral,
+    ));
+    let stores = stores_with(LOCAL, store, limited(0, 0));
+    assert!(worker(&stores, "w").get(LOCAL).await.is_ok());
+}

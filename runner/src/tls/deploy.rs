@@ -78,7 +78,10 @@ pub async fn run(args: &DeployArgs) -> Result<Deployed, DeployError> {
         &url,
         policy,
         "POST",
-        Some("application/json"),
+        &[(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        )],
         Bytes::from(body.to_string()),
     )
     .await?;

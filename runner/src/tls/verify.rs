@@ -13,6 +13,8 @@ use bytes::Bytes;
 use deno_core::url::Url;
 use http_body_util::BodyExt;
 use http_body_util::Full;
+use hyper::header::HeaderName;
+use hyper::header::HeaderValue;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::client::danger::ServerCertVerified;
@@ -41,6 +43,27 @@ pub struct VerifyArgs {
     /// Request body.
     #[arg(long, short = 'd')]
     pub data: Option<String>,
+    /// A request header, `Name: value` (repeatable), e.g. `-H 'Authorization: Bearer swt_…'` to
+    /// manage a worker over the verified connection. `Host` comes from the URL.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Parses `Name: value` (curl's `-H` form); `Authorization` values are marked sensitive.
+pub fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), VerifyCommandError> {
+    let bad = |reason: &str| VerifyCommandError::Header(reason.to_owned());
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| bad("expected `Name: value`"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| bad("the name is not an HTTP header name"))?;
+    if name == hyper::header::HOST {
+        return Err(bad("the Host header comes from the URL"));
+    }
+    let mut value = HeaderValue::from_str(value.trim())
+        .map_err(|_| bad("the value has characters a header cannot carry"))?;
+    value.set_sensitive(name == hyper::header::AUTHORIZATION);
+    Ok((name, value))
 }
 
 /// What a client trusts: the options `runner verify`, `deploy` and `verifier` share.
@@ -59,20 +82,30 @@ pub struct PolicyArgs {
     /// Accept `none` evidence (a runner without a TEE). Development only: nothing is attested.
     #[arg(long)]
     pub allow_insecure_dev: bool,
+    /// Minimum SEV-SNP REPORTED_TCB, `[milan:|genoa:|turin:]TCB` (repeatable; without a
+    /// generation it sets all): TCB is `bootloader=N,tee=N,snp=N,microcode=N[,fmc=N]`
+    /// (missing ones 0), a raw TCB_VERSION `0x…` (with a generation) or `none`. Default:
+    /// AMD-SB-3019's fix, SNP firmware SPL 0x18 on Milan and 0x17 on Genoa.
+    #[arg(long, value_name = "[GEN:]TCB")]
+    pub snp_min_tcb: Vec<attest::SnpMinTcbSpec>,
 }
 
 impl PolicyArgs {
     /// The attestation policy these options describe. What it will refuse for want of a
     /// measurement (e.g. TDX without `--tdx-rtmr0`) is logged as a warning.
     pub fn policy(&self) -> Result<attest::Policy, VerifyCommandError> {
-        Ok(attest::Policy {
+        let mut policy = attest::Policy {
             allow_insecure_dev: self.allow_insecure_dev,
             expected: match &self.expect {
                 Some(path) => load_expected(path, self.tdx_rtmr0)?,
                 None => attest::ExpectedMeasurements::default(),
             },
             ..Default::default()
-        })
+        };
+        for spec in &self.snp_min_tcb {
+            policy.snp.min_tcb.apply(spec);
+        }
+        Ok(policy)
     }
 }
 
@@ -88,6 +121,8 @@ pub enum VerifyCommandError {
     Tls(String, std::io::Error),
     #[error("HTTP: {0}")]
     Http(String),
+    #[error("bad header: {0}")]
+    Header(String),
 }
 
 /// Checks the server's certificate evidence, then its handshake signature.
@@ -208,7 +243,7 @@ pub struct VerifiedResponse {
 pub async fn run(args: &VerifyArgs) -> Result<VerifiedResponse, VerifyCommandError> {
     let policy = args.policy.policy()?;
     let body = Bytes::from(args.data.clone().unwrap_or_default());
-    send_verified(&args.url, policy, &args.method, None, body).await
+    send_verified(&args.url, policy, &args.method, &args.headers, body).await
 }
 
 /// Connects to `url` (https), verifies the appliance's evidence against `policy` during the
@@ -218,7 +253,7 @@ pub async fn send_verified(
     url: &str,
     policy: attest::Policy,
     method: &str,
-    content_type: Option<&str>,
+    headers: &[(HeaderName, HeaderValue)],
     body: Bytes,
 ) -> Result<VerifiedResponse, VerifyCommandError> {
     let parsed =
@@ -273,8 +308,8 @@ pub async fn send_verified(
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, parsed.authority());
-    if let Some(content_type) = content_type {
-        request = request.header(hyper::header::CONTENT_TYPE, content_type);
+    for (name, value) in headers {
+        request = request.header(name, value);
     }
     let request = request
         .body(Full::new(body))
@@ -337,6 +372,63 @@ mod tests {
             },
             method: "GET".into(),
             data: None,
+            headers: Vec::new(),
+        }
+    }
+
+    #[derive(clap::Parser)]
+    struct PolicyCli {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    }
+
+    fn policy_from(args: &[&str]) -> Result<attest::Policy, clap::Error> {
+        use clap::Parser;
+        let cli = PolicyCli::try_parse_from(std::iter::once("verify").chain(args.iter().copied()))?;
+        Ok(cli.policy.policy().unwrap())
+    }
+
+    #[test]
+    fn snp_min_tcb_defaults_to_the_bulletins_and_can_be_set_per_generation() {
+        let default = policy_from(&[]).unwrap();
+        assert_eq!(default.snp.min_tcb, attest::SnpMinTcb::default());
+        assert_eq!(default.snp.min_tcb.milan.snp, 0x18);
+
+        let set = policy_from(&[
+            "--snp-min-tcb",
+            "milan:snp=8",
+            "--snp-min-tcb",
+            "genoa:0xdb1b000000000004",
+        ])
+        .unwrap();
+        assert_eq!(set.snp.min_tcb.milan.snp, 8);
+        assert_eq!(
+            (set.snp.min_tcb.genoa.snp, set.snp.min_tcb.genoa.microcode),
+            (0x1b, 0xdb)
+        );
+        assert_eq!(set.snp.min_tcb.turin, default.snp.min_tcb.turin);
+
+        let error = policy_from(&["--snp-min-tcb", "milan:snp=999"]).expect_err("refused");
+        assert!(error.to_string().contains("0 to 255"), "{error}");
+    }
+
+    #[test]
+    fn headers_parse_like_curls_and_host_is_refused() {
+        let (name, value) = parse_header("Authorization:  Bearer swt_x ").unwrap();
+        assert_eq!(name, hyper::header::AUTHORIZATION);
+        assert_eq!(value, "Bearer swt_x");
+        assert!(value.is_sensitive());
+        assert!(!parse_header("x-a: 1").unwrap().1.is_sensitive());
+        for bad in [
+            "no colon",
+            "bad name: 1",
+            "Host: evil.example",
+            "x-a: a\u{7f}b",
+        ] {
+            assert!(
+                matches!(parse_header(bad), Err(VerifyCommandError::Header(_))),
+                "{bad}"
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 //! the worker's limits.
 
 mod bodies;
+pub mod console;
 mod cpu_clock;
 pub mod egress;
 mod extension;
@@ -57,6 +58,8 @@ pub struct Limits {
     pub cpu_limit: Duration,
     /// Number of recent log lines kept per worker.
     pub log_lines: usize,
+    /// The level at which the runner logs the worker's console lines.
+    pub worker_log_level: console::WorkerLogLevel,
 }
 
 impl Default for Limits {
@@ -67,6 +70,7 @@ impl Default for Limits {
             wall_limit: Duration::from_secs(30),
             cpu_limit: Duration::from_secs(10),
             log_lines: 200,
+            worker_log_level: console::WorkerLogLevel::Info,
         }
     }
 }
@@ -220,7 +224,11 @@ impl WorkerHandle {
         services: Arc<Services>,
         require_tasks: bool,
     ) -> Result<Self, CreateError> {
-        let status = Arc::new(WorkerStatus::new(spec.id.clone(), limits.log_lines));
+        let status = Arc::new(WorkerStatus::new(
+            spec.id.clone(),
+            limits.log_lines,
+            limits.worker_log_level,
+        ));
         let kind = spec.kind;
         let identity = CodeIdentity::of(spec.kind, &spec.script);
         let (commands, command_rx) = mpsc::unbounded_channel();

@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::console;
+use super::console::WorkerLogLevel;
 use super::WorkerId;
 
 /// Where a worker is in its life.
@@ -98,6 +100,16 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// The level's name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+
     /// The numbering the isolate's console shim uses.
     pub fn from_js(level: u32) -> Self {
         match level {
@@ -148,14 +160,17 @@ struct Inner {
 pub struct WorkerStatus {
     id: WorkerId,
     log_capacity: usize,
+    runner_log_level: WorkerLogLevel,
     inner: Mutex<Inner>,
 }
 
 impl WorkerStatus {
-    pub fn new(id: WorkerId, log_capacity: usize) -> Self {
+    /// `log_capacity` lines are kept; the runner logs each at `runner_log_level`.
+    pub fn new(id: WorkerId, log_capacity: usize, runner_log_level: WorkerLogLevel) -> Self {
         Self {
             id,
             log_capacity,
+            runner_log_level,
             inner: Mutex::new(Inner {
                 state: State::Starting,
                 reason: None,
@@ -282,15 +297,11 @@ impl WorkerStatus {
         self.lock().reason.clone()
     }
 
-    /// Appends a line of the worker's own output and forwards it to the
-    /// runner's log, tagged with the worker id.
+    /// Appends a line of the worker's own output, cut to [`console::MAX_LINE_BYTES`], and
+    /// forwards it to the runner's log at the configured level (see [`console`]).
     pub fn log(&self, level: LogLevel, message: String) {
-        match level {
-            LogLevel::Debug => tracing::debug!(worker = %self.id, "{message}"),
-            LogLevel::Info => tracing::info!(worker = %self.id, "{message}"),
-            LogLevel::Warn => tracing::warn!(worker = %self.id, "{message}"),
-            LogLevel::Error => tracing::error!(worker = %self.id, "{message}"),
-        }
+        let message = console::cap(message);
+        console::emit(self.runner_log_level, &self.id, level, &message);
         if self.log_capacity == 0 {
             return;
         }
@@ -340,7 +351,7 @@ mod tests {
     use super::*;
 
     fn status() -> WorkerStatus {
-        WorkerStatus::new(WorkerId::new_random(), 2)
+        WorkerStatus::new(WorkerId::new_random(), 2, WorkerLogLevel::Info)
     }
 
     #[test]
@@ -390,6 +401,15 @@ mod tests {
         }
         let lines: Vec<_> = status.logs().into_iter().map(|l| l.message).collect();
         assert_eq!(lines, ["line 3", "line 4"]);
+    }
+
+    #[test]
+    fn a_huge_line_is_cut_in_the_log_ring() {
+        let status = status();
+        status.log(LogLevel::Info, "z".repeat(1 << 20));
+        let line = &status.logs()[0].message;
+        assert!(line.len() < console::MAX_LINE_BYTES + 64, "{}", line.len());
+        assert!(line.ends_with("more bytes cut]"));
     }
 
     #[test]

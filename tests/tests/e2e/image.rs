@@ -73,6 +73,10 @@ fn options(out: &Path, runner: &Path, cache: &Path) -> Options {
         cache.to_owned(),
         RunnerSource::Prebuilt(runner.to_owned()),
     );
+    // Under TCG/KVM without SNP or TDX there is no TEE, and the boot test creates workers on
+    // plain HTTP: a development image (`image --dev`), without RUNNER_REQUIRE_TEE and
+    // RUNNER_CREATION_TLS_ONLY.
+    options.dev = true;
     options.key_stores = Some(config.join("key-stores.json"));
     options.chains = Some(config.join("chains.json"));
     // The expected TDX measurements, for the pinned TDVF (scripts/setup.sh makes it fetchable).

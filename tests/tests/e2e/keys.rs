@@ -210,6 +210,61 @@ async fn unknown_or_unconfigured_store_rejects_and_the_worker_keeps_running() {
     assert_eq!(runner.worker(&id).await["state"], "ready");
 }
 
+/// A worker cannot make the runner ask a Sapphire store (and spend its gas wallet) in a loop:
+/// past `--key-requests-per-minute` its `getOmniKey` rejects with a clear error before anything
+/// reaches the store (here an RPC URL that refuses connections, so every request fails and
+/// nothing is cached).
+#[tokio::test(flavor = "multi_thread")]
+async fn key_requests_past_the_workers_rate_limit_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("key-stores.json");
+    let dead = "http://127.0.0.1:1/";
+    let stores = json!({
+        "verifier_url": dead,
+        "stores": { "sapphire-testnet": {
+            "rpc_url": dead,
+            "registry": "0x1111111111111111111111111111111111111111",
+            "key_store": "0x2222222222222222222222222222222222222222",
+            "permitter": "0x3333333333333333333333333333333333333333",
+        } },
+    });
+    std::fs::write(&file, stores.to_string()).unwrap();
+    let state = dir.path().join("state");
+    let runner = Runner::start(&[
+        "--key-stores",
+        file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--key-requests-per-minute",
+        "2",
+    ])
+    .await;
+    let id = create(&runner, &key_worker(&tag("rate-limited"))).await;
+    for _ in 0..2 {
+        let failed = ask(&runner, &id, "store=sapphire-testnet").await;
+        assert_eq!(failed["ok"], false, "{failed}");
+        assert!(
+            !failed["message"].as_str().unwrap().contains("too many"),
+            "{failed}"
+        );
+    }
+    let limited = ask(&runner, &id, "store=sapphire-testnet").await;
+    assert_eq!(limited["ok"], false, "{limited}");
+    assert_eq!(limited["name"], "Error", "{limited}");
+    let message = limited["message"].as_str().unwrap();
+    assert!(
+        message.contains("sapphire-testnet")
+            && message.contains("too many key requests from this worker")
+            && message.contains("2 a minute"),
+        "{message}"
+    );
+    // The local store costs nothing and is not limited; the worker keeps running.
+    for _ in 0..3 {
+        bits(&runner, &id, "local").await;
+    }
+    assert_eq!(runner.worker(&id).await["state"], "ready");
+}
+
 /// Worker code that replaces every JavaScript way in (importKey, CryptoKey.importSync,
 /// Promise.prototype.then, typed array constructors) before asking for its key: none of them
 /// ever sees the key bytes, because the CryptoKey is made natively.

@@ -101,3 +101,75 @@ async fn cpu_hog_is_terminated_by_the_cpu_limit_before_the_wall_limit() {
     );
     assert_still_working(&runner, &sink, &healthy, 2).await;
 }
+
+/// The API log lines of worker `id` once one starts with `prefix`.
+async fn api_line(runner: &Runner, id: &str, prefix: &str) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let logs = runner
+            .get(&format!("/workers/{id}/logs"))
+            .await
+            .assert_status(200)
+            .json();
+        let found = logs["lines"].as_array().and_then(|lines| {
+            lines
+                .iter()
+                .filter_map(|l| l["message"].as_str())
+                .find(|m| m.starts_with(prefix))
+                .map(str::to_owned)
+        });
+        if let Some(line) = found {
+            return line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no line {prefix:?} in the API log: {logs}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A worker printing a 1 MiB line: its API log keeps the first 8 KiB and says how much was cut.
+/// At the image's setting (`RUNNER_WORKER_LOG_LEVEL=debug`, default `RUNNER_LOG`) the runner's
+/// own log (the appliance's serial console) carries no worker line at all; at the default
+/// level it carries the line, cut the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_lines_are_capped_and_kept_off_the_runner_log_at_the_images_level() {
+    const SCRIPT: &str = "console.log('HUGE-' + 'x'.repeat(1 << 20));\n\
+                          console.error('LOUD-' + 'an error line');\n\
+                          export default {};\n";
+    let image = Runner::start_with_env(&[], &[("RUNNER_WORKER_LOG_LEVEL", "debug")]).await;
+    let dev = Runner::start(&[]).await;
+    for runner in [&image, &dev] {
+        let id = runner.create(&json!({ "script": SCRIPT })).await;
+        let huge = api_line(runner, &id, "HUGE-").await;
+        assert!(huge.len() <= 8 * 1024 + 64, "{} bytes kept", huge.len());
+        assert!(
+            huge.ends_with(&format!("… [{} more bytes cut]", 5 + (1 << 20) - 8 * 1024)),
+            "{}",
+            &huge[huge.len() - 40..]
+        );
+        api_line(runner, &id, "LOUD-").await;
+    }
+
+    let quiet = image.logs();
+    assert!(
+        !quiet.contains("HUGE-") && !quiet.contains("LOUD-"),
+        "worker output reached the runner's log at the image's level:\n{}",
+        &quiet[..quiet.len().min(4000)]
+    );
+    let loud = dev.logs();
+    let line = loud
+        .lines()
+        .find(|l| l.contains("HUGE-"))
+        .unwrap_or_else(|| panic!("the default level logs worker lines:\n{loud}"));
+    assert!(
+        line.len() < 9 * 1024,
+        "{} bytes in one runner log line",
+        line.len()
+    );
+    assert!(line.contains("more bytes cut"));
+    // console.error does not become an ERROR of the runner: the configured level (info) holds.
+    let error_line = loud.lines().find(|l| l.contains("LOUD-")).unwrap();
+    assert!(error_line.contains("INFO"), "{error_line}");
+}

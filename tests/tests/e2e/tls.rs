@@ -169,3 +169,69 @@ async fn deploy_creates_only_on_a_verified_runner_and_tls_only_refuses_plain_htt
     assert_eq!(runner.workers().await.len(), 1);
     assert!(!runner.logs().contains(&secret));
 }
+
+/// Management over the verified connection: `runner verify -H 'Authorization: Bearer …'` reads
+/// a worker's status and logs and deletes it; without the header the API refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_sends_headers_so_a_worker_is_managed_over_attested_tls() {
+    let (runner, sink) = start(&[]).await;
+    let id = fetch_worker(&runner, &sink, &tag("managed")).await;
+    let token = runner.token(&id).expect("the creation's token");
+    let bearer = format!("Authorization: Bearer {token}");
+    let status_url = https_url(&runner, &format!("/workers/{id}"));
+
+    let status = |args: &[&str]| -> e2e::Value {
+        let answer = verify(args);
+        assert!(
+            answer.status.success(),
+            "{}",
+            String::from_utf8_lossy(&answer.stderr)
+        );
+        serde_json::from_slice(&answer.stdout).expect("JSON status")
+    };
+    let public = status(&["--allow-insecure-dev", &status_url]);
+    let full = status(&["--allow-insecure-dev", "-H", &bearer, &status_url]);
+    assert_eq!(full["id"], id.as_str());
+    let fields = |v: &e2e::Value| v.as_object().map_or(0, |o| o.len());
+    assert!(
+        fields(&full) > fields(&public),
+        "the token shows the full status: {full} vs {public}"
+    );
+    let logs_url = https_url(&runner, &format!("/workers/{id}/logs"));
+    let refused = verify(&["--allow-insecure-dev", &logs_url]);
+    assert!(!refused.status.success(), "logs without the token");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("HTTP 401"));
+
+    let logs = verify(&["--allow-insecure-dev", "-H", &bearer, &logs_url]);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let logs: e2e::Value = serde_json::from_slice(&logs.stdout).expect("JSON logs");
+    assert!(logs["lines"].is_array(), "{logs}");
+
+    let deleted = verify(&[
+        "--allow-insecure-dev",
+        "-X",
+        "DELETE",
+        "--header",
+        &bearer,
+        &status_url,
+    ]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(
+        runner
+            .workers()
+            .await
+            .iter()
+            .all(|w| w["id"] != id.as_str()),
+        "the worker is gone"
+    );
+    // The token never reaches the runner's log.
+    assert!(!runner.logs().contains(&token));
+}
