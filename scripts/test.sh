@@ -33,10 +33,10 @@ print_times() {
   joined="$(printf '%s, ' "${phases[@]}")"
   echo "test: time per phase: ${joined%, }; total $SECONDS s$over"
 }
-log=""
+scratch=""
 summary=""
 finish() {
-  [ -z "$log" ] || rm -f "$log"
+  [ -z "$scratch" ] || rm -rf "$scratch"
   echo
   print_times
   [ -z "$summary" ] || echo "test: summary: $summary"
@@ -61,11 +61,14 @@ fi
 echo "test: cargo build -p runner --bins"
 phase build cargo build -p runner --bins
 
-# The e2e harness starts this binary (tests/src/lib.rs).
-export RUNNER_BIN="$CARGO_TARGET_DIR/debug/runner"
+# The e2e harness starts this binary (tests/src/runner.rs): a private copy, so that a build in
+# another checkout sharing the target dir cannot replace it while the tests run.
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/sw-test.XXXXXX")"
+cp "$CARGO_TARGET_DIR/debug/runner" "$scratch/runner"
+export RUNNER_BIN="$scratch/runner"
 
 echo "test: cargo test --workspace --no-fail-fast $*"
-log="$(mktemp "${TMPDIR:-/tmp}/sw-test.XXXXXX")"
+log="$scratch/cargo-test.log"
 started=$SECONDS
 status=0
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
@@ -93,7 +96,7 @@ summary="$(awk '
   listing { listing = 0 }
   /^error: test failed, to rerun pass `/ { t = $0; sub(/.*pass `/, "", t); sub(/`.*/, "", t); add(t) }
   END {
-    printf "%d test binaries (+%d doc-test runs), %d tests: %d passed, %d failed, %d ignored",
+    printf "test binaries: %d (+%d doc-test runs); tests: %d (passed %d, failed %d, ignored %d)",
       binaries, doctests, passed + failed + ignored, passed, failed, ignored
     if (binaries + doctests > results)
       printf "; %d without a result (crashed?)", binaries + doctests - results
