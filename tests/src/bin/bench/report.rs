@@ -346,7 +346,7 @@ impl Report {
             "The same servers under `{}` (an external client in C, one event loop per thread: it \
              takes less of the {cpus} CPUs from the server than the bench's client does; it \
              checks the status only, an answer other than 2xx/3xx or a socket error is an \
-             error), after an untimed second on the same connections:\n",
+             error), each after an untimed one-second `wrk` run:\n",
             wrk::command_line(&figures.wrk.path, plan),
             cpus = self.machine.cpus,
         )?;
