@@ -33,7 +33,7 @@ export HOME="$fresh_home"
 unset XDG_CONFIG_HOME XDG_CACHE_HOME XDG_DATA_HOME XDG_STATE_HOME CONTRACTS_NPM_DIR
 unset npm_config_cache npm_config_userconfig
 if [ "$keep_image_cache" = true ]; then
-  mkdir -p "$HOME/.cache/smart-worker"
+  mkdir -p "$HOME/.cache/smart-worker" "$image_cache"
   ln -s "$image_cache" "$HOME/.cache/smart-worker/image"
 fi
 
