@@ -186,6 +186,10 @@ else
   cp "$CHAIN_NPM_SRC/package-lock.json" "$CHAIN_NPM_DIR/node_modules/.package-lock.json.pinned"
 fi
 
+# The bench's external HTTP client (tests/src/bin/bench/wrk.rs): the HTTP trigger and
+# `deno serve` under `wrk` as well as under the bench's own client.
+apt_install_missing wrk
+
 # ---------------------------------------------------------------------------------------------
 # An independent SEV-SNP launch-digest calculator: virtee's sev-snp-measure (Python, PyPI), pinned
 # with its dependencies, in a venv outside the repository. The e2e image test checks the

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,14 @@ pub const HARDHAT_KEYS: [&str; 3] = [
     "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
     "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+];
+
+/// The XDG base directories a node gets inside its own directory, and their names there.
+const XDG_DIRS: [(&str, &str); 4] = [
+    ("XDG_CONFIG_HOME", "xdg/config"),
+    ("XDG_DATA_HOME", "xdg/data"),
+    ("XDG_CACHE_HOME", "xdg/cache"),
+    ("XDG_STATE_HOME", "xdg/state"),
 ];
 
 /// Why a development chain could not be started or used.
@@ -123,7 +131,18 @@ impl DevChain {
         let port = free_port().map_err(|e| failed("free port", e))?;
         let log = fs::File::create(dir.path().join("hardhat.log")).map_err(|e| failed("log", e))?;
         let log_err = log.try_clone().map_err(|e| failed("log", e))?;
-        let child = Command::new(node)
+        // Hardhat keeps global state under the XDG directories (env-paths: `vars.json` and
+        // `telemetry-consent.json` in `$XDG_CONFIG_HOME/hardhat-nodejs`, an analytics id in
+        // `$XDG_DATA_HOME`, version checks in `$XDG_CACHE_HOME`), creating the files on first
+        // use. Nodes started at once on a machine where hardhat never ran raced on them (one read
+        // `vars.json` while another was writing it): each node gets its own, in its directory.
+        let mut command = Command::new(node);
+        for (variable, sub) in XDG_DIRS {
+            let path = dir.path().join(sub);
+            fs::create_dir_all(&path).map_err(|e| failed("XDG directory", e))?;
+            command.env(variable, path);
+        }
+        let child = command
             .arg("node_modules/hardhat/internal/cli/cli.js")
             .args([
                 "node",
@@ -187,6 +206,11 @@ impl DevChain {
     fn url(&self) -> reqwest_url::Url {
         // A literal loopback URL always parses.
         self.rpc_url().parse().expect("loopback URL")
+    }
+
+    /// The node's own directory (its config, log and XDG directories).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The last lines of the node's log (for error messages).

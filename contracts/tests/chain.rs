@@ -340,6 +340,29 @@ async fn permitter_and_key_store_refuse_what_the_policy_does_not_allow() {
     assert_eq!(revert.name, "NoPermit");
 }
 
+/// Nodes started at once each keep hardhat's global files (`vars.json`, created on first use)
+/// in their own directory, not in the user's `~/.config/hardhat-nodejs`: on a machine where
+/// hardhat had never run, one node read that shared file while another was still writing it.
+#[tokio::test]
+async fn nodes_started_at_once_keep_hardhat_state_apart() {
+    let test = "nodes_started_at_once_keep_hardhat_state_apart";
+    let (a, b, c) = tokio::join!(
+        DevChain::start_or_skip(test),
+        DevChain::start_or_skip(test),
+        DevChain::start_or_skip(test)
+    );
+    let (Some(a), Some(b), Some(c)) = (a, b, c) else {
+        return;
+    };
+    for chain in [&a, &b, &c] {
+        let vars = chain.dir().join("xdg/config/hardhat-nodejs/vars.json");
+        let text =
+            std::fs::read_to_string(&vars).unwrap_or_else(|e| panic!("{}: {e}", vars.display()));
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["_format"], "hh-vars-1", "{text}");
+    }
+}
+
 /// A key client configured for the wrong chain id refuses to start.
 #[tokio::test]
 async fn wrong_chain_id_is_a_configuration_error() {

@@ -3,7 +3,7 @@
 //!
 //! Why not `tokio-cron-scheduler` (the design's first choice, used until the
 //! benchmark): it looks for due jobs every 500 ms (hard-coded), so ticks
-//! fired 80 to 430 ms late, a different lag each run. Here each schedule is a
+//! fired 80 to 590 ms late, a different lag each run. Here each schedule is a
 //! task that sleeps until its next occurrence, computed by `croner` (the
 //! parser that crate uses), so a tick fires within a millisecond or two.
 

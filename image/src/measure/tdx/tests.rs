@@ -242,10 +242,8 @@ fn authenticode_of_real_kernels_matches_debian_tools() {
     const PINNED_AUTHENTICODE_SHA256: &str =
         "fd20596084ffebd78ec92779e01262144b049e0e4e9ed86c6ded7001526d5388";
     const PINNED_AUTHENTICODE_SHA384: &str = "3cac0f5c26cf6858195eb3b216eab4baf90428755331b81217dc28e5494b0d511d588e85e66c0375c31fdc3974f6b882";
-    let Some(cache) =
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/smart-worker/image"))
-    else {
-        eprintln!("skipped: no HOME");
+    let Some(cache) = crate::util::default_cache_dir() else {
+        eprintln!("skipped: no XDG_CACHE_HOME or HOME");
         return;
     };
     let kernels: Vec<PathBuf> = std::fs::read_dir(&cache)
@@ -432,10 +430,8 @@ fn each_input_changes_only_its_registers() {
 /// well.
 #[test]
 fn pinned_tdvf_mrtd_matches_a_peer_implementation() {
-    let Some(cache) =
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/smart-worker/image"))
-    else {
-        eprintln!("skipped: no HOME");
+    let Some(cache) = crate::util::default_cache_dir() else {
+        eprintln!("skipped: no XDG_CACHE_HOME or HOME");
         return;
     };
     let unpacked = cache

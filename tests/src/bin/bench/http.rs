@@ -5,7 +5,8 @@
 //! over one kept-alive connection (latency), then several connections sending back to back for
 //! a fixed window (throughput, and latency under that load). Client and server share the
 //! machine's CPUs, for both alike. Every answer is checked: a wrong status or body is counted as
-//! an error, not as a request served.
+//! an error, not as a request served. Then `wrk` (`wrk.rs`), where installed, loads each server
+//! the same way: an external client that takes less of the CPUs from the server.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use tokio::time::{sleep, Instant};
 use crate::deno::Deno;
 use crate::host::Host;
 use crate::measure::{millis, progress};
+use crate::wrk::{Wrk, WrkLoad, WrkPlan};
 
 /// The worker both servers run: a module whose default export has a `fetch` handler, which is
 /// what the runner's HTTP trigger and `deno serve` both call.
@@ -49,6 +51,8 @@ pub struct HttpPlan {
     /// Connections sending back to back, and for how long.
     pub connections: usize,
     pub window: Duration,
+    /// The same servers under `wrk`.
+    pub wrk: WrkPlan,
 }
 
 /// One server's figures.
@@ -75,33 +79,75 @@ pub struct HttpFigures {
     pub runner: Load,
     /// `deno serve`'s figures, or why there are none.
     pub deno: std::result::Result<Load, String>,
+    /// Both servers under `wrk`, or why not.
+    pub wrk: std::result::Result<WrkFigures, String>,
+}
+
+/// `wrk`'s figures for each server, or why there are none.
+pub struct WrkFigures {
+    pub wrk: Wrk,
+    pub runner: std::result::Result<WrkLoad, String>,
+    pub deno: std::result::Result<WrkLoad, String>,
 }
 
 /// Measures a runner worker's `fetch` handler, then `deno serve` with the same module (when
-/// there is a deno binary; its problems become the reason it is missing, not an error).
+/// there is a deno binary; its problems become the reason it is missing, not an error), each
+/// with the bench's own client and then with `wrk` (when installed; likewise).
 pub async fn measure(runner: &Path, deno: Option<&Deno>, plan: HttpPlan) -> Result<HttpFigures> {
-    let runner_load = {
+    let wrk = Wrk::locate().await.map_err(|error| {
+        eprintln!("wrk: skipped: {error:#}");
+        format!("{error:#}")
+    });
+    let (runner_load, runner_wrk) = {
         let host = Host::start(runner, 1).await?;
         let id = host.create(FETCH_MODULE, None).await?;
         let url = host.url(&format!("/w/{id}{PATH}"));
-        drive("runner fetch", &url, plan).await?
+        let own = drive("runner fetch", &url, plan).await?;
+        (own, with_wrk(&wrk, "runner fetch", &url, plan.wrk).await)
     };
-    let deno_load = match deno {
-        None => Err("no deno binary (see the deno row above)".to_owned()),
-        Some(deno) => measure_deno(deno, plan).await.map_err(|error| {
-            eprintln!("deno serve: skipped: {error:#}");
-            format!("{error:#}")
-        }),
+    let (deno_load, deno_wrk) = match deno {
+        None => {
+            let why = "no deno binary (see the deno row above)".to_owned();
+            (Err(why.clone()), Err(why))
+        }
+        Some(deno) => match DenoServe::start(deno).await {
+            Ok(server) => {
+                let url = server.url(PATH);
+                let own = drive("deno serve", &url, plan).await.map_err(|error| {
+                    eprintln!("deno serve: skipped: {error:#}");
+                    format!("{error:#}")
+                });
+                (own, with_wrk(&wrk, "deno serve", &url, plan.wrk).await)
+            }
+            Err(error) => {
+                eprintln!("deno serve: skipped: {error:#}");
+                (Err(format!("{error:#}")), Err(format!("{error:#}")))
+            }
+        },
     };
     Ok(HttpFigures {
         runner: runner_load,
         deno: deno_load,
+        wrk: wrk.map(|wrk| WrkFigures {
+            wrk,
+            runner: runner_wrk,
+            deno: deno_wrk,
+        }),
     })
 }
 
-async fn measure_deno(deno: &Deno, plan: HttpPlan) -> Result<Load> {
-    let server = DenoServe::start(deno).await?;
-    drive("deno serve", &server.url(PATH), plan).await
+/// `wrk`'s figures for `url`, or why there are none.
+async fn with_wrk(
+    wrk: &std::result::Result<Wrk, String>,
+    what: &str,
+    url: &str,
+    plan: WrkPlan,
+) -> std::result::Result<WrkLoad, String> {
+    let wrk = wrk.as_ref().map_err(|why| why.clone())?;
+    wrk.load(what, url, plan).await.map_err(|error| {
+        eprintln!("{what}: wrk: {error:#}");
+        format!("{error:#}")
+    })
 }
 
 /// `deno serve` of [`FETCH_MODULE`] on a free loopback port; killed on drop.
@@ -280,6 +326,11 @@ mod tests {
             sequential: 40,
             connections: 2,
             window: Duration::from_millis(300),
+            wrk: WrkPlan {
+                threads: 1,
+                connections: 2,
+                duration: Duration::from_secs(1),
+            },
         };
         let load = drive("test", &url, plan).await.unwrap();
         // Requests 200..240: ten of them are multiples of four.

@@ -1,12 +1,13 @@
 //! `bench`: measures the Smart Worker runner, and deno side by side, and writes BENCHMARKS.md.
 //!
 //! ```sh
-//! bench --runner target/release/runner [--deno PATH] [--out BENCHMARKS.md] [--quick]
+//! bench --runner target/release/runner [--deno PATH] [--out BENCHMARKS.md] [--quick] [--only http]
 //! ```
 //!
 //! The figures: create→ready latency of `POST /`, durable state, idle memory per worker, cron
-//! trigger jitter, the HTTP trigger's latency and throughput, the TaskHub trigger's latency; and
-//! deno's cold start, idle memory and `deno serve` for comparison. Progress goes to standard error.
+//! trigger jitter, the HTTP trigger's latency and throughput (with the bench's own client and
+//! with `wrk`), the TaskHub trigger's latency; and deno's cold start, idle memory and
+//! `deno serve` for comparison. Progress goes to standard error.
 //! `scripts/bench.sh` builds the release binaries and runs this.
 
 mod deno;
@@ -17,13 +18,14 @@ mod report;
 mod stats;
 mod system;
 mod taskhub;
+mod wrk;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -56,6 +58,17 @@ struct Cli {
     /// The TaskHub section: the chain's poll interval (`poll_interval_ms`), ms.
     #[arg(long, default_value_t = 100)]
     taskhub_poll_ms: u64,
+    /// Measure only this section (with the machine, the binaries and deno's figures it needs);
+    /// the report says so. Write it elsewhere than BENCHMARKS.md (`--out`).
+    #[arg(long, value_enum)]
+    only: Option<Section>,
+}
+
+/// A section that can be measured on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Section {
+    /// The HTTP trigger against `deno serve`, with the bench's client and with `wrk`.
+    Http,
 }
 
 /// How many samples each measurement takes.
@@ -95,6 +108,11 @@ impl Plan {
             sequential: 2000,
             connections: 16,
             window: Duration::from_secs(10),
+            wrk: wrk::WrkPlan {
+                threads: 1,
+                connections: 32,
+                duration: Duration::from_secs(10),
+            },
         },
     };
 
@@ -112,6 +130,11 @@ impl Plan {
             sequential: 200,
             connections: 4,
             window: Duration::from_secs(2),
+            wrk: wrk::WrkPlan {
+                threads: 1,
+                connections: 32,
+                duration: Duration::from_secs(2),
+            },
         },
     };
 }
@@ -131,27 +154,32 @@ async fn main() -> Result<()> {
     let runner_version = version_of(&cli.runner)?;
     eprintln!("bench: {runner_version} at {}", cli.runner.display());
 
-    let create = measure::create_latency(&cli.runner, plan.creates).await?;
-    let durability = measure::durability(
-        &cli.runner,
-        plan.creates,
-        plan.stored_workers,
-        plan.restarts,
-    )
-    .await?;
-    let mut memory = Vec::with_capacity(plan.idle_workers.len());
-    for &workers in plan.idle_workers {
-        memory.push(measure::idle_memory(&cli.runner, workers).await?);
+    let all = cli.only.is_none();
+    let (mut create, mut durability, mut memory, mut cron) = (None, None, Vec::new(), None);
+    if all {
+        let latency = measure::create_latency(&cli.runner, plan.creates).await?;
+        durability = Some(
+            measure::durability(
+                &cli.runner,
+                plan.creates,
+                plan.stored_workers,
+                plan.restarts,
+            )
+            .await?,
+        );
+        create = Some(latency);
+        for &workers in plan.idle_workers {
+            memory.push(measure::idle_memory(&cli.runner, workers).await?);
+        }
+        cron = Some(measure::cron_jitter(&cli.runner, plan.cron_workers, plan.cron_window).await?);
     }
-    let cron = measure::cron_jitter(&cli.runner, plan.cron_workers, plan.cron_window).await?;
     let deno = deno::measure(cli.deno.as_deref(), plan.deno_runs).await;
     let http = http::measure(&cli.runner, deno.binary(), plan.http).await?;
-    let taskhub = taskhub::measure(
-        &cli.runner,
-        plan.taskhub_events,
-        Duration::from_millis(cli.taskhub_poll_ms.max(1)),
-    )
-    .await?;
+    let mut taskhub = None;
+    if all {
+        let poll = Duration::from_millis(cli.taskhub_poll_ms.max(1));
+        taskhub = Some(taskhub::measure(&cli.runner, plan.taskhub_events, poll).await?);
+    }
 
     let report = Report {
         date,
@@ -160,6 +188,7 @@ async fn main() -> Result<()> {
         runner_version,
         command: report::shell_command(std::env::args()),
         plan,
+        only: cli.only,
         create,
         durability,
         memory,

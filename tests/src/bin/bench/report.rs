@@ -4,12 +4,13 @@ use std::fmt::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use crate::deno::DenoFigures;
-use crate::http::{HttpFigures, Load, FETCH_MODULE, WARM_UP};
+use crate::http::{HttpFigures, Load, WrkFigures, FETCH_MODULE, WARM_UP};
 use crate::measure::{CreateLatency, CronJitter, Durability, IdleMemory, Tick};
 use crate::stats::Summary;
 use crate::system::{Machine, KIB_PER_MIB};
 use crate::taskhub::TaskHubFigures;
-use crate::Plan;
+use crate::wrk::{self, WrkLoad};
+use crate::{Plan, Section};
 
 /// Everything BENCHMARKS.md shows.
 pub struct Report {
@@ -22,13 +23,15 @@ pub struct Report {
     /// The command line that produced the report, shell-quoted.
     pub command: String,
     pub plan: Plan,
-    pub create: CreateLatency,
-    pub durability: Durability,
+    /// `--only`: the one section measured; the others are `None` (or empty).
+    pub only: Option<Section>,
+    pub create: Option<CreateLatency>,
+    pub durability: Option<Durability>,
     pub memory: Vec<IdleMemory>,
-    pub cron: CronJitter,
+    pub cron: Option<CronJitter>,
     pub deno: DenoFigures,
     pub http: HttpFigures,
-    pub taskhub: TaskHubFigures,
+    pub taskhub: Option<TaskHubFigures>,
 }
 
 impl Report {
@@ -43,12 +46,22 @@ impl Report {
     fn write(&self, out: &mut String) -> fmt::Result {
         self.header(out)?;
         self.setup(out)?;
-        self.create_section(out)?;
-        self.durability_section(out)?;
-        self.memory_section(out)?;
-        self.cron_section(out)?;
+        if let Some(create) = &self.create {
+            self.create_section(out, create)?;
+            if let Some(durability) = &self.durability {
+                self.durability_section(out, create, durability)?;
+            }
+        }
+        if !self.memory.is_empty() {
+            self.memory_section(out)?;
+        }
+        if let Some(cron) = &self.cron {
+            self.cron_section(out, cron)?;
+        }
         self.http_section(out)?;
-        self.taskhub_section(out)?;
+        if let Some(taskhub) = &self.taskhub {
+            self.taskhub_section(out, taskhub)?;
+        }
         method(out)
     }
 
@@ -69,6 +82,13 @@ impl Report {
         }
         if self.plan.quick {
             writeln!(out, "> **`--quick`**: reduced counts, a sanity run.\n")?;
+        }
+        if let Some(section) = self.only {
+            writeln!(
+                out,
+                "> **`--only {}`**: this section alone was measured.\n",
+                format!("{section:?}").to_lowercase()
+            )?;
         }
         Ok(())
     }
@@ -102,11 +122,19 @@ impl Report {
                 writeln!(out, "| deno | not measured: {} |", table_cell(reason))?
             }
         }
+        match &self.http.wrk {
+            Ok(figures) => writeln!(
+                out,
+                "| wrk | `{}` ({}) |",
+                figures.wrk.path.display(),
+                figures.wrk.version
+            )?,
+            Err(reason) => writeln!(out, "| wrk | not used: {} |", table_cell(reason))?,
+        }
         writeln!(out)
     }
 
-    fn create_section(&self, out: &mut String) -> fmt::Result {
-        let create = &self.create;
+    fn create_section(&self, out: &mut String, create: &CreateLatency) -> fmt::Result {
         writeln!(out, "## Create → ready\n")?;
         writeln!(
             out,
@@ -138,8 +166,12 @@ impl Report {
         )
     }
 
-    fn durability_section(&self, out: &mut String) -> fmt::Result {
-        let d = &self.durability;
+    fn durability_section(
+        &self,
+        out: &mut String,
+        create: &CreateLatency,
+        d: &Durability,
+    ) -> fmt::Result {
         writeln!(out, "## Durable state (`--state-dir`)\n")?;
         writeln!(
             out,
@@ -150,12 +182,7 @@ impl Report {
              stored worker is back (each re-evaluated in its own isolate).\n"
         )?;
         summary_header(out, "runs", "ms")?;
-        summary_row(
-            out,
-            "`POST /` → `201`, stateless",
-            &self.create.samples_ms,
-            1,
-        )?;
+        summary_row(out, "`POST /` → `201`, stateless", &create.samples_ms, 1)?;
         summary_row(out, "`POST /` → `201`, durable", &d.durable_create_ms, 1)?;
         summary_row(
             out,
@@ -215,8 +242,7 @@ impl Report {
         writeln!(out)
     }
 
-    fn cron_section(&self, out: &mut String) -> fmt::Result {
-        let cron = &self.cron;
+    fn cron_section(&self, out: &mut String, cron: &CronJitter) -> fmt::Result {
         let seconds = cron.window.as_secs_f64();
         writeln!(out, "## Cron trigger jitter\n")?;
         writeln!(
@@ -257,7 +283,7 @@ impl Report {
     }
 
     fn http_section(&self, out: &mut String) -> fmt::Result {
-        let HttpFigures { runner, deno } = &self.http;
+        let HttpFigures { runner, deno, wrk } = &self.http;
         writeln!(out, "## HTTP trigger: a worker's `fetch` vs `deno serve`\n")?;
         writeln!(
             out,
@@ -298,10 +324,50 @@ impl Report {
                 table_cell(why)
             )?,
         }
+        if let Ok(deno) = deno {
+            writeln!(
+                out,
+                "\nrunner ÷ deno serve, requests/s with the bench's client: {:.2}×.",
+                runner.requests_per_second() / deno.requests_per_second()
+            )?;
+        }
+        writeln!(out)?;
+        match wrk {
+            Ok(figures) => self.wrk_part(out, figures),
+            Err(why) => writeln!(out, "Not measured with `wrk`: {}.\n", table_cell(why)),
+        }
+    }
+
+    /// The same two servers under `wrk`.
+    fn wrk_part(&self, out: &mut String, figures: &WrkFigures) -> fmt::Result {
+        let plan = self.plan.http.wrk;
+        writeln!(
+            out,
+            "The same servers under `{}` (an external client in C, one event loop per thread: it \
+             takes less of the {cpus} CPUs from the server than the bench's client does; it \
+             checks the status only, an answer other than 2xx/3xx or a socket error is an \
+             error), each after an untimed one-second `wrk` run:\n",
+            wrk::command_line(&figures.wrk.path, plan),
+            cpus = self.machine.cpus,
+        )?;
+        writeln!(
+            out,
+            "| `wrk` | requests | requests/s | p50 (ms) | p99 (ms) | errors |\n\
+             |---|---:|---:|---:|---:|---:|"
+        )?;
+        wrk_row(out, "runner", &figures.runner)?;
+        wrk_row(out, "deno serve", &figures.deno)?;
+        if let (Ok(runner), Ok(deno)) = (&figures.runner, &figures.deno) {
+            writeln!(
+                out,
+                "\nrunner ÷ deno serve, requests/s with `wrk`: {:.2}×.",
+                runner.requests_per_second / deno.requests_per_second
+            )?;
+        }
         writeln!(out)
     }
 
-    fn taskhub_section(&self, out: &mut String) -> fmt::Result {
+    fn taskhub_section(&self, out: &mut String, taskhub: &TaskHubFigures) -> fmt::Result {
         writeln!(out, "## TaskHub trigger: event → `tasks()`\n")?;
         let TaskHubFigures::Measured {
             poll_interval_ms,
@@ -309,9 +375,9 @@ impl Report {
             sent,
             missed,
             duplicates,
-        } = &self.taskhub
+        } = taskhub
         else {
-            if let TaskHubFigures::Unavailable(why) = &self.taskhub {
+            if let TaskHubFigures::Unavailable(why) = taskhub {
                 writeln!(out, "Not measured: {}.\n", table_cell(why))?;
             }
             return Ok(());
@@ -347,6 +413,22 @@ fn method(out: &mut String) -> fmt::Result {
          other settings at their defaults); all traffic stays on 127.0.0.1.\n\
          - MiB = 1024 × 1024 bytes."
     )
+}
+
+/// A row of the `wrk` table.
+fn wrk_row(out: &mut String, label: &str, load: &Result<WrkLoad, String>) -> fmt::Result {
+    match load {
+        Ok(load) => writeln!(
+            out,
+            "| {label} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            load.requests, load.requests_per_second, load.p50_ms, load.p99_ms, load.errors
+        ),
+        Err(why) => writeln!(
+            out,
+            "| {label} | – | not measured: {} | – | – | – |",
+            table_cell(why)
+        ),
+    }
 }
 
 /// A row of the HTTP throughput table.
