@@ -130,6 +130,10 @@ pub fn server_config() -> Result<Config, InitError> {
     if nix::unistd::getppid().as_raw() != 1 {
         return Err(InitError::NotInitsChild);
     }
+    // exec named it after /proc/self/exe ("exe"); the kernel's OOM messages name the victim so.
+    if let Err(e) = nix::sys::prctl::set_name(c"runner") {
+        tracing::debug!("cannot name the server process: {e}");
+    }
     appliance_config()
 }
 

@@ -6,7 +6,7 @@
 //! ask init to shut down.
 //!
 //! The three signals are blocked in every thread of init (the mask is set before any thread
-//! exists and inherited; the server, started with `std::process::Command`, gets an empty mask)
+//! exists and inherited; the server's is emptied between fork and exec: `supervisor.rs`)
 //! and one thread waits for them with `sigwait`, reaps every exited child, and reports each as an
 //! [`Event`] on a channel: init learns its server's exit status there (blocked signals are
 //! queued for PID 1 too: only unblocked ones with the default action are dropped).

@@ -4,8 +4,9 @@
 //! The server is the same binary (`/proc/self/exe`) run as `runner appliance-server`
 //! ([`SERVER_COMMAND`]): it builds its configuration from the same `RUNNER_*` environment init
 //! read (`super::appliance_config`), plus what init decided, handed over the same way
-//! ([`handover_env`]: the state disk's directory). It does none of init's duties. It joins its
-//! cgroup between fork and exec, so everything it allocates counts.
+//! ([`handover_env`]: the state disk's directory). It does none of init's duties. Between fork
+//! and exec it joins its cgroup, so everything it allocates counts, and unblocks the signals init
+//! keeps blocked, so that SIGTERM reaches it.
 //!
 //! Init learns how the server ended from the reaper's events ([`super::reaper`]):
 //! - killed by a signal (SIGKILL from the OOM killer — the cgroup's `memory.events` says so — or
@@ -24,7 +25,7 @@ use std::process::Command;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
@@ -158,13 +159,19 @@ impl Server {
             .arg0("runner")
             .arg(SERVER_COMMAND)
             .envs(self.env.iter().map(|(k, v)| (*k, v)));
-        if let Some(procs) = &procs {
-            let fd = procs.as_raw_fd();
-            // SAFETY: the closure only calls write(2) on a descriptor that stays open until
-            // `spawn` returns: async-signal-safe between fork and exec.
-            unsafe {
-                command.pre_exec(move || cgroup::join(fd));
-            }
+        let procs_fd = procs.as_ref().map(|procs| procs.as_raw_fd());
+        // SAFETY: the closure only calls pthread_sigmask(3) and write(2) (on a descriptor that
+        // stays open until `spawn` returns): async-signal-safe between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                // The child inherits init's blocked SIGCHLD, SIGTERM and SIGINT (std leaves the
+                // mask as it is): the server must get SIGTERM.
+                pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+                match procs_fd {
+                    Some(fd) => cgroup::join(fd),
+                    None => Ok(()),
+                }
+            });
         }
         // std waits for a child whose exec failed, and panics if the reaper thread got to it
         // first: init must not die of that.
