@@ -10,8 +10,9 @@ fn main() -> anyhow::Result<()> {
     // compiled in (ring for our listener, aws-lc-rs from deno's tree) it must be chosen here.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if runner::init::is_pid1() {
-        // The appliance image: the kernel started us as init (runner/src/init/). Never returns.
-        runner::init::run(|config| init_logging(config.log_format), serve);
+        // The appliance image: the kernel started us as init (runner/src/init/), which runs the
+        // server as its child (`appliance-server` below). Never returns.
+        runner::init::run(|config| init_logging(config.log_format));
     }
     let cli = Cli::parse();
     match cli.command {
@@ -26,6 +27,11 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Verifier(args)) => {
             init_logging(LogFormat::Text);
             verifier(&args)
+        }
+        Some(Command::ApplianceServer) => {
+            let config = runner::init::server_config()?;
+            init_logging(config.log_format);
+            serve(config)
         }
         None => {
             init_logging(cli.serve.log_format);
@@ -62,6 +68,9 @@ enum Command {
     /// Run the attestation verifier service for Omni Keys: checks a runner's evidence and signs
     /// the authorization the on-chain permitter trusts. Prints its signer address at start.
     Verifier(runner::verifier::VerifierArgs),
+    /// The appliance's server, as init's child (runner/src/init/supervisor.rs).
+    #[command(name = "appliance-server", hide = true)]
+    ApplianceServer,
 }
 
 fn verifier(args: &runner::verifier::VerifierArgs) -> anyhow::Result<()> {

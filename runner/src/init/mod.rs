@@ -20,12 +20,21 @@
 //!    and gives the runner `--state-dir /var/lib/runner/state`; without one (or with one it cannot
 //!    use) says that the appliance is stateless ([`storage`]). `RUNNER_STATE_DIR` on the command
 //!    line wins over the disk's directory;
-//! 8. runs the runner; when it returns (SIGTERM, power button) or fails, syncs, unmounts the state
-//!    disk and powers off.
+//! 8. mounts cgroup2 and creates the server's memory cgroup, `memory.max` below the guest's RAM
+//!    (`RUNNER_SERVER_MEMORY_MAX` overrides the default; [`cgroup`]);
+//! 9. runs the runner's server as its child in that cgroup (`runner appliance-server`, the
+//!    configuration handed over in the environment) and supervises it ([`supervisor`]): when it
+//!    dies (the OOM killer, a crash, an error) init says why and starts it again, with a backoff;
+//!    on the power button or Ctrl-Alt-Del it stops the server, syncs, unmounts the state disk and
+//!    powers off.
+//!
+//! Init stays small: it never starts V8 or serves anything, so running out of memory kills the
+//! server, never init (whose death would panic the kernel, and `panic=-1` reboot it).
 //!
 //! A fatal error is logged to the console and the machine powers off: init never exits (the
 //! kernel would panic) and never drops to a shell (there is none).
 
+pub mod cgroup;
 pub mod clock;
 pub mod entropy;
 pub mod modules;
@@ -34,8 +43,8 @@ pub mod net;
 pub mod power;
 pub mod reaper;
 pub mod storage;
+pub mod supervisor;
 
-use std::fmt::Display;
 use std::time::Instant;
 
 use clap::Parser;
@@ -66,6 +75,13 @@ pub enum InitError {
     Power(#[from] power::PowerError),
     #[error(transparent)]
     Reaper(#[from] reaper::ReaperError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error(
+        "`runner {}` is started by the appliance's init only",
+        supervisor::SERVER_COMMAND
+    )]
+    NotInitsChild,
 }
 
 /// Whether this process is init (PID 1): then the runner is the appliance's whole userland.
@@ -73,15 +89,12 @@ pub fn is_pid1() -> bool {
     std::process::id() == 1
 }
 
-/// Does init's duties, runs `serve` with the appliance's configuration, and powers off when it
-/// returns. `init_logging` is called once the configuration is known. Never returns.
-pub fn run<E: Display>(
-    init_logging: impl FnOnce(&Config),
-    serve: impl FnOnce(Config) -> Result<(), E>,
-) -> ! {
+/// Does init's duties, then runs the server as a child and supervises it until the machine is
+/// asked to power off. `init_logging` is called once the configuration is known. Never returns.
+pub fn run(init_logging: impl FnOnce(&Config)) -> ! {
     let started = Instant::now();
-    // Before any thread exists, so that every thread inherits the blocked SIGCHLD.
-    let reaper = reaper::block_sigchld();
+    // Before any thread exists, so that every thread inherits the blocked signals.
+    let signals = reaper::block_signals();
     let mounted = mounts::mount_early();
     let mut config = match appliance_config() {
         Ok(config) => config,
@@ -92,28 +105,67 @@ pub fn run<E: Display>(
         }
     };
     init_logging(&config);
-    if let Err(e) = mounted
+    let booted = mounted
         .map_err(InitError::from)
-        .and_then(|()| reaper.map_err(InitError::from))
-        .and_then(|()| boot())
-    {
-        fatal(&e);
-    }
+        .and_then(|()| signals.map_err(InitError::from))
+        .and_then(|()| Ok(cgroup::memory_max_setting()?))
+        .and_then(|memory_max| Ok((memory_max, boot()?)));
+    let (memory_max, events) = match booted {
+        Ok(booted) => booted,
+        Err(e) => fatal(&e),
+    };
     use_state_disk(&mut config, storage::prepare());
+    let server = supervisor::Server::new(&config, server_cgroup(memory_max));
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "init: system ready, starting the runner"
     );
-    match serve(config) {
-        Ok(()) => tracing::info!("init: the runner stopped; powering off"),
-        Err(e) => tracing::error!("init: the runner failed: {e:#}; powering off"),
+    supervisor::supervise(&server, &events)
+}
+
+/// The configuration of the server init started (`runner appliance-server`): the appliance's,
+/// from the environment init handed over (`supervisor::handover_env`). Refused to any process
+/// whose parent is not init.
+pub fn server_config() -> Result<Config, InitError> {
+    if nix::unistd::getppid().as_raw() != 1 {
+        return Err(InitError::NotInitsChild);
     }
-    power::power_off()
+    // exec named it after /proc/self/exe ("exe"); the kernel's OOM messages name the victim so.
+    if let Err(e) = nix::sys::prctl::set_name(c"runner") {
+        tracing::debug!("cannot name the server process: {e}");
+    }
+    appliance_config()
+}
+
+/// The server's memory cgroup, or `None` (and why, on the console) when it cannot be made: the
+/// server then runs without one.
+fn server_cgroup(memory_max: Option<cgroup::MemoryMax>) -> Option<cgroup::ServerCgroup> {
+    match cgroup::ServerCgroup::setup(memory_max) {
+        Ok(server) => {
+            let meminfo = read_trimmed("/proc/meminfo");
+            tracing::info!(
+                cgroup = cgroup::SERVER,
+                memory_max = %server.memory_max(),
+                set_by = if memory_max.is_some() { cgroup::SETTING } else { "default" },
+                mem_total_mib = cgroup::mem_total(&meminfo).unwrap_or(0) >> 20,
+                "init: the runner's memory cgroup"
+            );
+            Some(server)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "init: {e}: the runner runs WITHOUT a memory limit (out of memory, the kernel \
+                 still kills it rather than init, but keeps no reserve)"
+            );
+            None
+        }
+    }
 }
 
 /// Everything after the early mounts and logging; each step logs what it did.
-fn boot() -> Result<(), InitError> {
-    reaper::start()?;
+/// Returns the reaper's events.
+fn boot() -> Result<std::sync::mpsc::Receiver<reaper::Event>, InitError> {
+    let events = reaper::start()?;
     // Seconds since the kernel started: how long firmware hand-off to init took, kernel side.
     let uptime = read_trimmed("/proc/uptime");
     tracing::info!(
@@ -128,7 +180,7 @@ fn boot() -> Result<(), InitError> {
     let cmdline = read_trimmed("/proc/cmdline");
     net::configure(&cmdline)?;
     power::watch()?;
-    Ok(())
+    Ok(events)
 }
 
 /// Points the runner at the state disk's directory, unless `RUNNER_STATE_DIR` (already in

@@ -1,10 +1,11 @@
 //! Powering off, and the requests to: the ACPI power button (what `virsh shutdown`, QEMU's
 //! `system_powerdown` and cloud "stop" buttons press) and Ctrl-Alt-Del.
 //!
-//! Both become the signals the runner already shuts down gracefully on: Ctrl-Alt-Del makes the
-//! kernel send SIGINT to init (once `reboot(RB_DISABLE_CAD)`), and a power-button press read from
-//! its evdev device makes init send itself SIGTERM. Once the runner has stopped, [`power_off`]
-//! syncs and unmounts the state disk before the power goes.
+//! Both become signals to init: Ctrl-Alt-Del makes the kernel send SIGINT to init (once
+//! `reboot(RB_DISABLE_CAD)`), and a power-button press read from its evdev device makes init send
+//! itself SIGTERM. Init's supervisor hears either from the reaper thread and stops the server
+//! (SIGTERM, which it shuts down gracefully on); once it has stopped, [`power_off`] syncs and
+//! unmounts the state disk before the power goes.
 
 use std::fs::File;
 use std::io::Read;
@@ -119,7 +120,7 @@ fn watch_button(device: &Path) {
             Ok(()) if is_power_press(&event) => {
                 tracing::info!("init: power button pressed: shutting down");
                 if let Err(e) = kill(Pid::this(), Signal::SIGTERM) {
-                    tracing::error!("init: cannot signal the runner: {e}");
+                    tracing::error!("init: cannot signal init: {e}");
                 }
             }
             Ok(()) => {}

@@ -367,10 +367,11 @@ fn qemu_installed() -> bool {
 /// Boot number `n` of a test (its serial log and QMP socket in `dir` carry the number), with
 /// `state_disk` attached as the appliance's state disk (`qemu/run` creates it if missing).
 fn boot(bundle: &Path, dir: &Path, n: u32, state_disk: Option<&Path>) -> Vm {
-    boot_with(bundle, dir, n, state_disk, None, &[])
+    boot_with(bundle, dir, n, state_disk, None, &[], "")
 }
 
-/// [`boot`] with this firmware (`SW_BIOS`) and extra QEMU arguments.
+/// [`boot`] with this firmware (`SW_BIOS`), extra QEMU arguments and extra kernel command-line
+/// words (`SW_CMDLINE_APPEND`, e.g. `RUNNER_*` settings; not measured: development only).
 fn boot_with(
     bundle: &Path,
     dir: &Path,
@@ -378,6 +379,7 @@ fn boot_with(
     state_disk: Option<&Path>,
     bios: Option<&Path>,
     extra: &[String],
+    cmdline_append: &str,
 ) -> Vm {
     let serial = dir.join(format!("serial-{n}.log"));
     let qmp = dir.join(format!("qmp-{n}.sock"));
@@ -391,6 +393,7 @@ fn boot_with(
         .env("SW_HTTP", &http)
         .env("SW_HTTPS", &https)
         .env("SW_QMP", &qmp)
+        .env("SW_CMDLINE_APPEND", cmdline_append)
         .env_remove("SW_STATE_DISK");
     if let Some(disk) = state_disk {
         command.env("SW_STATE_DISK", disk);
@@ -829,6 +832,7 @@ async fn the_pinned_snp_firmware_starts_the_image_only_with_matching_hashes() {
         Some(&state_disk),
         Some(&ovmf),
         &load("table.bin", &table),
+        "",
     );
     let healthy = wait_healthy(&mut vm, &client, started).await;
     let serial = vm.serial();
@@ -852,6 +856,7 @@ async fn the_pinned_snp_firmware_starts_the_image_only_with_matching_hashes() {
         Some(&state_disk),
         Some(&ovmf),
         &load("bad-table.bin", &bad),
+        "",
     );
     let window = (healthy * 10).max(Duration::from_secs(60));
     while started.elapsed() < window {
@@ -863,4 +868,157 @@ async fn the_pinned_snp_firmware_starts_the_image_only_with_matching_hashes() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Issue 21: in the appliance, init runs the server as its child in a memory cgroup below the
+/// guest's RAM. A worker that fills the server's memory gets the server killed by the OOM killer
+/// — not init, whose death would panic the kernel and reboot the VM — and init starts it again:
+/// the API answers again, the worker kept on the state disk is back, the kernel booted once, and
+/// the power button still powers off cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_for_memory_is_restarted_by_init_without_a_reboot() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED a_server_killed_for_memory...: {QEMU} is not installed");
+        return;
+    }
+    let bundle = bundle().await;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("state.img");
+    // The cgroup's limit far below the runner's own (a 2 GiB V8 heap, minutes of CPU), so that
+    // only the cgroup can stop the worker.
+    let settings = "RUNNER_SERVER_MEMORY_MAX=320M RUNNER_HEAP_LIMIT_MB=2048 \
+                    RUNNER_CPU_LIMIT_MS=240000 RUNNER_WALL_LIMIT_MS=240000";
+    let started = Instant::now();
+    let mut vm = boot_with(
+        bundle.path(),
+        dir.path(),
+        1,
+        Some(&disk),
+        None,
+        &[],
+        settings,
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let boot_time = wait_healthy(&mut vm, &client, started).await;
+    let serial = vm.serial();
+    eprintln!(
+        "image (oom): /healthz 200 {:.2} s after qemu/run started",
+        boot_time.as_secs_f64()
+    );
+    assert!(
+        serial.contains("init: the runner's memory cgroup")
+            && serial.contains("memory_max=320 MiB")
+            && serial.contains(r#"set_by="RUNNER_SERVER_MEMORY_MAX""#),
+        "{serial}"
+    );
+    assert!(serial.contains("init: started the runner") && serial.contains("start=1"));
+
+    // A worker that keeps its memory on the V8 heap (arrays of doubles, 8 MiB each, every
+    // element written) when asked to, and otherwise answers.
+    let script = "export default {\n  async fetch(request) {\n    \
+                  if (new URL(request.url).searchParams.has('hog')) {\n      \
+                  const hoard = [];\n      \
+                  for (let i = 0; ; i++) hoard.push(new Array(1 << 20).fill(i + 0.5));\n    }\n    \
+                  return new Response('alive');\n  },\n};\n";
+    let created: Value = client
+        .post(vm.url("/"))
+        .json(&json!({ "script": script }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let token = created["token"].as_str().expect("a token").to_owned();
+    let alive = |client: reqwest::Client, url: String| async move {
+        let response = client.get(url).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    };
+    let (status, body) = alive(client.clone(), vm.url(&format!("/w/{id}/"))).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "alive"));
+
+    // The hog: the connection dies with the server.
+    let hogged = Instant::now();
+    let hog = client
+        .get(vm.url(&format!("/w/{id}/?hog")))
+        .timeout(Duration::from_secs(240))
+        .send()
+        .await;
+    assert!(
+        hog.as_ref().map_or(true, |r| r.status() != 200),
+        "the hog answered: {hog:?}"
+    );
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    while !vm.serial().contains("init: started the runner") || !vm.serial().contains("start=2") {
+        vm.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "init did not restart the runner:\n{}",
+            vm.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let back = wait_healthy(&mut vm, &client, hogged).await;
+    let serial = vm.serial();
+    eprintln!(
+        "image (oom): /healthz 200 again {:.2} s after the hog was sent; console:\n{}",
+        back.as_secs_f64(),
+        serial
+            .lines()
+            .filter(|l| l.contains("init:") && !l.contains("reaped")
+                || l.contains("out of memory")
+                || l.contains("Killed process"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        serial.contains("init: the runner was killed by the out-of-memory killer"),
+        "{serial}"
+    );
+    assert!(serial.contains("starting it again in 1s"), "{serial}");
+    // The cgroup's limit, not the machine's memory, ran out: the kernel says so (its OOM kill
+    // messages are errors, printed even with `quiet`), naming the server.
+    assert!(
+        serial.contains("Memory cgroup out of memory: Killed process")
+            && serial.contains("(runner)"),
+        "{serial}"
+    );
+    assert!(
+        !serial.contains("Out of memory: Killed process"),
+        "{serial}"
+    );
+    // No reboot, no panic: init started once, and the kernel's uptime when init restarted the
+    // server is later than when init started (a reboot would start it from zero again).
+    assert_eq!(serial.matches("runner is PID 1").count(), 1, "{serial}");
+    assert!(!serial.contains("Kernel panic"), "{serial}");
+    let uptime = |marker: &str| -> f64 {
+        let line = serial.lines().find(|l| l.contains(marker)).unwrap();
+        let value = line.split("kernel_uptime_s=\"").nth(1).unwrap();
+        value.split('"').next().unwrap().parse().unwrap()
+    };
+    let (booted, restarted) = (uptime("runner is PID 1"), uptime("starting it again"));
+    eprintln!(
+        "image (oom): kernel uptime {booted} s at init's start, {restarted} s at the restart"
+    );
+    assert!(restarted > booted + 1.0, "{booted} → {restarted}");
+    // The worker on the state disk is back, still managed by its token, and answers.
+    assert!(serial.contains("restored=1 failed=0"), "{serial}");
+    let response = client
+        .get(vm.url(&format!("/workers/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, body) = alive(client.clone(), vm.url(&format!("/w/{id}/"))).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "alive"));
+
+    // The power button still reaches the (new) server through init.
+    let serial = power_down(&mut vm).await;
+    assert!(serial.contains("state disk unmounted cleanly"), "{serial}");
 }
