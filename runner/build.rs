@@ -70,7 +70,7 @@ fn main() {
 const RNR_JS: &str = "ext:rnr/rnr.js";
 
 /// The extension's modules (`rnr.js` imports the others), in `src/worker/js`.
-const RNR_FILES: [&str; 3] = ["rnr.js", "escrin.js", "sha512_256.js"];
+const RNR_FILES: [&str; 4] = ["rnr.js", "escrin.js", "sha512_256.js", "comlink.js"];
 
 /// The `rnr` extension with its JavaScript, read from this checkout now. `extension!` is not
 /// given the file: it would record the absolute path of `src/worker/js`, in the runner binary

@@ -8,7 +8,7 @@
 //! package itself is not possible: it depends on `@escrin/evm` as `link:../evm`, which npm
 //! cannot install.
 
-use e2e::{js, json, start, tag, Runner, Sink, Value};
+use e2e::{js, json, start, tag, worker_path, Runner, Sink, Value};
 
 /// `rpc.ts` of both generations (alpha.4's `decodeBase64Bytes` kept as it is: it makes a
 /// 44-byte key of a 32-byte one, the bytes then 12 zeros).
@@ -426,4 +426,103 @@ report.names = ['digest', 'importKey', 'deriveBits', 'deriveKey'].map((m) => `${
         json!(["digest/2", "importKey/5", "deriveBits/2", "deriveKey/5"]),
         "{report}"
     );
+}
+
+/// Comlink 4.4.1 (`dist/esm/comlink.min.mjs`, Apache-2.0), as the mid-2023 library bundled it.
+const COMLINK: &str = include_str!("../../fixtures/comlink-4.4.1.min.mjs");
+
+/// The mid-2023 library (escrin/escrin `runner/src/index.ts`, Jul 2023) over Comlink, bundled
+/// as esbuild would: Comlink's module inlined, its exports bound to `Comlink`.
+fn comlink_bundle(tasks_body: &str) -> String {
+    let export = COMLINK.find("export{").expect("Comlink's export statement");
+    let end = export + COMLINK[export..].find('}').expect("its end") + 1;
+    format!(
+        r#"{comlink}
+const Comlink = {{ expose: i, wrap: u }};
+function escrinWorker(callbacks) {{
+  const rnr = Comlink.wrap(self);
+  Comlink.expose({{
+    async tasks() {{
+      return callbacks.tasks(rnr);
+    }},
+  }});
+}}
+escrinWorker({{
+  async tasks(rnr) {{
+{tasks_body}
+  }},
+}});
+"#,
+        comlink = &COMLINK[..export],
+    ) + &COMLINK[end..].replace("//# sourceMappingURL=comlink.min.mjs.map", "")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_comlink_worker_runs_on_its_schedule_and_calls_the_runner() {
+    let (runner, sink) = start(&[]).await;
+    for kind in ["module", "classic"] {
+        let path = format!("/report-{kind}");
+        let body = format!(
+            r#"// {tag}
+{HELPERS}
+    const report = {{}};
+    report.config = await rnr.getConfig();
+    const key = await rnr.getOmniKey('local');
+    report.isCryptoKey = key instanceof CryptoKey;
+    report.sha512 = await nftrout(key, 'SHA-512');
+    report.sha512_256 = await nftrout(key, 'SHA-512-256');
+    report.legacyGetKey = await nftrout(await rnr.getKey('local'), 'SHA-512');
+    report.unknownStore = await failure(() => rnr.getOmniKey('nowhere'));
+    report.noSuchMethod = await failure(() => rnr.launchMissiles());
+    report.inherited = await failure(() => rnr.hasOwnProperty("getConfig"));
+    self.runs = (self.runs ?? 0) + 1;
+    report.run = self.runs;
+{report}"#,
+            tag = tag("escrin-comlink"),
+            report = js::post_json(&sink.url(&path), "report"),
+        );
+        let id = runner
+            .create(&json!({
+                "code": comlink_bundle(&body),
+                "type": kind,
+                "config": CONFIG,
+                "schedule": "* * * * * *",
+            }))
+            .await;
+        // The run right after creation, then the schedule's: module state persists.
+        let reports = sink
+            .wait_for_hits(&path, 2)
+            .await
+            .iter()
+            .map(|r| r.json())
+            .collect::<Vec<_>>();
+        let first = &reports[0];
+        assert_eq!(
+            first["config"],
+            serde_json::from_str::<Value>(CONFIG).unwrap(),
+            "{kind}: {first}"
+        );
+        assert_eq!(first["isCryptoKey"], true, "{kind}: {first}");
+        assert!(is_hex(&first["sha512"], 32), "{kind}: {first}");
+        assert!(is_hex(&first["sha512_256"], 32), "{kind}: {first}");
+        assert_ne!(first["sha512"], first["sha512_256"], "{kind}: {first}");
+        assert_eq!(first["legacyGetKey"], first["sha512"], "{kind}: {first}");
+        let unknown = first["unknownStore"].as_str().unwrap_or_default();
+        assert!(
+            unknown.starts_with("TypeError: unknown key store \"nowhere\""),
+            "{kind}: {first}"
+        );
+        let missing = first["noSuchMethod"].as_str().unwrap_or_default();
+        assert!(
+            missing.contains("the runner has no method launchMissiles"),
+            "{kind}: {first}"
+        );
+        let inherited = first["inherited"].as_str().unwrap_or_default();
+        assert!(
+            inherited.contains("the runner has no method hasOwnProperty"),
+            "{kind}: {first}"
+        );
+        assert_eq!(reports[1]["run"], 2, "{kind}: {reports:?}");
+        runner.delete(&worker_path(&id)).await;
+    }
 }

@@ -17,6 +17,7 @@ import {
 } from "ext:core/ops";
 import { escrinEnv, storeName } from "ext:rnr/escrin.js";
 import { addSha512_256 } from "ext:rnr/sha512_256.js";
+import { comlinkRunner } from "ext:rnr/comlink.js";
 
 const SETUP_KEY = Symbol.for("smartworker.runner.setup");
 
@@ -300,6 +301,12 @@ function setup(kind, configJson) {
     ...escrinEnv(configJson),
   });
 
+  // Escrin's mid-2023 workers: no handlers, `tasks` exposed over postMessage.
+  const comlinkTasks = comlinkRunner(rnr, dispatchEvent);
+  const listensForMessages = () =>
+    SetPrototypeHas(listened, "message") ||
+    typeof globalThis.onmessage === "function";
+
   let moduleHandlers = null;
 
   function makeContext(waitUntils, info) {
@@ -329,6 +336,12 @@ function setup(kind, configJson) {
   }
 
   async function runModuleTasks(info) {
+    if (
+      typeof moduleHandlers.tasks !== "function" &&
+      typeof moduleHandlers.scheduled !== "function"
+    ) {
+      return await comlinkTasks();
+    }
     const waitUntils = [];
     const ctx = makeContext(waitUntils, info);
     if (typeof moduleHandlers.tasks === "function") {
@@ -340,6 +353,12 @@ function setup(kind, configJson) {
   }
 
   async function runClassicTasks(info) {
+    if (
+      !SetPrototypeHas(listened, "tasks") &&
+      !SetPrototypeHas(listened, "scheduled")
+    ) {
+      return await comlinkTasks();
+    }
     const type = SetPrototypeHas(listened, "tasks") ? "tasks" : "scheduled";
     const waitUntils = [];
     const event = new Event(type);
@@ -457,10 +476,12 @@ function setup(kind, configJson) {
     hasTasks() {
       if (kind === "module") {
         return typeof moduleHandlers?.tasks === "function" ||
-          typeof moduleHandlers?.scheduled === "function";
+          typeof moduleHandlers?.scheduled === "function" ||
+          listensForMessages();
       }
       return SetPrototypeHas(listened, "tasks") ||
-        SetPrototypeHas(listened, "scheduled");
+        SetPrototypeHas(listened, "scheduled") ||
+        listensForMessages();
     },
     // The runner's single entry point into the worker: one call per trigger.
     dispatch(trigger, infoJson, requestStream, responseStream) {
