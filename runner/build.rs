@@ -69,21 +69,27 @@ fn main() {
 /// `rnr.js` as a module, also the extension's entry point.
 const RNR_JS: &str = "ext:rnr/rnr.js";
 
+/// The extension's modules (`rnr.js` imports the others), in `src/worker/js`.
+const RNR_FILES: [&str; 4] = ["rnr.js", "escrin.js", "sha512_256.js", "comlink.js"];
+
 /// The `rnr` extension with its JavaScript, read from this checkout now. `extension!` is not
 /// given the file: it would record the absolute path of `src/worker/js`, in the runner binary
 /// and in this build script, which cargo reuses across checkouts sharing a target directory.
 fn rnr_with_its_javascript() -> deno_core::Extension {
     let manifest_dir =
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let path = manifest_dir.join("src/worker/js/rnr.js");
-    let code = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let files = RNR_FILES
+        .iter()
+        .map(|name| {
+            let path = manifest_dir.join("src/worker/js").join(name);
+            let code = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            let specifier: &'static str = format!("ext:rnr/{name}").leak();
+            deno_core::ExtensionFileSource::new_computed(specifier, code.into())
+        })
+        .collect();
     let mut extension = extension::rnr::lazy_init();
-    extension.esm_files =
-        std::borrow::Cow::Owned(vec![deno_core::ExtensionFileSource::new_computed(
-            RNR_JS,
-            code.into(),
-        )]);
+    extension.esm_files = std::borrow::Cow::Owned(files);
     extension.esm_entry_point = Some(RNR_JS);
     extension
 }

@@ -18,6 +18,8 @@ mod connections;
 mod create;
 #[path = "e2e/egress.rs"]
 mod egress;
+#[path = "e2e/escrin.rs"]
+mod escrin;
 #[path = "e2e/fetch.rs"]
 mod fetch;
 #[path = "e2e/handlers.rs"]

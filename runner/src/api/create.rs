@@ -177,7 +177,11 @@ fn fields_from_json(body: &[u8]) -> Result<Fields, ApiError> {
     Ok(Fields {
         script,
         kind: take_string(&mut object, "type")?,
-        config: object.remove("config").map(ConfigField::Json),
+        // Escrin's runner also took the config as a JSON string inside the JSON body.
+        config: object.remove("config").map(|config| match config {
+            Value::String(text) => ConfigField::Text(text),
+            value => ConfigField::Json(value),
+        }),
         schedule: take_string(&mut object, "schedule")?,
         hostname: take_string(&mut object, "hostname")?.or(take_string(&mut object, "route")?),
         taskhub: object.remove("taskhub").map(ConfigField::Json),
@@ -363,7 +367,7 @@ mod tests {
 
     #[test]
     fn config_must_be_an_object() {
-        for bad in [r#"[1,2]"#, r#""str""#, "3"] {
+        for bad in [r#"[1,2]"#, r#""str""#, r#""[1]""#, "3"] {
             let err = json_fields(&format!(r#"{{"script":"x","config":{bad}}}"#))
                 .err()
                 .unwrap();
@@ -377,6 +381,23 @@ mod tests {
         );
         let err = parse_config(Some(ConfigField::Text("{oops".into()))).unwrap_err();
         assert!(err.message.starts_with("config is not valid JSON"));
+    }
+
+    #[test]
+    fn config_as_a_json_string_in_a_json_body() {
+        let new = json_fields(r#"{"code":"x()","config":"{\"a\": [1]}"}"#).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&new.config_json).unwrap(),
+            json!({"a": [1]})
+        );
+        let err = json_fields(r#"{"code":"x()","config":"{oops"}"#)
+            .err()
+            .unwrap();
+        assert!(
+            err.message.starts_with("config is not valid JSON"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

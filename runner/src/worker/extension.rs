@@ -80,6 +80,10 @@ deno_core::extension!(
         op_rnr_body_close,
         op_rnr_omni_key_init,
         op_rnr_omni_key,
+        op_rnr_omni_key_bytes,
+        op_rnr_omni_hkdf_sha512_256,
+        op_rnr_sha512_256,
+        op_rnr_hkdf_sha512_256,
     ],
 );
 
@@ -184,6 +188,88 @@ async fn op_rnr_omni_key(
         Err(e) if e.type_error => Err(JsErrorBox::type_error(e.message)),
         Err(e) => Err(JsErrorBox::generic(e.message)),
     }
+}
+
+fn worker_keys(state: &Rc<RefCell<OpState>>) -> Result<SharedOmniKeys, JsErrorBox> {
+    state
+        .borrow()
+        .try_borrow::<SharedOmniKeys>()
+        .cloned()
+        .ok_or_else(|| JsErrorBox::generic("no key stores in this isolate"))
+}
+
+async fn omni_key_bytes(
+    state: &Rc<RefCell<OpState>>,
+    store: &str,
+) -> Result<OmniKeyBytes, JsErrorBox> {
+    match worker_keys(state)?.get(store).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.type_error => Err(JsErrorBox::type_error(e.message)),
+        Err(e) => Err(JsErrorBox::generic(e.message)),
+    }
+}
+
+/// The Omni Key's bytes, for the one route that hands them to the worker's own code: Escrin's
+/// `get-key` binding (`env.escrin` / `env.iam`), whose library imports them itself. Reachable
+/// only from `rnr.js`'s bindings (worker code cannot import `ext:` modules).
+#[op2]
+async fn op_rnr_omni_key_bytes(
+    state: Rc<RefCell<OpState>>,
+    #[string] store: String,
+) -> Result<Uint8Array, JsErrorBox> {
+    let bytes = omni_key_bytes(&state, &store).await?;
+    Ok(Uint8Array::from(bytes.to_vec()))
+}
+
+/// HKDF-SHA-512/256 (`length` bytes) with the Omni Key of `store` as the input key material:
+/// what `deriveBits` does with the native Omni Key, whose bytes JavaScript never holds.
+#[op2]
+async fn op_rnr_omni_hkdf_sha512_256(
+    state: Rc<RefCell<OpState>>,
+    #[string] store: String,
+    #[buffer] salt: JsBuffer,
+    #[buffer] info: JsBuffer,
+    #[smi] length: u32,
+) -> Result<Uint8Array, JsErrorBox> {
+    let ikm = omni_key_bytes(&state, &store).await?;
+    hkdf_sha512_256(&ikm[..], &salt, &info, length).map(Uint8Array::from)
+}
+
+/// SHA-512/256 (FIPS 180-4), which deno_crypto does not offer.
+#[op2]
+fn op_rnr_sha512_256(#[buffer] data: JsBuffer) -> Uint8Array {
+    use sha2_010::Digest;
+    Uint8Array::from(sha2_010::Sha512_256::digest(&data[..]).to_vec())
+}
+
+/// HKDF (RFC 5869) over SHA-512/256 with key material the worker imported itself.
+#[op2]
+fn op_rnr_hkdf_sha512_256(
+    #[buffer] ikm: JsBuffer,
+    #[buffer] salt: JsBuffer,
+    #[buffer] info: JsBuffer,
+    #[smi] length: u32,
+) -> Result<Uint8Array, JsErrorBox> {
+    hkdf_sha512_256(&ikm, &salt, &info, length).map(Uint8Array::from)
+}
+
+/// `length` bytes of HKDF-SHA-512/256; an empty salt is HashLen zeros, as in RFC 5869.
+pub fn hkdf_sha512_256(
+    ikm: &[u8],
+    salt: &[u8],
+    info: &[u8],
+    length: u32,
+) -> Result<Vec<u8>, JsErrorBox> {
+    let mut okm = vec![0u8; length as usize];
+    hkdf::Hkdf::<sha2_010::Sha512_256>::new(Some(salt), ikm)
+        .expand(info, &mut okm)
+        .map_err(|_| {
+            JsErrorBox::new(
+                "DOMExceptionOperationError",
+                "HKDF-SHA-512-256 derives at most 255 * 32 bytes",
+            )
+        })?;
+    Ok(okm)
 }
 
 /// Key bytes on their way to becoming a `CryptoKey`: converted when the op's promise resolves,

@@ -178,6 +178,7 @@ fn build_worker(
             bundle_provider: None,
         };
     let heap_bytes = limits.heap_limit_mb * 1024 * 1024;
+    let location = main_module.clone();
     let options = WebWorkerOptions {
         name: spec.id.to_string(),
         main_module,
@@ -185,6 +186,8 @@ fn build_worker(
         bootstrap: BootstrapOptions {
             user_agent: concat!("SmartWorkerRunner/", env!("CARGO_PKG_VERSION")).to_string(),
             color_level: deno_runtime::colors::ColorLevel::None,
+            // `self.location`: a WorkerGlobalScope's WorkerLocation, the script's own URL.
+            location: Some(location),
             ..Default::default()
         },
         // Its ops; its JavaScript is in the snapshot.

@@ -97,6 +97,13 @@ const routes = {{
     }}
     return caught.filter((o) => o instanceof CryptoKey).map((k) => Reflect.ownKeys(k).map((p) => k[p]));
   }},
+  // Escrin's mid-2023 protocol: the runner answers a posted getOmniKey with the CryptoKey itself.
+  postMessageProtocol: async () => {{
+    const answer = new Promise((resolve) => addEventListener("message", (event) => resolve(event.data), {{ once: true }}));
+    postMessage({{ id: "probe", type: "APPLY", path: ["getOmniKey"], argumentList: [{{ type: "RAW", value: "local" }}] }});
+    const data = await answer;
+    return [data, Reflect.ownKeys(data.value).map((k) => data.value[k])];
+  }},
   wrapKey: async (key) => {{
     const kek = await crypto.subtle.generateKey({{ name: "AES-KW", length: 256 }}, false, ["wrapKey"]);
     return crypto.subtle.wrapKey("raw", key, kek, "AES-KW");
@@ -158,6 +165,7 @@ async fn no_route_hands_out_the_omni_keys_bytes() {
         "broadcastChannel",
         "registerSymbols",
         "thenGetter",
+        "postMessageProtocol",
         "wrapKey",
     ];
     for route in routes {
@@ -166,6 +174,11 @@ async fn no_route_hands_out_the_omni_keys_bytes() {
             "route {route} handed out the key's bytes: {report}"
         );
     }
+    assert_eq!(
+        report["postMessageProtocol"]["error"],
+        Value::Null,
+        "the runner answered with the key: {report}"
+    );
     for route in ["exportNodeMaterial", "registerSymbols"] {
         assert!(
             error_of(&report, route).contains("is not a function"),

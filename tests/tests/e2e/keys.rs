@@ -8,7 +8,8 @@
 //!   (dev evidence): the worker's NFTrout bits equal an independent Rust HKDF over the key read
 //!   through `contracts::keys`; other code gets another key; the permitter's refusals reach the
 //!   worker as rejections and are not cached; an RPC that never answers times out and the worker
-//!   keeps running. Without node or hardhat these parts say `SKIPPED` and pass.
+//!   keeps running; Escrin's `env.iam` route (network by chain id) gives the same key, also for
+//!   HKDF-SHA-512-256. Without node or hardhat these parts say `SKIPPED` and pass.
 
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -32,6 +33,16 @@ fn key_worker(marker: &str) -> String {
 const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
 const info = new TextEncoder().encode("nftrout/encryption/nfts");
 const fails = async (f) => {{ try {{ await f(); return null; }} catch (e) {{ return e.name + ": " + e.message; }} }};
+// Escrin's route (`env.iam`, as @escrin/worker calls it): the network by chain id, the key as hex.
+const iamKey = async (env, chainId) => {{
+  const params = {{ keyId: "omni", network: {{ chainId: Number(chainId) }}, identity: {{ registry: "0x" + "00".repeat(20), id: "0x" + "00".repeat(32) }} }};
+  const res = await env.iam.fetch("http://escrin", {{ method: "POST", headers: {{ "content-type": "application/json" }},
+    body: JSON.stringify({{ method: "get-key", params }}) }});
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error);
+  const bytes = Uint8Array.from(body.key.slice(2).match(/../g), (h) => parseInt(h, 16));
+  return crypto.subtle.importKey("raw", bytes, "HKDF", false, ["deriveKey", "deriveBits"]);
+}};
 export default {{
   async fetch(request, rnr) {{
     const url = new URL(request.url);
@@ -39,7 +50,7 @@ export default {{
     const hash = url.searchParams.get("hash") ?? "SHA-512";
     let key;
     try {{
-      key = await rnr.getOmniKey(store);
+      key = url.searchParams.get("via") === "iam" ? await iamKey(rnr, store) : await rnr.getOmniKey(store);
     }} catch (e) {{
       return Response.json({{ ok: false, name: e.name, message: e.message }});
     }}
@@ -562,6 +573,29 @@ async fn sapphire_localnet_keys_on_a_hardhat_chain() {
         "{test}: first getOmniKey (register, evidence, verifier, acquire, provision, read) {fetched:?}; cached {:?}",
         started.elapsed()
     );
+
+    // Escrin's `env.iam` names the store by chain id (hardhat's is sapphire-localnet's here):
+    // the same key, also with SHA-512-256 (native Omni Key against imported bytes).
+    let iam = ask(
+        &runner,
+        &a,
+        &format!("via=iam&store={}", devchain::HARDHAT_CHAIN_ID),
+    )
+    .await;
+    assert_eq!(iam["bits"], first.as_str(), "{iam}");
+    let native_256 = ask(&runner, &a, "store=sapphire-localnet&hash=SHA-512-256").await;
+    let iam_256 = ask(
+        &runner,
+        &a,
+        &format!(
+            "via=iam&store={}&hash=SHA-512-256",
+            devchain::HARDHAT_CHAIN_ID
+        ),
+    )
+    .await;
+    assert_eq!(native_256["ok"], true, "{native_256}");
+    assert_eq!(native_256["bits"], iam_256["bits"], "{iam_256}");
+    assert_ne!(native_256["bits"], first.as_str());
 
     // NFTrout's bits in the worker = a Rust HKDF over the key read independently.
     let hash_a = code_hash(&runner, &a).await;

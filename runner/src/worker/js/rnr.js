@@ -15,6 +15,9 @@ import {
   op_rnr_omni_key_init,
   op_rnr_uncaught,
 } from "ext:core/ops";
+import { escrinEnv, storeName } from "ext:rnr/escrin.js";
+import { addSha512_256 } from "ext:rnr/sha512_256.js";
+import { comlinkRunner } from "ext:rnr/comlink.js";
 
 const SETUP_KEY = Symbol.for("smartworker.runner.setup");
 
@@ -31,15 +34,18 @@ const {
   ObjectFreeze,
   ObjectGetOwnPropertyDescriptor,
   PromiseAllSettled,
+  PromisePrototypeThen,
   PromiseReject,
   ReflectConstruct,
   ReflectDeleteProperty,
   ReflectOwnKeys,
   SafeSet,
+  SafeWeakMap,
   SetPrototypeAdd,
   SetPrototypeHas,
   String,
   StringPrototypeStartsWith,
+  WeakMapPrototypeSet,
 } = primordials;
 
 // Globals removed before the worker's script runs: names that give a worker
@@ -204,12 +210,18 @@ function sealWebCrypto() {
 // `rnr.getOmniKey(store)`: the op resolves to a non-extractable HKDF CryptoKey
 // that the runner makes natively with deno_crypto's own `CryptoKey.importSync`
 // (the key bytes never become a JavaScript value). The importer is handed over
-// here, before the worker's code runs and could replace it.
-function omniKeys(importSync) {
+// here, before the worker's code runs and could replace it. Each key's store
+// is remembered in `stores` (HKDF-SHA-512-256 derives from it by name).
+// Escrin's store names are accepted (`sapphire-local`).
+function omniKeys(importSync, stores) {
   op_rnr_omni_key_init(importSync);
   return (store) => {
     try {
-      return op_rnr_omni_key(String(store));
+      const name = storeName(store);
+      return PromisePrototypeThen(op_rnr_omni_key(name), (key) => {
+        WeakMapPrototypeSet(stores, key, name);
+        return key;
+      });
     } catch (error) {
       return PromiseReject(error); // e.g. a Symbol for a name
     }
@@ -217,7 +229,9 @@ function omniKeys(importSync) {
 }
 
 function setup(kind, configJson) {
-  const getOmniKey = omniKeys(sealWebCrypto());
+  const omniStores = new SafeWeakMap();
+  const getOmniKey = omniKeys(sealWebCrypto(), omniStores);
+  addSha512_256(omniStores);
   const inspect = globalThis.Deno?.inspect;
   const format = (args) =>
     ArrayPrototypeJoin(
@@ -277,10 +291,21 @@ function setup(kind, configJson) {
   ReflectDeleteProperty(navigatorPrototype, "gpu");
   ReflectDeleteProperty(navigatorPrototype, "locks");
 
+  // The `env` of module handlers (`event.rnr` of classic ones): ours, with
+  // `getKey` as the reference text's name for `getOmniKey`, and Escrin's
+  // `config`, `escrin` and `iam` (escrin.js).
   const rnr = ObjectFreeze({
     getConfig: () => Promise.resolve(JSONParse(configJson)),
     getOmniKey: (store) => getOmniKey(store),
+    getKey: (store) => getOmniKey(store),
+    ...escrinEnv(configJson),
   });
+
+  // Escrin's mid-2023 workers: no handlers, `tasks` exposed over postMessage.
+  const comlinkTasks = comlinkRunner(rnr, dispatchEvent);
+  const listensForMessages = () =>
+    SetPrototypeHas(listened, "message") ||
+    typeof globalThis.onmessage === "function";
 
   let moduleHandlers = null;
 
@@ -311,6 +336,12 @@ function setup(kind, configJson) {
   }
 
   async function runModuleTasks(info) {
+    if (
+      typeof moduleHandlers.tasks !== "function" &&
+      typeof moduleHandlers.scheduled !== "function"
+    ) {
+      return await comlinkTasks();
+    }
     const waitUntils = [];
     const ctx = makeContext(waitUntils, info);
     if (typeof moduleHandlers.tasks === "function") {
@@ -322,6 +353,12 @@ function setup(kind, configJson) {
   }
 
   async function runClassicTasks(info) {
+    if (
+      !SetPrototypeHas(listened, "tasks") &&
+      !SetPrototypeHas(listened, "scheduled")
+    ) {
+      return await comlinkTasks();
+    }
     const type = SetPrototypeHas(listened, "tasks") ? "tasks" : "scheduled";
     const waitUntils = [];
     const event = new Event(type);
@@ -439,10 +476,12 @@ function setup(kind, configJson) {
     hasTasks() {
       if (kind === "module") {
         return typeof moduleHandlers?.tasks === "function" ||
-          typeof moduleHandlers?.scheduled === "function";
+          typeof moduleHandlers?.scheduled === "function" ||
+          listensForMessages();
       }
       return SetPrototypeHas(listened, "tasks") ||
-        SetPrototypeHas(listened, "scheduled");
+        SetPrototypeHas(listened, "scheduled") ||
+        listensForMessages();
     },
     // The runner's single entry point into the worker: one call per trigger.
     dispatch(trigger, infoJson, requestStream, responseStream) {
