@@ -16,7 +16,7 @@ use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 
-use crate::bindings::{IdentityRegistry, OmniKeyStore, TaskHub, VerifierPermitter};
+use crate::bindings::{EscrinTaskHub, IdentityRegistry, OmniKeyStore, TaskHub, VerifierPermitter};
 
 /// Hardhat's chain id (0x7a69).
 pub const HARDHAT_CHAIN_ID: u64 = 31337;
@@ -229,6 +229,8 @@ pub struct Deployment {
     pub permitter: Address,
     /// `TaskHub`.
     pub task_hub: Address,
+    /// `EscrinTaskHub` (Escrin's `TasksAvailable(address,bytes32)`).
+    pub escrin_task_hub: Address,
 }
 
 /// For tests: a provider on `url` whose transactions `signer` signs and pays for.
@@ -287,10 +289,15 @@ pub async fn deploy(
         .await
         .map_err(|e| failed("TaskHub", e))?
         .address();
+    let escrin_task_hub = *EscrinTaskHub::deploy(&provider)
+        .await
+        .map_err(|e| failed("EscrinTaskHub", e))?
+        .address();
     Ok(Deployment {
         registry,
         key_store,
         permitter,
         task_hub,
+        escrin_task_hub,
     })
 }
