@@ -10,12 +10,17 @@ sol!(
     IdentityRegistry,
     "artifacts/IdentityRegistry.json"
 );
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
-    OmniKeyStore,
-    "artifacts/OmniKeyStore.json"
-);
+/// In its own module: its ABI names the inherited `IdentityRegistry.Permit`, for which `sol!`
+/// makes an `IdentityRegistry` module that would clash with the registry's bindings.
+mod omni_key_store {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        OmniKeyStore,
+        "artifacts/OmniKeyStore.json"
+    );
+}
+pub use omni_key_store::OmniKeyStore;
 sol!(
     #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]
@@ -111,6 +116,55 @@ mod tests {
 
     fn selector(signature: &str) -> [u8; 4] {
         keccak256(signature)[..4].try_into().unwrap()
+    }
+
+    /// Escrin's identity contracts: every function and event (and Escrin's own errors) of its
+    /// `IIdentityRegistry`, `OmniKeyStore` (which is a registry) and `IPermitter` is in ours
+    /// with the same signature. Not compared: OpenZeppelin's internal errors in Escrin's store
+    /// (`ECDSA*`, `StringTooLong`, `InvalidShortString`), which ours does not use.
+    #[test]
+    fn identity_contracts_have_escrins_abi() {
+        let internal = [
+            "error ECDSA",
+            "error StringTooLong",
+            "error InvalidShortString",
+        ];
+        for (escrin, ours) in [
+            ("IIdentityRegistry", "IdentityRegistry"),
+            ("IIdentityRegistry", "OmniKeyStore"),
+            ("OmniKeyStore", "OmniKeyStore"),
+            ("IPermitter", "VerifierPermitter"),
+        ] {
+            let missing: Vec<String> = missing_from_ours(escrin, ours)
+                .into_iter()
+                .filter(|s| !internal.iter().any(|i| s.starts_with(i)))
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "{ours} lacks Escrin's {escrin}: {missing:#?}"
+            );
+        }
+        use super::{IdentityRegistry as R, OmniKeyStore as S, VerifierPermitter as P};
+        assert_eq!(
+            S::getKeyCall::SELECTOR,
+            selector("getKey(((bytes32,address,uint256),bytes))")
+        );
+        assert_eq!(
+            P::acquireIdentityCall::SELECTOR,
+            selector("acquireIdentity(bytes32,address,uint64,bytes,bytes)")
+        );
+        assert_eq!(
+            R::readPermitCall::SELECTOR,
+            selector("readPermit(address,bytes32)")
+        );
+        assert_eq!(
+            R::grantIdentityCall::SELECTOR,
+            selector("grantIdentity(bytes32,address,uint64)")
+        );
+        assert_eq!(
+            R::IdentityGranted::SIGNATURE_HASH,
+            keccak256("IdentityGranted(bytes32,address)")
+        );
     }
 
     #[test]

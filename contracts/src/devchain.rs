@@ -16,7 +16,7 @@ use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 
-use crate::bindings::{EscrinTaskHub, IdentityRegistry, OmniKeyStore, TaskHub, VerifierPermitter};
+use crate::bindings::{EscrinTaskHub, OmniKeyStore, TaskHub, VerifierPermitter};
 
 /// Hardhat's chain id (0x7a69).
 pub const HARDHAT_CHAIN_ID: u64 = 31337;
@@ -221,7 +221,7 @@ mod reqwest_url {
 /// The addresses of a deployment of every contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deployment {
-    /// `IdentityRegistry`.
+    /// The identity registry: the `OmniKeyStore` (a registry itself, as in Escrin).
     pub registry: Address,
     /// `OmniKeyStore`.
     pub key_store: Address,
@@ -273,14 +273,12 @@ pub async fn deploy(
     let failed = |what: &str, e: alloy::contract::Error| {
         DevChainError::Failed(format!("deploying {what}: {e}"))
     };
-    let registry = *IdentityRegistry::deploy(&provider)
-        .await
-        .map_err(|e| failed("IdentityRegistry", e))?
-        .address();
-    let key_store = *OmniKeyStore::deploy(&provider, registry)
+    // The key store is the registry, as in Escrin.
+    let key_store = *OmniKeyStore::deploy(&provider)
         .await
         .map_err(|e| failed("OmniKeyStore", e))?
         .address();
+    let registry = key_store;
     let permitter = *VerifierPermitter::deploy(&provider, registry, max_duration)
         .await
         .map_err(|e| failed("VerifierPermitter", e))?

@@ -371,6 +371,165 @@ async fn wrong_chain_id_is_a_configuration_error() {
     );
 }
 
+/// Escrin's flow on our contracts (issue 17): an app creates a random `bytes32` identity with
+/// `createIdentity` on the key store (a registry itself, as in Escrin), which makes its key at
+/// once; the permitter (ours, answering Escrin's `IPermitter`) grants it for the code the owner
+/// set, and the key is read without any `provisionKey`. ERC-165 ids are Escrin's; only the
+/// registrant may rotate, transfer or destroy; rotation changes the key; a destroyed identity's
+/// permits are void; nobody may release someone else's permit.
+#[tokio::test]
+async fn escrin_style_random_identity_on_our_store() {
+    let Some(chain) = DevChain::start_or_skip("escrin_style_random_identity_on_our_store").await
+    else {
+        return;
+    };
+    let verifier = dev_verifier(true);
+    let s = setup(&chain, &verifier).await;
+    assert_eq!(s.d.registry, s.d.key_store);
+    let app = devchain::wallet_provider(&s.url, DevChain::account(2));
+    let store = OmniKeyStore::new(s.d.key_store, app.clone());
+    let registry = IdentityRegistry::new(s.d.registry, app.clone());
+    let permitter = VerifierPermitter::new(s.d.permitter, s.owner.clone());
+
+    // ERC-165 with Escrin's interface ids (the XOR of each interface's selectors).
+    let id_of = |signatures: &[&str]| -> [u8; 4] {
+        signatures.iter().fold([0u8; 4], |acc, sig| {
+            let s = keccak256(sig);
+            std::array::from_fn(|i| acc[i] ^ s[i])
+        })
+    };
+    let registry_id = id_of(&[
+        "createIdentity(address,bytes)",
+        "destroyIdentity(bytes32)",
+        "setPermitter(bytes32,address)",
+        "proposeRegistrationTransfer(bytes32,address)",
+        "acceptRegistrationTransfer(bytes32)",
+        "grantIdentity(bytes32,address,uint64)",
+        "revokeIdentity(bytes32,address)",
+        "getPermitter(bytes32)",
+        "readPermit(address,bytes32)",
+        "getRegistrant(bytes32)",
+    ]);
+    let permitter_id = id_of(&[
+        "acquireIdentity(bytes32,address,uint64,bytes,bytes)",
+        "releaseIdentity(bytes32,address,bytes,bytes)",
+        "upstream()",
+    ]);
+    assert!(store
+        .supportsInterface(registry_id.into())
+        .call()
+        .await
+        .unwrap());
+    assert!(permitter
+        .supportsInterface(permitter_id.into())
+        .call()
+        .await
+        .unwrap());
+    assert!(!store
+        .supportsInterface(permitter_id.into())
+        .call()
+        .await
+        .unwrap());
+    assert_eq!(permitter.upstream().call().await.unwrap(), s.d.key_store);
+
+    // The app creates a random identity under our permitter; Escrin's event carries the id.
+    let receipt = mined(
+        store
+            .createIdentity(s.d.permitter, b"nftrout".to_vec().into())
+            .send(),
+    )
+    .await;
+    let created = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|log| log.log_decode::<IdentityRegistry::IdentityCreated>().ok())
+        .expect("an IdentityCreated log");
+    let identity = created.inner.data.id;
+    let registrant = registry.getRegistrant(identity).call().await.unwrap();
+    assert_eq!(registrant.current, DevChain::account(2).address());
+    assert!(store.isProvisioned(identity).call().await.unwrap());
+
+    // The owner allows code C for it; the client acquires it and reads the key.
+    let code = keccak256("escrin worker");
+    mined(permitter.setCodeHash(identity, code).send()).await;
+    let client = KeyClient::connect(s.config.clone(), s.gas.clone(), none_evidence(), verifier)
+        .await
+        .unwrap();
+    let permit = client.acquire_identity(identity, code).await.unwrap();
+    let key = client.read_key(&permit).await.unwrap();
+    assert_ne!(key.as_bytes(), &[0u8; 32]);
+    // Another code is refused for this identity.
+    assert_permitter_refused(
+        client.acquire_identity(identity, keccak256("other")).await,
+        "CodeHashNotAllowed",
+    );
+
+    // Only the registrant: someone else may not rotate, transfer or destroy. (Refusals are
+    // simulated with eth_call: a refused send would still take a nonce from the provider.)
+    let stranger = OmniKeyStore::new(s.d.key_store, s.owner.clone());
+    for err in [
+        stranger.rotateKeys(identity).call().await.unwrap_err(),
+        stranger.destroyIdentity(identity).call().await.unwrap_err(),
+        stranger
+            .proposeRegistrationTransfer(identity, DevChain::account(0).address())
+            .call()
+            .await
+            .unwrap_err(),
+    ] {
+        let revert = keys::decode_revert(&err.as_revert_data().unwrap()).unwrap();
+        assert_eq!(revert.name, "Unauthorized");
+    }
+    // Rotating without a secondary key is refused; with one, the key changes.
+    let err = store.rotateKeys(identity).call().await.unwrap_err();
+    assert_eq!(
+        keys::decode_revert(&err.as_revert_data().unwrap())
+            .unwrap()
+            .name,
+        "KeyNotProvisioned"
+    );
+    mined(
+        store
+            .provisionSecondaryKey(identity, b"next".to_vec().into())
+            .send(),
+    )
+    .await;
+    mined(store.rotateKeys(identity).send()).await;
+    let rotated = client.read_key(&permit).await.unwrap();
+    assert_ne!(rotated, key);
+
+    // Nobody releases someone else's permit.
+    let err = permitter
+        .releaseIdentity(
+            identity,
+            permit.requester(),
+            Default::default(),
+            Default::default(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        keys::decode_revert(&err.as_revert_data().unwrap())
+            .unwrap()
+            .name,
+        "NotPossessor"
+    );
+
+    // Destroyed: every permit is void and the key is gone.
+    mined(store.destroyIdentity(identity).send()).await;
+    let permit_now = registry
+        .readPermit(permit.requester(), identity)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(permit_now.expiry, 0);
+    match client.read_key(&permit).await {
+        Err(KeyError::KeyStoreRefused { error, .. }) => assert_eq!(error, "NoPermit"),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// TaskHub: three notifications come out of the watcher exactly once each, with their
 /// payloads, only for the watched hub; a watcher restarted from the saved block sees only what
 /// came after; a confirmation depth holds logs back until enough blocks are on top; only a
