@@ -14,7 +14,14 @@ import { fileURLToPath } from 'node:url';
 
 const SOLC_VERSION = '0.8.28+commit.7893614a.Emscripten.clang';
 // Contracts that get an artifact (libraries and interfaces are compiled into them).
-const CONTRACTS = ['IdentityRegistry', 'OmniKeyStore', 'VerifierPermitter', 'TaskHub', 'IPermitter'];
+const CONTRACTS = [
+  'IdentityRegistry',
+  'OmniKeyStore',
+  'VerifierPermitter',
+  'TaskHub',
+  'EscrinTaskHub',
+  'IPermitter',
+];
 
 const here = dirname(fileURLToPath(import.meta.url));
 const npmDir =

@@ -33,10 +33,12 @@ import {IPermitter} from "./IPermitter.sol";
 contract VerifierPermitter is IPermitter {
     /// @notice Caller is not the owner.
     error NotOwner(address caller);
+    /// @notice Only the possessor may release its permit.
+    error NotPossessor(address caller, address possessor);
     /// @notice This contract is not the identity's permitter.
-    error NotIdentityPermitter(uint256 identity);
+    error NotIdentityPermitter(bytes32 identity);
     /// @notice `codeHash` is not the code allowed for `identity`.
-    error CodeHashNotAllowed(uint256 identity, bytes32 codeHash);
+    error CodeHashNotAllowed(bytes32 identity, bytes32 codeHash);
     /// @notice The requested permit is longer than `maxDuration`.
     error DurationTooLong(uint64 duration, uint64 maxDuration);
     /// @notice The verifier's timestamp is too far in the past.
@@ -55,11 +57,11 @@ contract VerifierPermitter is IPermitter {
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event VerifierSet(address indexed verifier, bool allowed);
     event MeasurementSet(bytes32 indexed measurement, bool allowed);
-    event CodeHashSet(uint256 indexed identity, bytes32 codeHash);
+    event CodeHashSet(bytes32 indexed identity, bytes32 codeHash);
     event MaxDurationSet(uint64 maxDuration);
     /// @notice `requester` holds `identity` until `expiry` on the strength of `measurement`.
     event IdentityAcquired(
-        uint256 indexed identity, address indexed requester, bytes32 indexed measurement, uint64 expiry
+        bytes32 indexed identity, address indexed requester, bytes32 indexed measurement, uint64 expiry
     );
 
     bytes32 public constant VERIFIED_EVIDENCE_TYPEHASH =
@@ -82,7 +84,7 @@ contract VerifierPermitter is IPermitter {
     /// @notice Allowed measurements (32-byte form, see the contract documentation).
     mapping(bytes32 measurement => bool) public isMeasurementAllowed;
     /// @notice The code allowed for a random (not code-derived) identity.
-    mapping(uint256 identity => bytes32) public codeHashOf;
+    mapping(bytes32 identity => bytes32) public codeHashOf;
     /// @notice Nonces already used.
     mapping(bytes32 nonce => bool) public nonceUsed;
 
@@ -122,7 +124,7 @@ contract VerifierPermitter is IPermitter {
     }
 
     /// @notice Sets the code allowed for a random identity (zero: none).
-    function setCodeHash(uint256 identity, bytes32 codeHash) external onlyOwner {
+    function setCodeHash(bytes32 identity, bytes32 codeHash) external onlyOwner {
         codeHashOf[identity] = codeHash;
         emit CodeHashSet(identity, codeHash);
     }
@@ -136,13 +138,13 @@ contract VerifierPermitter is IPermitter {
     /// @inheritdoc IPermitter
     /// @dev Anyone may submit (e.g. a gas-paying relayer): the evidence binds the requester.
     function acquireIdentity(
-        uint256 identity,
+        bytes32 identity,
         address requester,
         uint64 duration,
         bytes calldata context,
         bytes calldata authorization
     ) external override returns (uint64 expiry) {
-        if (registry.getPermitter(identity) != address(this)) revert NotIdentityPermitter(identity);
+        if (address(registry.getPermitter(identity)) != address(this)) revert NotIdentityPermitter(identity);
         if (duration > maxDuration) revert DurationTooLong(duration, maxDuration);
         (bytes32 codeHash, bytes32 nonce) = abi.decode(context, (bytes32, bytes32));
         _checkCodeHash(identity, codeHash);
@@ -155,8 +157,28 @@ contract VerifierPermitter is IPermitter {
         emit IdentityAcquired(identity, requester, measurement, expiry);
     }
 
+    /// @inheritdoc IPermitter
+    /// @dev Only the possessor itself may give its permit up (context and authorization unused).
+    function releaseIdentity(bytes32 identity, address possessor, bytes calldata, bytes calldata)
+        external
+        override
+    {
+        if (msg.sender != possessor) revert NotPossessor(msg.sender, possessor);
+        registry.revokeIdentity(identity, possessor);
+    }
+
+    /// @inheritdoc IPermitter
+    function upstream() external view override returns (address) {
+        return address(registry);
+    }
+
+    /// @notice ERC-165: IERC165 and Escrin's `IPermitter`.
+    function supportsInterface(bytes4 interfaceId) external pure returns (bool) {
+        return interfaceId == 0x01ffc9a7 || interfaceId == type(IPermitter).interfaceId;
+    }
+
     /// @notice The value the TEE's evidence must commit to for this grant.
-    function bindingFor(uint256 identity, address requester, bytes32 codeHash, bytes32 nonce)
+    function bindingFor(bytes32 identity, address requester, bytes32 codeHash, bytes32 nonce)
         public
         view
         returns (bytes32)
@@ -193,7 +215,7 @@ contract VerifierPermitter is IPermitter {
         return measurement;
     }
 
-    function _checkCodeHash(uint256 identity, bytes32 codeHash) private view {
+    function _checkCodeHash(bytes32 identity, bytes32 codeHash) private view {
         if (registry.identityForCode(codeHash, address(this)) == identity) return;
         bytes32 allowed = codeHashOf[identity];
         if (allowed != bytes32(0) && allowed == codeHash) return;

@@ -16,7 +16,7 @@ use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 
-use crate::bindings::{IdentityRegistry, OmniKeyStore, TaskHub, VerifierPermitter};
+use crate::bindings::{EscrinTaskHub, OmniKeyStore, TaskHub, VerifierPermitter};
 
 /// Hardhat's chain id (0x7a69).
 pub const HARDHAT_CHAIN_ID: u64 = 31337;
@@ -245,7 +245,7 @@ mod reqwest_url {
 /// The addresses of a deployment of every contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deployment {
-    /// `IdentityRegistry`.
+    /// The identity registry: the `OmniKeyStore` (a registry itself, as in Escrin).
     pub registry: Address,
     /// `OmniKeyStore`.
     pub key_store: Address,
@@ -253,6 +253,8 @@ pub struct Deployment {
     pub permitter: Address,
     /// `TaskHub`.
     pub task_hub: Address,
+    /// `EscrinTaskHub` (Escrin's `TasksAvailable(address,bytes32)`).
+    pub escrin_task_hub: Address,
 }
 
 /// For tests: a provider on `url` whose transactions `signer` signs and pays for.
@@ -295,14 +297,12 @@ pub async fn deploy(
     let failed = |what: &str, e: alloy::contract::Error| {
         DevChainError::Failed(format!("deploying {what}: {e}"))
     };
-    let registry = *IdentityRegistry::deploy(&provider)
-        .await
-        .map_err(|e| failed("IdentityRegistry", e))?
-        .address();
-    let key_store = *OmniKeyStore::deploy(&provider, registry)
+    // The key store is the registry, as in Escrin.
+    let key_store = *OmniKeyStore::deploy(&provider)
         .await
         .map_err(|e| failed("OmniKeyStore", e))?
         .address();
+    let registry = key_store;
     let permitter = *VerifierPermitter::deploy(&provider, registry, max_duration)
         .await
         .map_err(|e| failed("VerifierPermitter", e))?
@@ -311,10 +311,15 @@ pub async fn deploy(
         .await
         .map_err(|e| failed("TaskHub", e))?
         .address();
+    let escrin_task_hub = *EscrinTaskHub::deploy(&provider)
+        .await
+        .map_err(|e| failed("EscrinTaskHub", e))?
+        .address();
     Ok(Deployment {
         registry,
         key_store,
         permitter,
         task_hub,
+        escrin_task_hub,
     })
 }

@@ -3,8 +3,8 @@
 //! real attestation).
 //!
 //! [`KeyClient::get_key`] for code hash `c`:
-//! 1. `identity = keccak256(abi.encode(c, permitter))`; `registerCodeIdentity` if the registry
-//!    does not know it yet (gas wallet).
+//! 1. `identity = keccak256(abi.encode(c, permitter))` (a `bytes32`, as Escrin's identities);
+//!    `registerCodeIdentity` if the registry does not know it yet (gas wallet).
 //! 2. A fresh secp256k1 requester account and a random 32-byte nonce;
 //!    `binding = keccak256(abi.encode(chainId, registry, identity, requester, c, nonce))`.
 //! 3. Evidence with `report_data = attest::report_data_for(&[], binding, KEY_ACQUIRE_CONTEXT)`
@@ -12,9 +12,11 @@
 //!    (the verifier's EIP-712 signature over measurement, binding, time).
 //! 4. `permitter.acquireIdentity(identity, requester, duration, abi.encode(c, nonce),
 //!    authorization)` from the gas wallet; the receipt is awaited.
-//! 5. `provisionKey(identity)` if the store has no key for it yet.
+//! 5. (The store makes an identity's key when it is created or registered, as Escrin's does;
+//!    `provisionKey(identity)` is sent only if `getKey` answers `KeyNotProvisioned`.)
 //! 6. The requester signs the EIP-712 `KeyRequest(uint256 identity,address requester,uint256
-//!    expiry)` (identity as uint256, not bytes32 as Escrin's client did) and `getKey` is read
+//!    expiry)` (the type string Escrin's store checks; the identity's 32 bytes encode the same
+//!    as `bytes32`) and `getKey` is read
 //!    with `eth_call`: through the Sapphire envelope on Sapphire, in clear text only on a chain
 //!    the configuration explicitly calls an insecure development chain.
 
@@ -145,7 +147,7 @@ pub struct AuthorizationRequest {
     /// `VerifierPermitter` (the EIP-712 verifying contract of the verifier's signature).
     pub permitter: Address,
     /// The identity asked for.
-    pub identity: U256,
+    pub identity: B256,
     /// The account that will hold the permit.
     pub requester: Address,
     /// The worker's code hash.
@@ -225,7 +227,7 @@ pub type EvidenceProvider = Arc<dyn Fn([u8; 64]) -> Result<Vec<u8>, String> + Se
 #[derive(Clone)]
 pub struct Permit {
     /// The identity.
-    pub identity: U256,
+    pub identity: B256,
     /// The code hash it was acquired for.
     pub code_hash: B256,
     /// Expiry (unix seconds) as granted.
@@ -438,7 +440,7 @@ impl KeyClient {
     }
 
     /// The code-derived identity of `code_hash` under the configured permitter.
-    pub fn identity_for_code(&self, code_hash: B256) -> U256 {
+    pub fn identity_for_code(&self, code_hash: B256) -> B256 {
         identity_for_code(code_hash, self.config.permitter)
     }
 
@@ -459,7 +461,7 @@ impl KeyClient {
                 Ok(registry.getPermitter(identity).call().await?)
             })
             .await?;
-        if permitter == Address::ZERO {
+        if permitter.is_zero() {
             let call = registry.registerCodeIdentity(code_hash, self.config.permitter);
             self.transact("registerCodeIdentity", call.send()).await?;
         }
@@ -470,7 +472,7 @@ impl KeyClient {
     /// owner) for a fresh requester account, proving with evidence that it runs `code_hash`.
     pub async fn acquire_identity(
         &self,
-        identity: U256,
+        identity: B256,
         code_hash: B256,
     ) -> Result<Permit, KeyError> {
         let requester = PrivateKeySigner::random();
@@ -524,7 +526,7 @@ impl KeyClient {
     }
 
     /// Reads the key of `permit.identity` with a request valid for `key_request_ttl`,
-    /// provisioning the identity's key first if it has none.
+    /// provisioning the identity's key if the store answers `KeyNotProvisioned`.
     pub async fn read_key(&self, permit: &Permit) -> Result<OmniKey, KeyError> {
         let expiry = unix_now() + self.config.key_request_ttl.as_secs();
         self.read_key_with_request_expiry(permit, expiry).await
@@ -536,17 +538,26 @@ impl KeyClient {
         permit: &Permit,
         request_expiry: u64,
     ) -> Result<OmniKey, KeyError> {
-        let store = OmniKeyStore::new(self.config.key_store, self.provider.clone());
-        let provisioned = self
-            .step("isProvisioned", async {
-                Ok(store.isProvisioned(permit.identity).call().await?)
-            })
-            .await?;
-        if !provisioned {
-            self.transact("provisionKey", store.provisionKey(permit.identity).send())
-                .await?;
+        match self.get_key_call(permit, request_expiry).await {
+            // Only identities from before the store made keys at creation have none; Escrin's
+            // store has no `provisionKey` (its identities always have a key), so it is asked
+            // for only when the store says so.
+            Err(KeyError::KeyStoreRefused { error, .. }) if error == "KeyNotProvisioned" => {
+                let store = OmniKeyStore::new(self.config.key_store, self.provider.clone());
+                self.transact("provisionKey", store.provisionKey(permit.identity).send())
+                    .await?;
+                self.get_key_call(permit, request_expiry).await
+            }
+            other => other,
         }
+    }
 
+    /// One signed `getKey` read.
+    async fn get_key_call(
+        &self,
+        permit: &Permit,
+        request_expiry: u64,
+    ) -> Result<OmniKey, KeyError> {
         let req = OmniKeyStore::KeyRequest {
             identity: permit.identity,
             requester: permit.requester.address(),
@@ -561,7 +572,7 @@ impl KeyClient {
             ))
             .map_err(|e| KeyError::BadConfig(format!("signing the key request: {e}")))?;
         let calldata = OmniKeyStore::getKeyCall {
-            signed: OmniKeyStore::SignedKeyRequest {
+            signedKeyReq: OmniKeyStore::SignedKeyRequest {
                 req,
                 sig: signature.as_bytes().to_vec().into(),
             },
@@ -663,9 +674,9 @@ impl KeyClient {
     }
 }
 
-/// `uint256(keccak256(abi.encode(codeHash, permitter)))`, as `IdentityRegistry.identityForCode`.
-pub fn identity_for_code(code_hash: B256, permitter: Address) -> U256 {
-    keccak256((code_hash, permitter).abi_encode_params()).into()
+/// `keccak256(abi.encode(codeHash, permitter))`, as `IdentityRegistry.identityForCode`.
+pub fn identity_for_code(code_hash: B256, permitter: Address) -> B256 {
+    keccak256((code_hash, permitter).abi_encode_params())
 }
 
 /// The EIP-712 digest a requester signs for `req`, in the domain ("OmniKeyStore", "1",
@@ -676,7 +687,7 @@ pub fn key_request_signing_hash(
     key_store: Address,
 ) -> B256 {
     let typed = typed::KeyRequest {
-        identity: req.identity,
+        identity: req.identity.into(),
         requester: req.requester,
         expiry: req.expiry,
     };
@@ -830,16 +841,13 @@ mod tests {
         let mut encoded = [0u8; 64];
         encoded[..32].copy_from_slice(code.as_slice());
         encoded[63] = 0xff;
-        assert_eq!(
-            identity_for_code(code, permitter),
-            U256::from_be_bytes(keccak256(encoded).0)
-        );
+        assert_eq!(identity_for_code(code, permitter), keccak256(encoded));
     }
 
     #[test]
     fn revert_data_decodes_to_the_error_name() {
         let err = VerifierPermitter::CodeHashNotAllowed {
-            identity: U256::from(7),
+            identity: B256::with_last_byte(7),
             codeHash: B256::repeat_byte(1),
         };
         let data = alloy::sol_types::SolError::abi_encode(&err);

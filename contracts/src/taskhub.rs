@@ -1,5 +1,8 @@
-//! A watcher of `TaskHub.TasksAvailable` logs (issue 8): polls `eth_getLogs` block range by
-//! block range, behind a confirmation depth, and resumes from a block the caller saved.
+//! A watcher of `TasksAvailable` logs (issue 8): polls `eth_getLogs` block range by block
+//! range, behind a confirmation depth, and resumes from a block the caller saved. Two hubs
+//! ([`HubKind`]): ours (`TaskHub.TasksAvailable(uint256 indexed hubId, address indexed app,
+//! bytes payload)`) and Escrin's (`TasksAvailable(address indexed generator, bytes32 indexed
+//! context)`, issue 17).
 //!
 //! Delivery: every log in blocks `[next_block, head - confirmations]` is returned once per
 //! watcher, in chain order, then `next_block` moves past that range. Persist
@@ -17,7 +20,30 @@ use alloy::sol_types::SolEvent;
 use alloy::transports::{RpcError, TransportErrorKind};
 use tokio::sync::mpsc;
 
-use crate::bindings::TaskHub;
+use crate::bindings::{EscrinTaskHub, TaskHub};
+
+/// Which contract's `TasksAvailable` event is watched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HubKind {
+    /// Ours (`contracts/sol/TaskHub.sol`): `TasksAvailable(uint256 indexed hubId, address
+    /// indexed app, bytes payload)`.
+    #[default]
+    SmartWorker,
+    /// Escrin's `ITaskHub` (and `contracts/sol/EscrinTaskHub.sol`): `TasksAvailable(address
+    /// indexed generator, bytes32 indexed context)`, emitted by `notify()` (context zero) and
+    /// `notify(bytes32)`; anyone may notify, the generator is the caller.
+    Escrin,
+}
+
+impl HubKind {
+    /// The event's topic 0.
+    pub fn signature_hash(self) -> B256 {
+        match self {
+            HubKind::SmartWorker => TaskHub::TasksAvailable::SIGNATURE_HASH,
+            HubKind::Escrin => EscrinTaskHub::TasksAvailable::SIGNATURE_HASH,
+        }
+    }
+}
 
 /// One `TasksAvailable` log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,12 +54,29 @@ pub struct TaskEvent {
     pub tx_hash: B256,
     /// Its index in the block.
     pub log_index: u64,
-    /// The hub.
-    pub hub_id: U256,
-    /// The hub's owner that rang it.
-    pub app: Address,
-    /// The app's payload (opaque).
-    pub payload: Bytes,
+    /// The event's own fields.
+    pub data: EventData,
+}
+
+/// The fields of a `TasksAvailable` log, by hub kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventData {
+    /// Ours.
+    SmartWorker {
+        /// The hub.
+        hub_id: U256,
+        /// The hub's owner that rang it.
+        app: Address,
+        /// The app's payload (opaque).
+        payload: Bytes,
+    },
+    /// Escrin's.
+    Escrin {
+        /// The account or contract that called `notify` (e.g. NFTrout's contract).
+        generator: Address,
+        /// Its context (zero from `notify()`).
+        context: B256,
+    },
 }
 
 /// What to watch and how.
@@ -41,10 +84,16 @@ pub struct TaskEvent {
 pub struct WatchConfig {
     /// JSON-RPC URL.
     pub rpc_url: String,
-    /// The `TaskHub` contract.
+    /// The hub contract.
     pub hub: Address,
-    /// Only this hub's events (`None`: every hub of the contract).
+    /// Its kind. Default: ours.
+    pub kind: HubKind,
+    /// Ours only: only this hub's events (`None`: every hub of the contract).
     pub hub_id: Option<U256>,
+    /// Escrin's only: only events of this generator (`None`: every generator).
+    pub generator: Option<Address>,
+    /// Escrin's only: only events with this context (`None`: any).
+    pub context: Option<B256>,
     /// Blocks on top of a log's block before it is delivered (0: at the head). Default 1.
     pub confirmations: u64,
     /// Where to start: a saved [`TaskHubWatcher::next_block`], or `None` for "from now on".
@@ -63,7 +112,10 @@ impl WatchConfig {
         WatchConfig {
             rpc_url: rpc_url.into(),
             hub,
+            kind: HubKind::SmartWorker,
             hub_id: None,
+            generator: None,
+            context: None,
             confirmations: 1,
             from_block: None,
             poll_interval: Duration::from_secs(2),
@@ -99,7 +151,8 @@ pub struct HubProbe {
     pub head: u64,
     /// Whether there is code at the hub address.
     pub has_code: bool,
-    /// `hubCount()` of the contract there, when it answers that call (a `TaskHub` does).
+    /// `hubCount()` of the contract there, when it answers that call (our `TaskHub` does,
+    /// Escrin's does not).
     pub hub_count: Option<U256>,
 }
 
@@ -115,6 +168,19 @@ impl TaskHubWatcher {
     pub fn new(config: WatchConfig) -> Result<Self, WatchError> {
         if config.hub == Address::ZERO {
             return Err(WatchError::BadConfig("the hub address is zero".into()));
+        }
+        match config.kind {
+            HubKind::SmartWorker if config.generator.is_some() || config.context.is_some() => {
+                return Err(WatchError::BadConfig(
+                    "generator and context filter Escrin's hubs only".into(),
+                ))
+            }
+            HubKind::Escrin if config.hub_id.is_some() => {
+                return Err(WatchError::BadConfig(
+                    "Escrin's hubs have no hub ids (filter by generator or context)".into(),
+                ))
+            }
+            _ => {}
         }
         if config.max_block_range == 0 {
             return Err(WatchError::BadConfig(
@@ -185,33 +251,37 @@ impl TaskHubWatcher {
         let mut events = Vec::new();
         while from <= safe {
             let to = safe.min(from + self.config.max_block_range - 1);
-            let mut filter = Filter::new()
-                .address(self.config.hub)
-                .event_signature(TaskHub::TasksAvailable::SIGNATURE_HASH)
-                .from_block(from)
-                .to_block(to);
-            if let Some(id) = self.config.hub_id {
-                filter = filter.topic1(B256::from(id));
-            }
+            let filter = self.filter().from_block(from).to_block(to);
             let logs = self.request(self.provider.get_logs(&filter)).await?;
             for log in logs {
-                let decoded = log
-                    .log_decode::<TaskHub::TasksAvailable>()
-                    .map_err(|e| WatchError::Rpc(format!("undecodable TasksAvailable log: {e}")))?;
-                let event = decoded.inner.data;
                 events.push(TaskEvent {
                     block_number: log.block_number.unwrap_or(0),
                     tx_hash: log.transaction_hash.unwrap_or_default(),
                     log_index: log.log_index.unwrap_or(0),
-                    hub_id: event.hubId,
-                    app: event.app,
-                    payload: event.payload,
+                    data: decode(self.config.kind, &log)?,
                 });
             }
             from = to + 1;
         }
         self.next_block = Some(from);
         Ok(events)
+    }
+
+    /// The address, the event and the configured topic filters.
+    fn filter(&self) -> Filter {
+        let mut filter = Filter::new()
+            .address(self.config.hub)
+            .event_signature(self.config.kind.signature_hash());
+        if let Some(id) = self.config.hub_id {
+            filter = filter.topic1(B256::from(id));
+        }
+        if let Some(generator) = self.config.generator {
+            filter = filter.topic1(generator.into_word());
+        }
+        if let Some(context) = self.config.context {
+            filter = filter.topic2(context);
+        }
+        filter
     }
 
     /// Polls every `poll_interval` and sends each event to `events` until the receiver is
@@ -247,5 +317,73 @@ impl TaskHubWatcher {
             Ok(Err(RpcError::Transport(kind))) => Err(WatchError::Unreachable(kind.to_string())),
             Ok(Err(e)) => Err(WatchError::Rpc(e.to_string())),
         }
+    }
+}
+
+/// A log's fields for a hub of `kind` (the filter already matched its topic 0).
+fn decode(kind: HubKind, log: &alloy::rpc::types::Log) -> Result<EventData, WatchError> {
+    let undecodable = |e: alloy::sol_types::Error| {
+        WatchError::Rpc(format!("undecodable TasksAvailable log: {e}"))
+    };
+    Ok(match kind {
+        HubKind::SmartWorker => {
+            let event = log
+                .log_decode::<TaskHub::TasksAvailable>()
+                .map_err(undecodable)?
+                .inner
+                .data;
+            EventData::SmartWorker {
+                hub_id: event.hubId,
+                app: event.app,
+                payload: event.payload,
+            }
+        }
+        HubKind::Escrin => {
+            let event = log
+                .log_decode::<EscrinTaskHub::TasksAvailable>()
+                .map_err(undecodable)?
+                .inner
+                .data;
+            EventData::Escrin {
+                generator: event.generator,
+                context: event.context,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The event Escrin's hub emits, as Escrin declares it, and ours: distinct topics.
+    #[test]
+    fn escrin_event_signature_is_tasks_available_address_bytes32() {
+        assert_eq!(
+            HubKind::Escrin.signature_hash(),
+            alloy::primitives::keccak256("TasksAvailable(address,bytes32)")
+        );
+        assert_eq!(
+            HubKind::SmartWorker.signature_hash(),
+            alloy::primitives::keccak256("TasksAvailable(uint256,address,bytes)")
+        );
+    }
+
+    #[test]
+    fn filters_belong_to_their_hub_kind() {
+        let hub = Address::repeat_byte(1);
+        let mut config = WatchConfig::new("http://127.0.0.1:9/", hub);
+        config.generator = Some(Address::repeat_byte(2));
+        assert!(matches!(
+            TaskHubWatcher::new(config.clone()),
+            Err(WatchError::BadConfig(_))
+        ));
+        config.kind = HubKind::Escrin;
+        assert!(TaskHubWatcher::new(config.clone()).is_ok());
+        config.hub_id = Some(U256::from(1));
+        assert!(matches!(
+            TaskHubWatcher::new(config),
+            Err(WatchError::BadConfig(_))
+        ));
     }
 }

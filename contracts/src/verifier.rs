@@ -169,7 +169,7 @@ pub fn allowed_measurements(policy: &Policy) -> Vec<B256> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::{address, U256};
+    use alloy::primitives::address;
     use attest::{ExpectedMeasurements, NoneEvidence};
 
     fn request() -> AuthorizationRequest {
@@ -177,7 +177,7 @@ mod tests {
             chain_id: 31337,
             registry: address!("0000000000000000000000000000000000000001"),
             permitter: address!("0000000000000000000000000000000000000003"),
-            identity: U256::from(42),
+            identity: B256::with_last_byte(42),
             requester: address!("00000000000000000000000000000000000000aa"),
             code_hash: B256::repeat_byte(0xc0),
             nonce: B256::repeat_byte(0x0e),

@@ -17,6 +17,7 @@ use contracts::devchain::{self, mined, Deployment, DevChain, DevChainError};
 use contracts::keys::{
     self, AuthorizationRequest, ChainConfig, Confidentiality, EvidenceProvider, KeyClient, KeyError,
 };
+use contracts::taskhub::EventData;
 use contracts::verifier::{self, Verifier};
 
 /// attest's `none` provider: a machine without a TEE (an empty root: no configfs-tsm, no
@@ -393,6 +394,165 @@ async fn wrong_chain_id_is_a_configuration_error() {
     );
 }
 
+/// Escrin's flow on our contracts (issue 17): an app creates a random `bytes32` identity with
+/// `createIdentity` on the key store (a registry itself, as in Escrin), which makes its key at
+/// once; the permitter (ours, answering Escrin's `IPermitter`) grants it for the code the owner
+/// set, and the key is read without any `provisionKey`. ERC-165 ids are Escrin's; only the
+/// registrant may rotate, transfer or destroy; rotation changes the key; a destroyed identity's
+/// permits are void; nobody may release someone else's permit.
+#[tokio::test]
+async fn escrin_style_random_identity_on_our_store() {
+    let Some(chain) = DevChain::start_or_skip("escrin_style_random_identity_on_our_store").await
+    else {
+        return;
+    };
+    let verifier = dev_verifier(true);
+    let s = setup(&chain, &verifier).await;
+    assert_eq!(s.d.registry, s.d.key_store);
+    let app = devchain::wallet_provider(&s.url, DevChain::account(2));
+    let store = OmniKeyStore::new(s.d.key_store, app.clone());
+    let registry = IdentityRegistry::new(s.d.registry, app.clone());
+    let permitter = VerifierPermitter::new(s.d.permitter, s.owner.clone());
+
+    // ERC-165 with Escrin's interface ids (the XOR of each interface's selectors).
+    let id_of = |signatures: &[&str]| -> [u8; 4] {
+        signatures.iter().fold([0u8; 4], |acc, sig| {
+            let s = keccak256(sig);
+            std::array::from_fn(|i| acc[i] ^ s[i])
+        })
+    };
+    let registry_id = id_of(&[
+        "createIdentity(address,bytes)",
+        "destroyIdentity(bytes32)",
+        "setPermitter(bytes32,address)",
+        "proposeRegistrationTransfer(bytes32,address)",
+        "acceptRegistrationTransfer(bytes32)",
+        "grantIdentity(bytes32,address,uint64)",
+        "revokeIdentity(bytes32,address)",
+        "getPermitter(bytes32)",
+        "readPermit(address,bytes32)",
+        "getRegistrant(bytes32)",
+    ]);
+    let permitter_id = id_of(&[
+        "acquireIdentity(bytes32,address,uint64,bytes,bytes)",
+        "releaseIdentity(bytes32,address,bytes,bytes)",
+        "upstream()",
+    ]);
+    assert!(store
+        .supportsInterface(registry_id.into())
+        .call()
+        .await
+        .unwrap());
+    assert!(permitter
+        .supportsInterface(permitter_id.into())
+        .call()
+        .await
+        .unwrap());
+    assert!(!store
+        .supportsInterface(permitter_id.into())
+        .call()
+        .await
+        .unwrap());
+    assert_eq!(permitter.upstream().call().await.unwrap(), s.d.key_store);
+
+    // The app creates a random identity under our permitter; Escrin's event carries the id.
+    let receipt = mined(
+        store
+            .createIdentity(s.d.permitter, b"nftrout".to_vec().into())
+            .send(),
+    )
+    .await;
+    let created = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|log| log.log_decode::<IdentityRegistry::IdentityCreated>().ok())
+        .expect("an IdentityCreated log");
+    let identity = created.inner.data.id;
+    let registrant = registry.getRegistrant(identity).call().await.unwrap();
+    assert_eq!(registrant.current, DevChain::account(2).address());
+    assert!(store.isProvisioned(identity).call().await.unwrap());
+
+    // The owner allows code C for it; the client acquires it and reads the key.
+    let code = keccak256("escrin worker");
+    mined(permitter.setCodeHash(identity, code).send()).await;
+    let client = KeyClient::connect(s.config.clone(), s.gas.clone(), none_evidence(), verifier)
+        .await
+        .unwrap();
+    let permit = client.acquire_identity(identity, code).await.unwrap();
+    let key = client.read_key(&permit).await.unwrap();
+    assert_ne!(key.as_bytes(), &[0u8; 32]);
+    // Another code is refused for this identity.
+    assert_permitter_refused(
+        client.acquire_identity(identity, keccak256("other")).await,
+        "CodeHashNotAllowed",
+    );
+
+    // Only the registrant: someone else may not rotate, transfer or destroy. (Refusals are
+    // simulated with eth_call: a refused send would still take a nonce from the provider.)
+    let stranger = OmniKeyStore::new(s.d.key_store, s.owner.clone());
+    for err in [
+        stranger.rotateKeys(identity).call().await.unwrap_err(),
+        stranger.destroyIdentity(identity).call().await.unwrap_err(),
+        stranger
+            .proposeRegistrationTransfer(identity, DevChain::account(0).address())
+            .call()
+            .await
+            .unwrap_err(),
+    ] {
+        let revert = keys::decode_revert(&err.as_revert_data().unwrap()).unwrap();
+        assert_eq!(revert.name, "Unauthorized");
+    }
+    // Rotating without a secondary key is refused; with one, the key changes.
+    let err = store.rotateKeys(identity).call().await.unwrap_err();
+    assert_eq!(
+        keys::decode_revert(&err.as_revert_data().unwrap())
+            .unwrap()
+            .name,
+        "KeyNotProvisioned"
+    );
+    mined(
+        store
+            .provisionSecondaryKey(identity, b"next".to_vec().into())
+            .send(),
+    )
+    .await;
+    mined(store.rotateKeys(identity).send()).await;
+    let rotated = client.read_key(&permit).await.unwrap();
+    assert_ne!(rotated, key);
+
+    // Nobody releases someone else's permit.
+    let err = permitter
+        .releaseIdentity(
+            identity,
+            permit.requester(),
+            Default::default(),
+            Default::default(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        keys::decode_revert(&err.as_revert_data().unwrap())
+            .unwrap()
+            .name,
+        "NotPossessor"
+    );
+
+    // Destroyed: every permit is void and the key is gone.
+    mined(store.destroyIdentity(identity).send()).await;
+    let permit_now = registry
+        .readPermit(permit.requester(), identity)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(permit_now.expiry, 0);
+    match client.read_key(&permit).await {
+        Err(KeyError::KeyStoreRefused { error, .. }) => assert_eq!(error, "NoPermit"),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// TaskHub: three notifications come out of the watcher exactly once each, with their
 /// payloads, only for the watched hub; a watcher restarted from the saved block sees only what
 /// came after; a confirmation depth holds logs back until enough blocks are on top; only a
@@ -455,9 +615,10 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
     let events = watcher.poll().await.unwrap();
     assert_eq!(events.len(), 3, "{events:?}");
     for ((event, payload), receipt) in events.iter().zip(&payloads).zip(&receipts) {
-        assert_eq!(event.payload.as_ref(), payload.as_slice());
-        assert_eq!(event.hub_id, U256::from(1));
-        assert_eq!(event.app, DevChain::account(2).address());
+        let (hub_id, app, event_payload) = ours(event);
+        assert_eq!(event_payload.as_ref(), payload.as_slice());
+        assert_eq!(hub_id, U256::from(1));
+        assert_eq!(app, DevChain::account(2).address());
         assert_eq!(event.tx_hash, receipt.transaction_hash);
         assert_eq!(Some(event.block_number), receipt.block_number);
     }
@@ -478,7 +639,7 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
     .unwrap();
     let events = resumed.poll().await.unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].payload.as_ref(), b"after restart");
+    assert_eq!(ours(&events[0]).2.as_ref(), b"after restart");
     assert!(resumed.poll().await.unwrap().is_empty());
 
     // Every hub of the contract, from the start: 3 + 1 + 1 events, hubs 1 and 2.
@@ -489,7 +650,7 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
     .unwrap();
     let events = all.poll().await.unwrap();
     assert_eq!(events.len(), 5);
-    assert_eq!(events[1].payload.as_ref(), b"not ours");
+    assert_eq!(ours(&events[1]).2.as_ref(), b"not ours");
     assert!(events
         .windows(2)
         .all(|w| (w[0].block_number, w[0].log_index) < (w[1].block_number, w[1].log_index)));
@@ -517,7 +678,7 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
         .unwrap();
     let events = confirmed.poll().await.unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].payload.as_ref(), b"deep");
+    assert_eq!(ours(&events[0]).2.as_ref(), b"deep");
 
     // `run` streams the same events through a channel and stops when the receiver goes.
     let (tx, mut rx) = tokio::sync::mpsc::channel(8);
@@ -531,7 +692,7 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
     );
     let mut streamed = Vec::new();
     for _ in 0..5 {
-        streamed.push(rx.recv().await.unwrap().payload);
+        streamed.push(ours(&rx.recv().await.unwrap()).2.clone());
     }
     assert_eq!(streamed[3].as_ref(), b"after restart");
     assert_eq!(streamed[4].as_ref(), b"deep");
@@ -540,6 +701,145 @@ async fn taskhub_watcher_delivers_each_event_once_and_resumes() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// The fields of one of our hub's events.
+fn ours(event: &contracts::taskhub::TaskEvent) -> (U256, Address, &alloy::primitives::Bytes) {
+    match &event.data {
+        EventData::SmartWorker {
+            hub_id,
+            app,
+            payload,
+        } => (*hub_id, *app, payload),
+        other => panic!("not our hub's event: {other:?}"),
+    }
+}
+
+/// Escrin's TaskHub (`EscrinTaskHub`, `kind: Escrin`): `notify()` and `notify(bytes32)` from any
+/// account come out as `TasksAvailable(generator, context)` with the caller as generator, once
+/// each, in order; our hub's events in the same blocks are not mistaken for them (nor the other
+/// way round); generator and context filters select by topic; it answers ERC-165 for Escrin's
+/// `ITaskHub` interface id.
+#[tokio::test]
+async fn escrin_taskhub_events_are_watched_with_their_fields() {
+    use contracts::bindings::{EscrinTaskHub, TaskHub};
+    use contracts::taskhub::{HubKind, TaskHubWatcher, WatchConfig};
+
+    let Some(chain) =
+        DevChain::start_or_skip("escrin_taskhub_events_are_watched_with_their_fields").await
+    else {
+        return;
+    };
+    let url = chain.rpc_url();
+    let d = devchain::deploy(&url, DevChain::account(0), 3600)
+        .await
+        .unwrap();
+    let one = devchain::wallet_provider(&url, DevChain::account(1));
+    let two = devchain::wallet_provider(&url, DevChain::account(2));
+    let escrin_one = EscrinTaskHub::new(d.escrin_task_hub, one.clone());
+    let escrin_two = EscrinTaskHub::new(d.escrin_task_hub, two.clone());
+    let ours_hub = TaskHub::new(d.task_hub, one.clone());
+    mined(ours_hub.registerHub().send()).await;
+    let selector = |s: &str| -> [u8; 4] { keccak256(s)[..4].try_into().unwrap() };
+    let interface: [u8; 4] =
+        std::array::from_fn(|i| selector("notify()")[i] ^ selector("notify(bytes32)")[i]);
+    assert!(escrin_one
+        .supportsInterface(interface.into())
+        .call()
+        .await
+        .unwrap());
+    assert!(escrin_one
+        .supportsInterface([0x01, 0xff, 0xc9, 0xa7].into())
+        .call()
+        .await
+        .unwrap());
+    assert!(!escrin_one
+        .supportsInterface([0xff; 4].into())
+        .call()
+        .await
+        .unwrap());
+
+    let start = one.get_block_number().await.unwrap() + 1;
+    let context = B256::repeat_byte(0x42);
+    let mut receipts = vec![mined(escrin_one.notify_1().send()).await];
+    mined(
+        ours_hub
+            .notify(U256::from(1), b"ours".to_vec().into())
+            .send(),
+    )
+    .await;
+    receipts.push(mined(escrin_two.notify_0(context).send()).await);
+    receipts.push(mined(escrin_one.notify_0(context).send()).await);
+    let expected = [
+        (DevChain::account(1).address(), B256::ZERO),
+        (DevChain::account(2).address(), context),
+        (DevChain::account(1).address(), context),
+    ];
+
+    let mut config = WatchConfig::new(url.clone(), d.escrin_task_hub);
+    config.kind = HubKind::Escrin;
+    config.confirmations = 0;
+    config.from_block = Some(start);
+    let mut watcher = TaskHubWatcher::new(config.clone()).unwrap();
+    let events = watcher.poll().await.unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    for ((event, (generator, ctx)), receipt) in events.iter().zip(expected).zip(&receipts) {
+        assert_eq!(
+            event.data,
+            EventData::Escrin {
+                generator,
+                context: ctx
+            }
+        );
+        assert_eq!(event.tx_hash, receipt.transaction_hash);
+        assert_eq!(Some(event.block_number), receipt.block_number);
+        assert_eq!(event.log_index, receipt.inner.logs()[0].log_index.unwrap());
+    }
+    assert!(watcher.poll().await.unwrap().is_empty(), "delivered twice");
+
+    // Filters: by generator, by context, both.
+    let count = |config: WatchConfig| async move {
+        TaskHubWatcher::new(config).unwrap().poll().await.unwrap()
+    };
+    let by_two = count(WatchConfig {
+        generator: Some(DevChain::account(2).address()),
+        ..config.clone()
+    })
+    .await;
+    assert_eq!(by_two.len(), 1);
+    assert_eq!(by_two[0].tx_hash, receipts[1].transaction_hash);
+    let by_context = count(WatchConfig {
+        context: Some(context),
+        ..config.clone()
+    })
+    .await;
+    assert_eq!(by_context.len(), 2);
+    let both = count(WatchConfig {
+        generator: Some(DevChain::account(1).address()),
+        context: Some(B256::ZERO),
+        ..config.clone()
+    })
+    .await;
+    assert_eq!(both.len(), 1);
+    assert_eq!(both[0].tx_hash, receipts[0].transaction_hash);
+
+    // The kinds do not mix: our hub watched as Escrin's gives nothing, and the other way round.
+    let wrong = count(WatchConfig {
+        hub: d.task_hub,
+        ..config.clone()
+    })
+    .await;
+    assert!(wrong.is_empty(), "{wrong:?}");
+    let wrong = count(WatchConfig {
+        kind: HubKind::SmartWorker,
+        ..config.clone()
+    })
+    .await;
+    assert!(wrong.is_empty(), "{wrong:?}");
+    // Probing Escrin's hub: code, but no hubCount().
+    let probe = watcher.probe().await.unwrap();
+    assert!(probe.has_code);
+    assert_eq!(probe.hub_count, None);
 }
 
 /// The Sapphire code path of the key client against a stand-in: hardhat with the Sapphire

@@ -250,6 +250,7 @@ mod tests {
             address: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
             hub_id: Some("1".into()),
             start_block: Some(9),
+            ..Default::default()
         });
         let bytes = serde_json::to_vec(&with).unwrap();
         assert_eq!(decode("a", &bytes).unwrap().taskhub, with.taskhub);

@@ -17,9 +17,11 @@
 //! ```
 //!
 //! Per store: `rpc_url` (default: `https://sapphire.oasis.io`, `https://testnet.sapphire.oasis.io`,
-//! `http://localhost:8545` for localnet), the three contract addresses (required),
-//! `verifier_url` (else the top-level one; one of them is required), and optionally `identity`
-//! (a fixed identity instead of each code's own), `confirmations`, `permit_duration_secs`,
+//! `http://localhost:8545` for localnet), the contract addresses `key_store` and `permitter`
+//! (required) and `registry` (default: the key store, which is a registry itself, as Escrin's
+//! `OmniKeyStore` is), `verifier_url` (else the top-level one; one of them is required), and
+//! optionally `identity` (a fixed `bytes32` identity, `0x` + 64 hex digits, e.g. one made with
+//! Escrin's `createIdentity`, instead of each code's own), `confirmations`, `permit_duration_secs`,
 //! `rpc_timeout_ms`. Only `sapphire-localnet` may set `chain_id` (another chain behind that
 //! name) and `insecure_dev_chain: true` (keys read in clear text from a plain EVM chain such as
 //! hardhat — public on chain; development only); a Sapphire chain id always goes through the
@@ -32,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::Address;
-use alloy::primitives::U256;
+use alloy::primitives::B256;
 use alloy::signers::local::PrivateKeySigner;
 use contracts::keys::ChainConfig;
 use contracts::keys::Confidentiality;
@@ -153,7 +155,9 @@ struct FileConfig {
 struct StoreFile {
     #[serde(default)]
     rpc_url: Option<String>,
-    registry: Address,
+    /// Default: the key store (ours and Escrin's key stores are registries themselves).
+    #[serde(default)]
+    registry: Option<Address>,
     key_store: Address,
     permitter: Address,
     #[serde(default)]
@@ -163,7 +167,7 @@ struct StoreFile {
     #[serde(default)]
     insecure_dev_chain: bool,
     #[serde(default)]
-    identity: Option<U256>,
+    identity: Option<B256>,
     #[serde(default)]
     confirmations: Option<u64>,
     #[serde(default)]
@@ -178,7 +182,7 @@ pub struct StoreSpec {
     pub name: String,
     pub chain: ChainConfig,
     pub verifier_url: String,
-    pub identity: Option<U256>,
+    pub identity: Option<B256>,
 }
 
 /// The public defaults per store name: (chain id, RPC URL).
@@ -223,7 +227,7 @@ pub fn parse(text: &str) -> Result<Vec<StoreSpec>, String> {
         let mut chain = ChainConfig::new(
             store.rpc_url.unwrap_or_else(|| default_rpc.to_owned()),
             chain_id,
-            store.registry,
+            store.registry.unwrap_or(store.key_store),
             store.key_store,
             store.permitter,
             confidentiality,

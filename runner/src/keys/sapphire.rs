@@ -8,7 +8,6 @@
 //! through the Sapphire envelope, or in clear text on an explicitly configured dev chain.
 
 use alloy::primitives::B256;
-use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use contracts::keys::ChainConfig;
 use contracts::keys::EvidenceProvider;
@@ -28,7 +27,7 @@ pub struct SapphireStore {
     chain: ChainConfig,
     /// A fixed identity for every worker (its permitter must allow each code hash) instead of
     /// each code's own identity.
-    identity: Option<U256>,
+    identity: Option<B256>,
     gas_wallet: PrivateKeySigner,
     evidence: EvidenceProvider,
     verifier: Arc<dyn EvidenceVerifier>,
@@ -38,7 +37,7 @@ pub struct SapphireStore {
 impl SapphireStore {
     pub fn new(
         chain: ChainConfig,
-        identity: Option<U256>,
+        identity: Option<B256>,
         gas_wallet: PrivateKeySigner,
         evidence: EvidenceProvider,
         verifier: Arc<dyn EvidenceVerifier>,

@@ -267,6 +267,39 @@ async fn fetches_run_on_the_runners_runtime_not_the_callers() {
     assert_eq!(result.unwrap(), [9; 32]);
 }
 
+/// Escrin's key store is its registry: without `registry` the store's address is used; a fixed
+/// identity is a `bytes32` (`0x` + 64 hex digits), a number is refused.
+#[test]
+fn the_registry_defaults_to_the_key_store_and_identities_are_bytes32() {
+    let identity = format!("0x{}", "ab".repeat(32));
+    let specs = config::parse(&format!(
+        r#"{{ "verifier_url": "http://127.0.0.1:9/", "stores": {{ "sapphire-testnet": {{
+             "key_store": "0x0000000000000000000000000000000000000002",
+             "permitter": "0x0000000000000000000000000000000000000003",
+             "identity": "{identity}" }} }} }}"#
+    ))
+    .unwrap();
+    let store = &specs[0];
+    assert_eq!(store.chain.registry, store.chain.key_store);
+    assert_eq!(
+        store.identity,
+        Some(alloy::primitives::B256::repeat_byte(0xab))
+    );
+    for bad in [r#""42""#, "42", r#""0xab""#] {
+        let error = config::parse(&format!(
+            r#"{{ "verifier_url": "http://x", "stores": {{ "sapphire-testnet": {{
+                 "key_store": "0x0000000000000000000000000000000000000002",
+                 "permitter": "0x0000000000000000000000000000000000000003",
+                 "identity": {bad} }} }} }}"#
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("identity") || error.contains("invalid"),
+            "{bad}: {error}"
+        );
+    }
+}
+
 #[test]
 fn the_config_file_fills_public_defaults_and_guards_dev_chains() {
     let addresses = r#""registry": "0x0000000000000000000000000000000000000001",

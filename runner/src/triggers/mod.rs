@@ -3,3 +3,4 @@
 
 pub mod cron;
 pub mod taskhub;
+mod taskhub_spec;

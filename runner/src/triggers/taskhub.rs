@@ -1,6 +1,8 @@
 //! The TaskHub trigger (issue 8): a worker created with `taskhub: {chain, address, hub_id?}`
 //! runs `tasks(rnr, ctx)` once for every `TasksAvailable` log of that contract (and hub), with
-//! `ctx.source == "taskhub"` and the log in `ctx.event`.
+//! `ctx.source == "taskhub"` and the log in `ctx.event`. With `kind: "escrin"` (issue 17) the
+//! contract is Escrin's TaskHub and the log its `TasksAvailable(address indexed generator,
+//! bytes32 indexed context)`, optionally filtered by `generator` and `context`.
 //!
 //! - One watcher task per worker ([`TaskHubTrigger::start`]), polling with
 //!   `contracts::taskhub::TaskHubWatcher` behind the chain's confirmation depth. It starts at the
@@ -20,7 +22,6 @@
 //!   whose `tasks()` was running (or had just finished, its position not yet written) is
 //!   delivered again.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::Weak;
@@ -28,6 +29,8 @@ use std::time::Duration;
 use std::time::Instant;
 
 use contracts::taskhub::Address;
+use contracts::taskhub::EventData;
+use contracts::taskhub::HubKind;
 use contracts::taskhub::TaskEvent;
 use contracts::taskhub::TaskHubWatcher;
 use contracts::taskhub::WatchConfig;
@@ -37,6 +40,11 @@ use serde::Serialize;
 use serde_json::json;
 use serde_json::Value;
 
+use super::taskhub_spec::kind_name;
+pub use super::taskhub_spec::TaskHubRecord;
+pub use super::taskhub_spec::TaskHubSpec;
+use super::taskhub_spec::KIND_ESCRIN;
+use super::taskhub_spec::KIND_SMART_WORKER;
 use crate::chains::Chain;
 use crate::chains::Chains;
 use crate::records::Records;
@@ -53,138 +61,6 @@ const IDLE_SAVE_EVERY: Duration = Duration::from_secs(30);
 /// How often a queued event looks whether the busy worker is free.
 const BUSY_POLL: Duration = Duration::from_millis(5);
 
-/// A worker's TaskHub trigger, as requested and as stored in its record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskHubSpec {
-    /// A chain name of the runner's configuration.
-    pub chain: String,
-    pub address: Address,
-    /// Only this hub's events; `None`: every hub of the contract.
-    pub hub_id: Option<U256>,
-    /// The first block watched; `None` until [`TaskHubTrigger::prepare`] (then: from the head
-    /// of the first poll).
-    pub start_block: Option<u64>,
-}
-
-/// [`TaskHubSpec`] in a worker record.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TaskHubRecord {
-    pub chain: String,
-    /// `0x` + 40 hex digits.
-    pub address: String,
-    /// Decimal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hub_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_block: Option<u64>,
-}
-
-impl TaskHubSpec {
-    /// The creation field: `{"chain": "...", "address": "0x...", "hub_id": 1 | "1" | "0x1"}`.
-    /// The message names what is wrong (for a `400`).
-    pub fn parse(value: &Value) -> Result<Self, String> {
-        let Value::Object(object) = value else {
-            return Err(
-                "taskhub must be a JSON object {\"chain\", \"address\", \"hub_id\"?}".into(),
-            );
-        };
-        if let Some(unknown) = object
-            .keys()
-            .find(|k| !["chain", "address", "hub_id"].contains(&k.as_str()))
-        {
-            return Err(format!(
-                "taskhub: unknown field {unknown:?} (fields: chain, address, hub_id)"
-            ));
-        }
-        let chain = match object.get("chain") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
-            None | Some(Value::Null) => return Err("taskhub.chain is required".into()),
-            Some(_) => return Err("taskhub.chain must be a non-empty string".into()),
-        };
-        let address = match object.get("address") {
-            Some(Value::String(s)) => parse_address(s.trim())?,
-            None | Some(Value::Null) => return Err("taskhub.address is required".into()),
-            Some(_) => return Err("taskhub.address must be a string".into()),
-        };
-        let hub_id = match object.get("hub_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(
-                n.as_u64()
-                    .map(U256::from)
-                    .ok_or_else(|| format!("taskhub.hub_id {n} is not a hub id"))?,
-            ),
-            Some(Value::String(s)) => Some(
-                U256::from_str(s.trim())
-                    .map_err(|_| format!("taskhub.hub_id {s:?} is not a number"))?,
-            ),
-            Some(_) => return Err("taskhub.hub_id must be a number or a string".into()),
-        };
-        if hub_id == Some(U256::ZERO) {
-            return Err("taskhub.hub_id: hub ids start at 1".into());
-        }
-        Ok(TaskHubSpec {
-            chain,
-            address,
-            hub_id,
-            start_block: None,
-        })
-    }
-
-    /// The form-field spelling: the same object as JSON text.
-    pub fn parse_text(text: &str) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| format!("taskhub is not valid JSON: {e}"))?;
-        Self::parse(&value)
-    }
-
-    pub fn to_record(&self) -> TaskHubRecord {
-        TaskHubRecord {
-            chain: self.chain.clone(),
-            address: self.address.to_checksum(None),
-            hub_id: self.hub_id.map(|id| id.to_string()),
-            start_block: self.start_block,
-        }
-    }
-
-    pub fn from_record(record: &TaskHubRecord) -> Result<Self, String> {
-        Ok(TaskHubSpec {
-            chain: record.chain.clone(),
-            address: Address::from_str(&record.address)
-                .map_err(|e| format!("taskhub address {:?}: {e}", record.address))?,
-            hub_id: record
-                .hub_id
-                .as_deref()
-                .map(U256::from_str)
-                .transpose()
-                .map_err(|e| format!("taskhub hub id: {e}"))?,
-            start_block: record.start_block,
-        })
-    }
-}
-
-/// `0x` and 40 hex digits, not zero; mixed case must be a valid EIP-55 checksum.
-fn parse_address(text: &str) -> Result<Address, String> {
-    let malformed =
-        || format!("taskhub.address {text:?} is not an address (0x followed by 40 hex digits)");
-    let digits = text.strip_prefix("0x").ok_or_else(malformed)?;
-    if digits.len() != 40 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(malformed());
-    }
-    let mixed = digits.bytes().any(|b| b.is_ascii_uppercase())
-        && digits.bytes().any(|b| b.is_ascii_lowercase());
-    let address = if mixed {
-        Address::parse_checksummed(text, None).map_err(|_| {
-            format!("taskhub.address {text:?} has mixed case but not a valid EIP-55 checksum")
-        })?
-    } else {
-        Address::from_str(text).map_err(|_| malformed())?
-    };
-    if address == Address::ZERO {
-        return Err("taskhub.address is the zero address".into());
-    }
-    Ok(address)
-}
-
 /// Why a TaskHub trigger could not be set up at creation.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -192,8 +68,10 @@ pub enum PrepareError {
     UnknownChain { name: String, known: String },
     #[error("taskhub.address {address} has no contract on chain {chain:?}")]
     NoContract { chain: String, address: String },
-    #[error("taskhub.address {address} on chain {chain:?} is not a TaskHub (it does not answer hubCount())")]
+    #[error("taskhub.address {address} on chain {chain:?} is not a TaskHub (it does not answer hubCount()); for Escrin's TaskHub add \"kind\": \"escrin\"")]
     NotATaskHub { chain: String, address: String },
+    #[error("taskhub.address {address} on chain {chain:?} is a Smart Worker TaskHub (it answers hubCount()), not Escrin's: leave out \"kind\": \"escrin\"")]
+    NotEscrinsTaskHub { chain: String, address: String },
     #[error("taskhub.hub_id {hub_id} is not registered at {address} (hubs: 1 to {count})")]
     NoSuchHub {
         hub_id: U256,
@@ -258,6 +136,18 @@ impl TaskHubTrigger {
                 chain: chain.name.clone(),
                 address,
             });
+        }
+        if spec.kind == HubKind::Escrin {
+            // Escrin's hubs have no common probe (their ERC-165 interface id changed across
+            // versions); a contract that answers hubCount() is ours.
+            if probe.hub_count.is_some() {
+                return Err(PrepareError::NotEscrinsTaskHub {
+                    chain: chain.name.clone(),
+                    address,
+                });
+            }
+            spec.start_block = Some(probe.head + 1);
+            return Ok(());
         }
         let Some(count) = probe.hub_count else {
             return Err(PrepareError::NotATaskHub {
@@ -348,7 +238,10 @@ impl TaskHubTrigger {
 
 fn watch_config(chain: &Chain, spec: &TaskHubSpec, from_block: Option<u64>) -> WatchConfig {
     WatchConfig {
+        kind: spec.kind,
         hub_id: spec.hub_id,
+        generator: spec.generator,
+        context: spec.context,
         confirmations: chain.confirmations,
         from_block,
         poll_interval: chain.poll_interval,
@@ -392,7 +285,13 @@ impl Drop for TaskHubJob {
 pub struct TaskHubView {
     pub chain: String,
     pub address: String,
+    /// `smart-worker` or `escrin`.
+    pub kind: &'static str,
     pub hub_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
     /// `starting` (no poll answered yet), `connected`, `retrying` (the last poll failed) or
     /// `stopped` (the worker is gone, or the chain is no longer configured).
     pub state: &'static str,
@@ -415,7 +314,10 @@ impl TaskHubView {
         Self {
             chain: spec.chain.clone(),
             address: spec.address.to_checksum(None),
+            kind: kind_name(spec.kind),
             hub_id: spec.hub_id.map(|id| id.to_string()),
+            generator: spec.generator.map(|a| a.to_checksum(None)),
+            context: spec.context.map(|c| c.to_string()),
             state: "starting",
             last_error: None,
             next_block: spec.start_block,
@@ -671,18 +573,36 @@ impl Watch {
 }
 
 /// `ctx.event`: numbers that fit JavaScript's as numbers, the hub id as a decimal string,
-/// hashes, addresses and the payload as `0x` hex.
+/// hashes, addresses (checksummed), the payload and Escrin's context as `0x` hex.
 pub fn event_json(chain: &str, address: Address, event: &TaskEvent) -> Value {
-    json!({
+    let mut value = json!({
         "chain": chain,
         "address": address.to_checksum(None),
         "blockNumber": event.block_number,
         "txHash": event.tx_hash.to_string(),
         "logIndex": event.log_index,
-        "hubId": event.hub_id.to_string(),
-        "app": event.app.to_checksum(None),
-        "payload": format!("0x{}", hex::encode(&event.payload)),
-    })
+    });
+    let fields = match &event.data {
+        EventData::SmartWorker {
+            hub_id,
+            app,
+            payload,
+        } => json!({
+            "kind": KIND_SMART_WORKER,
+            "hubId": hub_id.to_string(),
+            "app": app.to_checksum(None),
+            "payload": format!("0x{}", hex::encode(payload)),
+        }),
+        EventData::Escrin { generator, context } => json!({
+            "kind": KIND_ESCRIN,
+            "generator": generator.to_checksum(None),
+            "context": context.to_string(),
+        }),
+    };
+    if let (Value::Object(value), Value::Object(fields)) = (&mut value, fields) {
+        value.extend(fields);
+    }
+    value
 }
 
 #[cfg(test)]
@@ -695,9 +615,11 @@ mod tests {
             block_number: block,
             tx_hash: B256::repeat_byte(0xab),
             log_index: log,
-            hub_id: U256::from(7),
-            app: Address::repeat_byte(0x11),
-            payload: Bytes::from_static(b"\x01\x02"),
+            data: EventData::SmartWorker {
+                hub_id: U256::from(7),
+                app: Address::repeat_byte(0x11),
+                payload: Bytes::from_static(b"\x01\x02"),
+            },
         }
     }
 
@@ -740,63 +662,6 @@ mod tests {
     }
 
     #[test]
-    fn the_creation_field_is_checked_field_by_field() {
-        let spec = TaskHubSpec::parse(&json!({
-            "chain": "local",
-            "address": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
-            "hub_id": "0x2",
-        }))
-        .unwrap();
-        assert_eq!(spec.hub_id, Some(U256::from(2)));
-        assert_eq!(spec.start_block, None);
-        let checksummed = TaskHubSpec::parse_text(
-            r#"{"chain":"local","address":"0x5FbDB2315678afecb367f032d93F642f64180aa3","hub_id":3}"#,
-        )
-        .unwrap();
-        assert_eq!(checksummed.address, spec.address);
-        let record = checksummed.to_record();
-        assert_eq!(record.hub_id.as_deref(), Some("3"));
-        assert_eq!(TaskHubSpec::from_record(&record).unwrap(), checksummed);
-
-        let bad = |value: Value| TaskHubSpec::parse(&value).unwrap_err();
-        for address in [
-            "5fbdb2315678afecb367f032d93f642f64180aa3",
-            "0x5fbdb2315678afecb367f032d93f642f64180a",
-            "0x5fbdb2315678afecb367f032d93f642f64180aaz",
-            "0xnothex",
-        ] {
-            let err = bad(json!({"chain": "local", "address": address}));
-            assert!(err.contains("is not an address"), "{address}: {err}");
-        }
-        let err =
-            bad(json!({"chain": "local", "address": "0x5FBdb2315678afecb367f032d93F642f64180aa3"}));
-        assert!(err.contains("checksum"), "{err}");
-        let zero = format!("0x{}", "0".repeat(40));
-        assert!(bad(json!({"chain": "c", "address": zero})).contains("zero"));
-        assert!(
-            bad(json!({"address": "0x5fbdb2315678afecb367f032d93f642f64180aa3"}))
-                .contains("chain is required")
-        );
-        assert!(bad(json!({"chain": "c"})).contains("address is required"));
-        assert!(
-            bad(json!({"chain": "c", "address": spec.address.to_string(), "hub_id": 0}))
-                .contains("start at 1")
-        );
-        assert!(
-            bad(json!({"chain": "c", "address": spec.address.to_string(), "hub_id": -1}))
-                .contains("hub_id")
-        );
-        assert!(
-            bad(json!({"chain": "c", "address": spec.address.to_string(), "hubid": 1}))
-                .contains("unknown field")
-        );
-        assert!(bad(json!("local")).contains("JSON object"));
-        assert!(TaskHubSpec::parse_text("{oops")
-            .unwrap_err()
-            .starts_with("taskhub is not valid JSON"));
-    }
-
-    #[test]
     fn events_reach_javascript_as_hex_and_safe_numbers() {
         let value = event_json("local", Address::repeat_byte(0x22), &event(5, 1));
         assert_eq!(value["blockNumber"], 5);
@@ -806,6 +671,25 @@ mod tests {
         assert_eq!(value["txHash"], format!("0x{}", "ab".repeat(32)));
         assert_eq!(value["chain"], "local");
         assert!(value["app"].as_str().unwrap().starts_with("0x1111"));
+        assert_eq!(value["kind"], "smart-worker");
+
+        let escrin = TaskEvent {
+            data: EventData::Escrin {
+                generator: Address::repeat_byte(0x33),
+                context: B256::repeat_byte(0x44),
+            },
+            ..event(6, 2)
+        };
+        let value = event_json("local", Address::repeat_byte(0x22), &escrin);
+        assert_eq!(value["kind"], "escrin");
+        assert_eq!(value["blockNumber"], 6);
+        assert_eq!(value["logIndex"], 2);
+        assert_eq!(value["context"], format!("0x{}", "44".repeat(32)));
+        assert_eq!(
+            value["generator"],
+            Address::repeat_byte(0x33).to_checksum(None)
+        );
+        assert!(value.get("hubId").is_none() && value.get("payload").is_none());
     }
 
     #[tokio::test]

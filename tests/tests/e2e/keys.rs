@@ -16,7 +16,7 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256};
 use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 use contracts::bindings::{IdentityRegistry, VerifierPermitter};
@@ -490,7 +490,7 @@ impl Chain {
 
     /// The key of `code_hash`, read independently of the runner: another gas wallet, an
     /// in-process verifier (allowed for this), `none` evidence.
-    async fn key_of(&self, code_hash: B256, identity: Option<U256>) -> [u8; 32] {
+    async fn key_of(&self, code_hash: B256, identity: Option<B256>) -> [u8; 32] {
         let verifier = Arc::new(Verifier::new(
             attest::Verifier::new(attest::Policy {
                 allow_insecure_dev: true,
@@ -681,7 +681,7 @@ async fn one_code_policy_refuses_other_code_and_a_silent_rpc_times_out() {
         .expect("an IdentityCreated log")
         .inner
         .data
-        .identity;
+        .id;
     let permitter = VerifierPermitter::new(chain.d.permitter, chain.owner.clone());
     mined(permitter.setCodeHash(identity, hash_a).send()).await;
 
@@ -696,7 +696,7 @@ async fn one_code_policy_refuses_other_code_and_a_silent_rpc_times_out() {
     });
 
     let stores = json!({
-        "sapphire-localnet": chain.localnet(json!({ "identity": format!("{identity:#x}") })),
+        "sapphire-localnet": chain.localnet(json!({ "identity": identity.to_string() })),
         "sapphire-testnet": {
             "rpc_url": silent_url,
             "registry": chain.d.registry.to_string(),

@@ -487,3 +487,156 @@ async fn taskhub_bad_input_is_refused_with_400_or_503() {
     assert_eq!(worker["taskhub"]["hub_id"], Value::Null, "{worker}");
     assert_eq!(worker["taskhub"]["chain"], "local", "{worker}");
 }
+
+/// Issue 17: a worker watching Escrin's TaskHub (`kind: "escrin"`, our `EscrinTaskHub`, which
+/// emits Escrin's `TasksAvailable(address indexed generator, bytes32 indexed context)` the way
+/// Escrin's hub does) runs once per log with the generator and context in `ctx.event`; a
+/// `generator` filter leaves other callers' logs out; our own hub's logs are not taken for
+/// Escrin's; our hub named as Escrin's (and Escrin's as ours) is refused at creation.
+#[tokio::test(flavor = "multi_thread")]
+async fn escrin_tasks_available_logs_run_tasks_with_generator_and_context() {
+    use contracts::bindings::EscrinTaskHub;
+    use contracts::taskhub::B256;
+
+    let test = "escrin_tasks_available_logs_run_tasks_with_generator_and_context";
+    let Some(chain) = DevChain::start_or_skip(test).await else {
+        return;
+    };
+    let hub = Hub::deploy(chain).await;
+    let url = hub.chain.rpc_url();
+    let escrin = devchain::deploy(&url, DevChain::account(0), 3600)
+        .await
+        .expect("a second deployment")
+        .escrin_task_hub;
+    // The generator: NFTrout's contract calls notify() itself; here an account does. Accounts
+    // other than the hub's app (2): one provider per account keeps its nonces.
+    let generator = DevChain::account(1);
+    let as_generator =
+        EscrinTaskHub::new(escrin, devchain::wallet_provider(&url, generator.clone()));
+    let as_other = EscrinTaskHub::new(
+        escrin,
+        devchain::wallet_provider(&url, DevChain::account(0)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let chains = chains_file(dir.path(), &url);
+    let sink = Sink::start().await;
+    let runner = Runner::start(&["--chains", &chains]).await;
+
+    // Refused at creation: our hub as Escrin's, Escrin's as ours, a hub id for Escrin's.
+    let script = js::module_tasks("");
+    let refused = |taskhub: Value| {
+        let script = script.clone();
+        let runner = &runner;
+        async move {
+            runner
+                .post_json("/", &json!({ "script": script, "taskhub": taskhub }))
+                .await
+        }
+    };
+    refused(json!({ "chain": "local", "address": hub.address.to_string(), "kind": "escrin" }))
+        .await
+        .expect_error(400, &["Smart Worker TaskHub", "not Escrin's"]);
+    refused(json!({ "chain": "local", "address": escrin.to_string() }))
+        .await
+        .expect_error(400, &["not a TaskHub", "\"kind\": \"escrin\""]);
+    refused(
+        json!({ "chain": "local", "address": escrin.to_string(), "kind": "escrin", "hub_id": 1 }),
+    )
+    .await
+    .expect_error(400, &["no hub ids"]);
+
+    let worker = |path: &str| {
+        js::module_tasks(&format!(
+            "// {}\nif (ctx.source === 'taskhub') {{ {} }}",
+            tag("escrin-taskhub"),
+            js::post_json(&sink.url(path), "ctx.event")
+        ))
+    };
+    let every = runner
+        .create(&json!({
+            "script": worker("/event"),
+            "taskhub": { "chain": "local", "address": escrin.to_string(), "kind": "escrin" },
+        }))
+        .await;
+    let filtered = runner
+        .create(&json!({
+            "script": worker("/filtered"),
+            "taskhub": {
+                "chain": "local", "address": escrin.to_string(), "kind": "escrin",
+                "generator": generator.address().to_string(),
+            },
+        }))
+        .await;
+    let view = runner.worker(&filtered).await;
+    assert_eq!(view["taskhub"]["kind"], "escrin", "{view}");
+    assert_eq!(
+        view["taskhub"]["generator"],
+        json!(generator.address().to_checksum(None)),
+        "{view}"
+    );
+
+    let context = B256::repeat_byte(0x5a);
+    let mut sent = Vec::new();
+    // notify(): context zero (Escrin's `TaskHubNotifier` modifier).
+    sent.push((
+        mined(as_generator.notify_1().send()).await,
+        generator.address(),
+        B256::ZERO,
+    ));
+    // Our hub in between: a different event, not delivered to Escrin-kind workers.
+    hub.notify(1, b"ours").await;
+    sent.push((
+        mined(as_other.notify_0(context).send()).await,
+        DevChain::account(0).address(),
+        context,
+    ));
+    sent.push((
+        mined(as_generator.notify_0(context).send()).await,
+        generator.address(),
+        context,
+    ));
+
+    let seen = sink.wait_for_hits("/event", 3).await;
+    let filtered_seen = sink.wait_for_hits("/filtered", 2).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(sink.hits("/event").len(), 3);
+    assert_eq!(sink.hits("/filtered").len(), 2);
+    let check =
+        |event: &Value,
+         (receipt, from, ctx): &(alloy::rpc::types::TransactionReceipt, Address, B256)| {
+            assert_eq!(event["kind"], "escrin", "{event}");
+            assert_eq!(event["chain"], "local", "{event}");
+            assert_eq!(event["address"], json!(escrin.to_checksum(None)), "{event}");
+            assert_eq!(event["generator"], json!(from.to_checksum(None)), "{event}");
+            assert_eq!(event["context"], json!(ctx.to_string()), "{event}");
+            assert_eq!(
+                event["blockNumber"],
+                json!(receipt.block_number.unwrap()),
+                "{event}"
+            );
+            assert_eq!(
+                event["txHash"],
+                json!(receipt.transaction_hash.to_string()),
+                "{event}"
+            );
+            assert_eq!(
+                event["logIndex"],
+                json!(receipt.inner.logs()[0].log_index.unwrap()),
+                "{event}"
+            );
+            assert!(
+                event.get("hubId").is_none() && event.get("payload").is_none(),
+                "{event}"
+            );
+        };
+    for (event, sent) in seen.iter().map(Recorded::json).zip(&sent) {
+        check(&event, sent);
+    }
+    let mine: Vec<_> = sent.iter().filter(|s| s.1 == generator.address()).collect();
+    for (event, sent) in filtered_seen.iter().map(Recorded::json).zip(mine) {
+        check(&event, sent);
+    }
+    let view = runner.worker(&every).await;
+    assert_eq!(view["taskhub"]["events"], 3, "{view}");
+    assert_eq!(view["errors"], 0, "{view}");
+}
