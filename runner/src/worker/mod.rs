@@ -3,6 +3,7 @@
 //! the worker's limits.
 
 mod bodies;
+mod bootstrap;
 pub mod console;
 mod cpu_clock;
 pub mod egress;
