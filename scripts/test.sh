@@ -67,11 +67,20 @@ scratch="$(mktemp -d "${TMPDIR:-/tmp}/sw-test.XXXXXX")"
 cp "$CARGO_TARGET_DIR/debug/runner" "$scratch/runner"
 export RUNNER_BIN="$scratch/runner"
 
-echo "test: cargo test --workspace --no-fail-fast $*"
+# The whole workspace unless the arguments name packages (`--workspace` would override `-p`).
+scope=(--workspace)
+for arg in "$@"; do
+  case "$arg" in
+    --) break ;;
+    -p | -p* | --package | --package=*) scope=() ;;
+  esac
+done
+
+echo "test: cargo test ${scope[*]} --no-fail-fast $*"
 log="$scratch/cargo-test.log"
 started=$SECONDS
 status=0
-cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+cargo test "${scope[@]}" --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 phases+=("tests $((SECONDS - started)) s")
 
 # The summary, from cargo's own lines: `Running …` / `Doc-tests …` start a test binary,
