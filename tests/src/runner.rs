@@ -170,7 +170,7 @@ impl Runner {
     /// returns its log.
     /// The runner's resident memory now, in MiB (`VmRSS` of `/proc/<pid>/status`).
     pub fn rss_mib(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("the runner's /proc status");
         status
             .lines()
@@ -182,7 +182,7 @@ impl Runner {
 
     /// CPU time the runner process has used so far (user + system, all threads).
     pub fn cpu_time(&self) -> Duration {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid()))
             .expect("the runner's /proc stat");
         // The fields after the command name (which may hold spaces) close with ')'.
         let fields: Vec<&str> = stat

@@ -1,7 +1,7 @@
 //! Host-name routing cannot capture the API (issue 21): only names under the operator's
 //! `--worker-domain` can be claimed, and every other `Host` reaches the API whatever the path.
 
-use e2e::{json, start, tag, Runner, PATIENCE};
+use e2e::{json, start, tag, Runner};
 
 /// A worker that records whatever reaches it and answers like the creation API would.
 fn capturing_script() -> String {
@@ -12,17 +12,10 @@ fn capturing_script() -> String {
     )
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(PATIENCE)
-        .build()
-        .expect("an HTTP client")
-}
-
 /// `POST /` with `Host: host` carrying a victim's secret config; returns (status, body).
 async fn create_as_victim(runner: &Runner, host: &str) -> (u16, String) {
-    let response = client()
+    let response = runner
+        .http_client()
         .post(runner.url("/"))
         .header("host", host)
         .json(&json!({ "script": format!("// {}\nexport default {{}}", tag("victim")), "config": { "s": "victim-secret" } }))
