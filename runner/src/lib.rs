@@ -3,6 +3,7 @@
 //! that wake them.
 
 pub mod api;
+pub mod attestation;
 pub mod chains;
 pub mod config;
 pub mod identity;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::attestation::Attestor;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::listen::fd_limit;
@@ -146,10 +147,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         array_buffer_limit_mb = config.array_buffer_limit_mb,
         "workers' memory: per-worker limits and the budget of all workers together"
     );
+    let attestor = Arc::new(Attestor::new(attester, identity));
     let services = Arc::new(Services {
         egress,
         keys,
         memory,
+        attestor: attestor.clone(),
     });
     let pool = Pool::new(
         config.worker_limits(),
@@ -175,8 +178,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let state = api::AppState {
         pool: pool.clone(),
         create_limits: config.create_limits(),
-        identity,
-        attester,
+        attestor,
         admin_token: config
             .admin_token
             .as_ref()

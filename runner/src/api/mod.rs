@@ -19,7 +19,6 @@ use axum::Router;
 pub use create::CreateLimits;
 pub use error::ApiError;
 
-use crate::identity::Identity;
 use crate::ownership::TokenHash;
 use crate::pool::Pool;
 
@@ -27,8 +26,8 @@ use crate::pool::Pool;
 pub struct AppState {
     pub pool: Arc<Pool>,
     pub create_limits: CreateLimits,
-    pub identity: Arc<Identity>,
-    pub attester: Arc<attest::Attester>,
+    /// The runner's attestation documents (`GET /attestation`).
+    pub attestor: Arc<crate::attestation::Attestor>,
     /// The hash of the runner's admin token, when one is configured.
     pub admin_token: Option<TokenHash>,
     /// Which `Host` names reach a worker rather than the API.

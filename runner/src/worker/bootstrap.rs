@@ -25,7 +25,9 @@ use super::extension::rnr;
 use super::extension::OmniKeyBytes;
 use super::extension::OmniKeyError;
 use super::extension::OmniKeys;
+use super::extension::SharedAttestation;
 use super::extension::SharedOmniKeys;
+use super::extension::WorkerAttestation;
 use super::extension::WorkerSink;
 use super::isolate::SCRIPT_URL;
 use super::loader::WorkerModuleLoader;
@@ -139,13 +141,16 @@ pub(super) fn build_worker(
             message
         }),
     };
-    let keys = shared
-        .keys
-        .for_worker(spec.id.clone(), CodeIdentity::of(spec.kind, &spec.script));
+    let code = CodeIdentity::of(spec.kind, &spec.script);
+    let keys = shared.keys.for_worker(spec.id.clone(), code);
+    let attestation = Rc::new(IsolateAttestation(Arc::new(
+        shared.attestor.for_worker(code),
+    )));
     let op_state = worker.js_runtime.op_state();
     let mut op_state = op_state.borrow_mut();
     op_state.put(sink);
     op_state.put::<SharedOmniKeys>(Rc::new(IsolateKeys(keys)));
+    op_state.put::<SharedAttestation>(attestation);
     drop(op_state);
     worker
 }
@@ -167,6 +172,31 @@ impl OmniKeys for IsolateKeys {
                     type_error: matches!(error, crate::keys::KeyError::UnknownStore { .. }),
                     message: error.to_string(),
                 }),
+            }
+        })
+    }
+}
+
+/// The worker's attestation documents as the `rnr` extension sees them.
+struct IsolateAttestation(Arc<crate::attestation::WorkerAttestor>);
+
+impl WorkerAttestation for IsolateAttestation {
+    fn document(
+        &self,
+        nonce: Vec<u8>,
+    ) -> deno_core::futures::future::LocalBoxFuture<'static, String> {
+        use crate::attestation::AttestationError;
+        let attestor = Arc::clone(&self.0);
+        Box::pin(async move {
+            let refused = |status: u16, error: AttestationError| {
+                serde_json::json!({ "status": status, "error": error.to_string() }).to_string()
+            };
+            match attestor.document(&nonce).await {
+                Ok(document) => serde_json::json!({ "document": document }).to_string(),
+                Err(error @ AttestationError::NonceTooLong(_)) => refused(400, error),
+                Err(error @ AttestationError::RateLimited { .. }) => refused(429, error),
+                Err(error @ AttestationError::Evidence(_)) => refused(503, error),
+                Err(error) => refused(500, error),
             }
         })
     }

@@ -66,6 +66,16 @@ pub trait OmniKeys {
 /// The host's [`OmniKeys`], shared with the ops.
 pub type SharedOmniKeys = Rc<dyn OmniKeys>;
 
+/// A worker's attestation documents (Escrin's `env.tpm` `get-attestation`): the answer as
+/// JSON text, `{"document": …}` or `{"status": N, "error": message}` (the HTTP status Escrin's
+/// binding answers a refusal with).
+pub trait WorkerAttestation {
+    fn document(&self, nonce: Vec<u8>) -> LocalBoxFuture<'static, String>;
+}
+
+/// The host's [`WorkerAttestation`], shared with the ops.
+pub type SharedAttestation = Rc<dyn WorkerAttestation>;
+
 /// `CryptoKey.importSync`, taken by `rnr.js` before the worker's code runs.
 struct OmniKeyImporter(v8::Global<v8::Function>);
 
@@ -84,6 +94,7 @@ deno_core::extension!(
         op_rnr_omni_hkdf_sha512_256,
         op_rnr_sha512_256,
         op_rnr_hkdf_sha512_256,
+        op_rnr_attestation,
     ],
 );
 
@@ -343,4 +354,21 @@ fn import_hkdf_key(
             Err(omni_key_failed(&message))
         }
     }
+}
+
+/// A fresh attestation document binding the worker's code and `nonce`, for Escrin's
+/// `env.tpm` binding (reachable only from `rnr.js`): `{"document": …}` or
+/// `{"status": N, "error": message}`, as JSON text.
+#[op2]
+#[string]
+async fn op_rnr_attestation(
+    state: Rc<RefCell<OpState>>,
+    #[buffer(copy)] nonce: Vec<u8>,
+) -> Result<String, JsErrorBox> {
+    let attestation = state
+        .borrow()
+        .try_borrow::<SharedAttestation>()
+        .cloned()
+        .ok_or_else(|| JsErrorBox::generic("no attestation in this isolate"))?;
+    Ok(attestation.document(nonce).await)
 }

@@ -44,6 +44,8 @@ pub struct Services {
     pub keys: Arc<crate::keys::KeyStores>,
     /// What all workers' memory together may use.
     pub memory: Arc<memory::MemoryBudget>,
+    /// Attestation documents for Escrin's `env.tpm` `get-attestation`.
+    pub attestor: Arc<crate::attestation::Attestor>,
 }
 
 /// Per-worker resource limits.

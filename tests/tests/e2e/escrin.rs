@@ -122,7 +122,17 @@ class RunnerInterface {
   async getConfig() { return this.#config; }
   async getAttestation(params) {
     if (!this.#tpm) throw new ApiError(404, 'no TPM');
-    throw new Error('not reached in these tests');
+    const { network: networkNameOrNetwork, identity: identityIdOrIdentity } = params;
+    const network = getNetwork(networkNameOrNetwork);
+    const identity = getIdentity(identityIdOrIdentity, network);
+    // The library's userdata is the root of an OpenZeppelin Merkle tree (keccak-256) over
+    // (chainId, registry, id, acquire); the runner takes it as opaque bytes, so SHA-256 of
+    // the same values stands in for it here.
+    const leaf = JSON.stringify([network.chainId, identity.registry, identity.id,
+      !params.purpose || params.purpose === 'acquire']);
+    const root = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(leaf)));
+    const { document } = await rpc(this.#tpm, 'get-attestation', { userdata: root });
+    return { document, context: '0x', userdata: toHex(root) };
   }
   async acquireIdentity(params) {
     const { network: networkNameOrNetwork, identity: identityIdOrIdentity, permitter, permitTtl,
@@ -294,7 +304,14 @@ const worker = escrinWorker({{
     report.acquireLocal = await failure(() => rnr.acquireIdentity({{ network: {{ name: 'local' }}, identity }}));
     report.unknownChain = await failure(() => rnr.getOmniKey({{ network: {{ chainId: 1 }}, identity }}));
     report.testnet = await failure(() => rnr.getOmniKey({{ network: {{ chainId: 0x5aff }}, identity }}));
-    report.attestation = await failure(() => rnr.getAttestation({{ network: {{ chainId: 0x5aff }}, identity }}));
+    const attestation = await rnr.getAttestation({{ network: {{ chainId: 0x5aff }}, identity }});
+    report.attestation = JSON.parse(new TextDecoder().decode(new Uint8Array(attestation.document)));
+    report.userdata = attestation.userdata;
+    report.longUserdata = await failure(() => rpc(env.tpm, 'get-attestation', {{ userdata: Array(65).fill(1) }}));
+    report.badUserdata = await failure(() => rpc(env.tpm, 'get-attestation', {{ userdata: 'zz' }}));
+    const {{ random }} = await rpc(env.tpm, 'get-random', {{ numBytes: 16 }});
+    report.random = random.length;
+    report.tooRandom = await failure(() => rpc(env.tpm, 'get-random', {{ numBytes: 129 }}));
     report.account = await failure(() => rpc(env.iam, 'get-account', {{ id: 'ephemeral-account' }}));
     report.unknownMethod = await failure(() => rpc(env.iam, 'nope', {{}}));
 {report}
@@ -307,7 +324,7 @@ export default {{
         tag = tag("escrin-iam"),
         report = report(&sink),
     );
-    let report = run(&runner, &sink, script).await;
+    let report = run(&runner, &sink, script.clone()).await;
 
     assert_eq!(
         report["config"],
@@ -332,12 +349,70 @@ export default {{
         "testnet",
         "ApiError: key store \"sapphire-testnet\" is not configured",
     );
-    starts("attestation", "ApiError: no TPM");
+    starts(
+        "longUserdata",
+        "ApiError: userdata is 65 bytes, more than 64",
+    );
+    starts("badUserdata", "ApiError: invalid userdata");
+    starts("tooRandom", "ApiError: too many random bytes requested");
+    assert_eq!(report["random"], 16, "{report}");
+    check_worker_attestation(&report["attestation"], &report["userdata"], &script);
     starts(
         "account",
         "ApiError: this runner keeps no ephemeral account",
     );
     starts("unknownMethod", "ApiError: unknown method: nope");
+}
+
+/// A worker's attestation document (`env.tpm` `get-attestation`): its evidence verifies (dev
+/// mode here) and binds exactly the runner's key, this worker's code identity, the userdata
+/// and the worker context, as the document states.
+fn check_worker_attestation(document: &Value, userdata: &Value, script: &str) {
+    use sha2::Digest;
+    let field = |name: &str| document[name].as_str().unwrap_or_default().to_owned();
+    assert_eq!(document["tee"], "none", "{document}");
+    assert_eq!(field("context"), "smart-worker/worker/attestation/v1");
+    assert_eq!(
+        format!("0x{}", field("nonce")),
+        userdata.as_str().unwrap(),
+        "{document}"
+    );
+    let keys = document["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 2, "{document}");
+    assert_eq!(keys[1]["algorithm"], "smart-worker/code-identity");
+    let mut code = sha2::Sha256::new();
+    code.update(b"smart-worker/code/v1\0module\0");
+    code.update(script.as_bytes());
+    assert_eq!(
+        keys[1]["public_key"].as_str().unwrap(),
+        hex::encode(code.finalize()),
+        "the document binds this worker's code"
+    );
+    let key_bytes: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|k| hex::decode(k["public_key"].as_str().unwrap()).unwrap())
+        .collect();
+    let bound: Vec<attest::BoundKey> = keys
+        .iter()
+        .zip(&key_bytes)
+        .map(|(k, bytes)| attest::BoundKey {
+            algorithm: k["algorithm"].as_str().unwrap(),
+            public_key: bytes,
+        })
+        .collect();
+    let expected = attest::report_data_for(
+        &bound,
+        &hex::decode(field("nonce")).unwrap(),
+        field("context").as_bytes(),
+    );
+    let evidence = attest::Evidence::from_json(&document["evidence"].to_string()).unwrap();
+    let policy = attest::Policy {
+        allow_insecure_dev: true,
+        expected_report_data: Some(expected),
+        ..attest::Policy::default()
+    };
+    attest::verify(&evidence, &policy, std::time::SystemTime::now())
+        .expect("the evidence carries the document's binding");
 }
 
 #[tokio::test(flavor = "multi_thread")]

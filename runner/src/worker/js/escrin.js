@@ -9,6 +9,14 @@
 //   network, identity}` -> `{key: "0x..."}` and `acquire-identity {network,
 //   identity, ...}` -> 204.
 // - `env.iam` (Dec 2023 on): the latter methods, plus `get-account`.
+// - `env.tpm` (2024): `get-attestation {userdata?}` -> `{document}` and
+//   `get-random {numBytes}` -> `{random}`. Escrin's backend was AWS Nitro's
+//   NSM; here the document is this runner's attestation document (UTF-8 JSON:
+//   the TEE's evidence, whose report_data binds the runner's identity key,
+//   the worker's code identity and `userdata`: README, "Running Escrin
+//   workers"). Bytes travel as JSON arrays of numbers; `userdata` is also
+//   accepted as `0x` hex and in the index-keyed form `JSON.stringify` gives a
+//   Uint8Array (what Escrin's library sends).
 // Errors answer as Escrin's did: a status and `{"error": message}`, which the
 // library throws as its `ApiError(status, message)`.
 //
@@ -16,10 +24,19 @@
 // itself, non-extractable): the worker's own key, on the route Escrin defined.
 // `rnr.getOmniKey` stays native and non-extractable.
 import { primordials } from "ext:core/mod.js";
-import { op_rnr_omni_key_bytes } from "ext:core/ops";
+import { op_rnr_attestation, op_rnr_omni_key_bytes } from "ext:core/ops";
 
 const {
+  ArrayFrom,
+  ArrayIsArray,
   ArrayPrototypeJoin,
+  NumberIsInteger,
+  ObjectKeys,
+  StringPrototypeStartsWith,
+  StringPrototypeSlice,
+  RegExpPrototypeTest,
+  NumberParseInt,
+  Uint8Array,
   JSONParse,
   JSONStringify,
   NumberPrototypeToString,
@@ -113,6 +130,74 @@ function hex(bytes) {
 
 const has = (object, key) => ObjectPrototypeHasOwnProperty(object, key);
 
+// Longest `userdata` bound into a document (the runner's limit on a nonce).
+const MAX_USERDATA = 64;
+// Most random bytes per `get-random` (as Escrin's NSM backend).
+const MAX_RANDOM = 128;
+const HEX_PAIR = /^[0-9a-fA-F]{2}$/;
+
+function byte(value) {
+  if (!NumberIsInteger(value) || value < 0 || value > 255) {
+    throw new ApiError(400, "invalid userdata");
+  }
+  return value;
+}
+
+// `userdata` as bytes: absent, an array of numbers, `0x` hex, or the object
+// `JSON.stringify` makes of a Uint8Array (`{"0": 1, "1": 2, ...}`).
+function userdataBytes(userdata) {
+  if (userdata === undefined || userdata === null) return new Uint8Array(0);
+  let values;
+  if (typeof userdata === "string") {
+    if (!StringPrototypeStartsWith(userdata, "0x") || userdata.length % 2 !== 0) {
+      throw new ApiError(400, "invalid userdata");
+    }
+    const hexDigits = StringPrototypeSlice(userdata, 2);
+    values = [];
+    for (let i = 0; i < hexDigits.length; i += 2) {
+      const pair = StringPrototypeSlice(hexDigits, i, i + 2);
+      if (!RegExpPrototypeTest(HEX_PAIR, pair)) throw new ApiError(400, "invalid userdata");
+      values[values.length] = NumberParseInt(pair, 16);
+    }
+  } else if (ArrayIsArray(userdata)) {
+    values = userdata;
+  } else if (typeof userdata === "object") {
+    const keys = ObjectKeys(userdata);
+    values = [];
+    for (let i = 0; i < keys.length; i++) {
+      if (!has(userdata, String(i))) throw new ApiError(400, "invalid userdata");
+      values[i] = userdata[String(i)];
+    }
+  } else {
+    throw new ApiError(400, "invalid userdata");
+  }
+  if (values.length > MAX_USERDATA) {
+    throw new ApiError(400, `userdata is ${values.length} bytes, more than ${MAX_USERDATA}`);
+  }
+  const bytes = new Uint8Array(values.length);
+  for (let i = 0; i < values.length; i++) bytes[i] = byte(values[i]);
+  return bytes;
+}
+
+async function attestation(userdata) {
+  const answer = JSONParse(await op_rnr_attestation(userdataBytes(userdata)));
+  if (answer.error !== undefined) throw new ApiError(answer.status, answer.error);
+  const text = JSONStringify(answer.document);
+  const bytes = new globalThis.TextEncoder().encode(text);
+  return { document: ArrayFrom(bytes) };
+}
+
+function random(numBytes) {
+  if (typeof numBytes !== "number" || !NumberIsInteger(numBytes)) {
+    throw new ApiError(400, "missing or invalid count");
+  }
+  if (numBytes < 0) throw new ApiError(400, "negative amount of bytes requested");
+  if (numBytes > MAX_RANDOM) throw new ApiError(400, "too many random bytes requested");
+  const bytes = new Uint8Array(numBytes);
+  globalThis.crypto.getRandomValues(bytes);
+  return { random: ArrayFrom(bytes) };
+}
+
 // One method call of either generation; the result is the JSON answer
 // (`undefined`: 204).
 async function call(binding, method, params) {
@@ -146,6 +231,11 @@ async function call(binding, method, params) {
     // when it fetches the key: do that now.
     await keyBytes(store);
     return undefined;
+  }
+  if (binding === "tpm") {
+    if (method === "get-attestation") return await attestation(params.userdata);
+    if (method === "get-random") return random(params.numBytes);
+    throw new ApiError(404, `unknown method: ${method}`);
   }
   if (method === "get-account" && binding === "iam") {
     throw new ApiError(
@@ -207,5 +297,6 @@ export function escrinEnv(configJson) {
     config: JSONParse(configJson),
     escrin: binding("escrin"),
     iam: binding("iam"),
+    tpm: binding("tpm"),
   };
 }
