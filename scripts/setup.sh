@@ -186,6 +186,20 @@ else
   cp "$CHAIN_NPM_SRC/package-lock.json" "$CHAIN_NPM_DIR/node_modules/.package-lock.json.pinned"
 fi
 
+# Test workers bundled the way their users do (tests/tests/e2e/escrin.rs): Escrin's published
+# `@escrin/worker` and esbuild, pinned by tests/npm/package.json + package-lock.json.
+WORKER_NPM_DIR="${WORKER_NPM_DIR:-$HOME/.cache/smart-worker/worker-npm}"
+WORKER_NPM_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/npm" && pwd)"
+if cmp -s "$WORKER_NPM_SRC/package-lock.json" "$WORKER_NPM_DIR/node_modules/.package-lock.json.pinned" 2>/dev/null; then
+  log "worker npm packages present in $WORKER_NPM_DIR"
+else
+  log "npm ci (@escrin/worker, esbuild) into $WORKER_NPM_DIR"
+  mkdir -p "$WORKER_NPM_DIR"
+  cp "$WORKER_NPM_SRC/package.json" "$WORKER_NPM_SRC/package-lock.json" "$WORKER_NPM_DIR/"
+  (cd "$WORKER_NPM_DIR" && npm ci --no-audit --no-fund)
+  cp "$WORKER_NPM_SRC/package-lock.json" "$WORKER_NPM_DIR/node_modules/.package-lock.json.pinned"
+fi
+
 # The bench's external HTTP client (tests/src/bin/bench/wrk.rs): the HTTP trigger and
 # `deno serve` under `wrk` as well as under the bench's own client.
 apt_install_missing wrk

@@ -35,3 +35,50 @@ pub fn post_json(url: &str, expr: &str) -> String {
 pub fn config_reporter(url: &str) -> String {
     module_tasks(&post_json(url, "await rnr.getConfig()"))
 }
+
+/// The npm directory `scripts/setup.sh` fills with the packages test workers import
+/// (`tests/npm/package.json`): `$WORKER_NPM_DIR`, else `~/.cache/smart-worker/worker-npm`.
+pub fn worker_npm_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("WORKER_NPM_DIR") {
+        return dir.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    std::path::Path::new(&home).join(".cache/smart-worker/worker-npm")
+}
+
+/// `source` bundled as its users bundle it (`esbuild --bundle --format=esm`), its imports
+/// resolved from [`worker_npm_dir`]'s `node_modules`. Panics naming `scripts/setup.sh` when
+/// the packages are missing.
+pub fn esbuild_bundle(source: &str) -> String {
+    use std::io::Write;
+    let dir = worker_npm_dir();
+    let esbuild = dir.join("node_modules/.bin/esbuild");
+    assert!(
+        esbuild.exists(),
+        "{} is missing: run scripts/setup.sh",
+        esbuild.display()
+    );
+    let mut child = std::process::Command::new(&esbuild)
+        .args(["--bundle", "--format=esm", "--log-level=warning"])
+        .arg("--sourcefile=worker.js")
+        // Standard input's imports resolve from the working directory.
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("esbuild starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(source.as_bytes())
+        .expect("source written to esbuild");
+    let output = child.wait_with_output().expect("esbuild ends");
+    assert!(
+        output.status.success(),
+        "esbuild failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("esbuild writes UTF-8")
+}
