@@ -5,12 +5,14 @@
 //!
 //! - `client`: Startup, GetRandom, PCR_Read, PCR_Extend, CreatePrimary (the AK), ReadPublic,
 //!   Quote, FlushContext; `nv`: NV_ReadPublic, NV_Read, NV_DefineSpace, NV_Write, and Azure's
-//!   HCL report.
+//!   HCL report; `azure_hcl`: parsing that report ([`HclReport`]: the hardware report, the
+//!   runtime data it binds, the AK in it).
 //! - `verify`: TPMS_ATTEST + TPMT_SIGNATURE + AK + nonce + PCR values → [`QuotedPcrs`].
 //!
 //! See attest/README.md, "TPM evidence", for the format and how it fits the evidence kinds.
 
 mod attest;
+mod azure_hcl;
 mod client;
 mod error;
 mod evidence;
@@ -25,6 +27,7 @@ mod verify;
 mod tests;
 
 pub use attest::{ClockInfo, QuoteInfo, ST_ATTEST_QUOTE, TPM_GENERATED_VALUE};
+pub use azure_hcl::{HclError, HclReport, HclReportKind, HCL_AK_KID, HCL_MAGIC};
 pub use client::{Hierarchy, Tpm};
 pub use error::{ResponseCode, TpmError};
 pub use evidence::{
