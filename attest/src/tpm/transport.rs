@@ -40,6 +40,16 @@ impl DeviceTransport {
             .map_err(|e| TpmError::io(format!("open {}", path.display()), e))?;
         Ok(Self { file, path })
     }
+
+    /// Uses an already open device (or anything with the device's one-command-per-write,
+    /// one-response-per-read behaviour, e.g. a socket to `swtpm chardev`); `path` names it in
+    /// errors.
+    pub fn from_file(file: File, path: impl Into<PathBuf>) -> Self {
+        Self {
+            file,
+            path: path.into(),
+        }
+    }
 }
 
 impl Transport for DeviceTransport {

@@ -175,3 +175,21 @@ fn ak_name_is_sha256_of_the_public_area() {
     let v = verify_tpm_quote(&e, &REPORT_DATA).unwrap();
     assert_eq!(v.quoted.quote.qualified_signer.len(), 34);
 }
+
+#[test]
+fn the_device_transport_carries_the_same_commands() {
+    let (_swtpm, mut tpm) = Swtpm::start_chardev();
+    tpm.startup_clear().unwrap();
+    let d = digest("over the device");
+    tpm.pcr_extend(23, &d).unwrap();
+    let e = TpmEvidence::collect(
+        &mut tpm,
+        AkSource::Primary(Hierarchy::Endorsement),
+        &REPORT_DATA,
+        &PcrSelection::sha256([23]).unwrap(),
+        None,
+    )
+    .unwrap();
+    let v = verify_tpm_quote(&e, &REPORT_DATA).unwrap();
+    assert_eq!(v.quoted.pcrs[&23], replay(&[d]));
+}

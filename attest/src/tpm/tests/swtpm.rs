@@ -6,7 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::tpm::{TcpTransport, Tpm};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+
+use crate::tpm::{DeviceTransport, TcpTransport, Tpm};
 
 /// A running swtpm; killed (and its state removed) on drop.
 pub(crate) struct Swtpm {
@@ -18,6 +22,19 @@ impl Drop for Swtpm {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn not_installed() -> ! {
+    panic!("swtpm is not installed: run scripts/setup.sh (Debian packages swtpm, swtpm-tools)")
+}
+
+/// Fails the test (never skips it) when there is no `swtpm` to run.
+fn require_swtpm() {
+    match Command::new("swtpm").arg("--version").output() {
+        Err(e) if e.kind() == ErrorKind::NotFound => not_installed(),
+        Err(e) => panic!("run swtpm --version: {e}"),
+        Ok(_) => {}
     }
 }
 
@@ -42,6 +59,33 @@ impl Swtpm {
         panic!("swtpm did not start on 5 pairs of ports");
     }
 
+    /// Starts `swtpm chardev` on one end of a socket pair and returns the other end as a
+    /// [`DeviceTransport`]: the same write-a-command, read-a-response use as `/dev/tpmrm0`.
+    pub(crate) fn start_chardev() -> (Swtpm, Tpm<DeviceTransport>) {
+        require_swtpm();
+        let state = tempfile::tempdir().expect("temp dir");
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        // swtpm refuses fds 0..2: the shell moves the socket (its stdin) to fd 3.
+        let spawned = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec swtpm chardev --tpm2 --fd 3 --tpmstate dir="$0" --flags not-need-init,startup-clear 3<&0 </dev/null"#)
+            .arg(state.path())
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        let swtpm = Swtpm {
+            child: spawned,
+            _state: state,
+        };
+        let file = File::from(OwnedFd::from(ours));
+        (
+            swtpm,
+            Tpm::new(DeviceTransport::from_file(file, "swtpm chardev socket")),
+        )
+    }
+
     fn try_start() -> Option<(Swtpm, Tpm<TcpTransport>)> {
         let state = tempfile::tempdir().expect("temp dir");
         let (port, ctrl) = (free_port(), free_port());
@@ -62,9 +106,7 @@ impl Swtpm {
             .spawn();
         let child = match spawned {
             Ok(child) => child,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                panic!("swtpm is not installed: run scripts/setup.sh (Debian packages swtpm, swtpm-tools)")
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => not_installed(),
             Err(e) => panic!("spawn swtpm: {e}"),
         };
         let mut swtpm = Swtpm {
