@@ -82,6 +82,9 @@ pub struct HclReport {
     pub hw_report: Vec<u8>,
     /// The runtime data (JSON bytes) bound by the hardware report.
     pub runtime_data: Vec<u8>,
+    /// The hardware report's report_data: the runtime data's digest, then zeros (checked). The
+    /// report_data to expect when verifying `hw_report`.
+    pub report_data: [u8; 64],
 }
 
 #[derive(Deserialize)]
@@ -139,7 +142,8 @@ impl HclReport {
             other => return Err(HclError::UnsupportedHashType(other)),
         };
         let hw_report = &bytes[HW_REPORT_OFFSET..HW_REPORT_OFFSET + hw_len];
-        let report_data = &hw_report[rd_offset..rd_offset + 64];
+        let mut report_data = [0u8; 64];
+        report_data.copy_from_slice(&hw_report[rd_offset..rd_offset + 64]);
         if report_data[..digest.len()] != digest[..]
             || report_data[digest.len()..].iter().any(|&b| b != 0)
         {
@@ -149,6 +153,7 @@ impl HclReport {
             kind,
             hw_report: hw_report.to_vec(),
             runtime_data: runtime_data.to_vec(),
+            report_data,
         })
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::error::{ResponseCode, TpmError};
 use super::marshal::{Reader, Writer};
-use super::public::{ak_template, AkPublic};
+use super::public::{AkPublic, AkTemplate};
 use super::transport::Transport;
 use super::types::{PcrSelection, TpmSignature, ALG_NULL, ALG_SHA256};
 
@@ -19,6 +19,7 @@ const ST_SESSIONS: u16 = 0x8002;
 /// TPM_RS_PW: the password authorization session.
 const RS_PW: u32 = 0x4000_0009;
 
+const CC_EVICT_CONTROL: u32 = 0x120;
 pub(crate) const CC_NV_UNDEFINE_SPACE: u32 = 0x122;
 pub(crate) const CC_NV_DEFINE_SPACE: u32 = 0x12a;
 const CC_CREATE_PRIMARY: u32 = 0x131;
@@ -208,9 +209,18 @@ impl<T: Transport> Tpm<T> {
     /// TPM gives the same key each time. Returns the transient handle (flush it when done) and
     /// the key's public area.
     pub fn create_primary_ak(&mut self, hierarchy: Hierarchy) -> Result<(u32, AkPublic), TpmError> {
+        self.create_primary_ak_with(hierarchy, AkTemplate::EccP256)
+    }
+
+    /// TPM2_CreatePrimary of an attestation key from `template` under `hierarchy`.
+    pub fn create_primary_ak_with(
+        &mut self,
+        hierarchy: Hierarchy,
+        template: AkTemplate,
+    ) -> Result<(u32, AkPublic), TpmError> {
         let mut w = Writer::new();
         w.u16(4).u16(0).u16(0); // TPM2B_SENSITIVE_CREATE: empty userAuth and data
-        w.tpm2b(&ak_template())?;
+        w.tpm2b(&template.to_bytes())?;
         w.u16(0); // outsideInfo
         w.u32(0); // creationPCR: none
         let rsp = self.run(
@@ -224,6 +234,20 @@ impl<T: Transport> Tpm<T> {
         let mut r = Reader::new(&rsp.params, "CreatePrimary response");
         let public = AkPublic::from_tpmt(r.tpm2b()?)?;
         Ok((rsp.handles[0], public))
+    }
+
+    /// TPM2_EvictControl: makes a loaded object persistent at `persistent` (0x81xxxxxx),
+    /// owner-authorized. (Azure's AK is persistent at 0x81000003; the tests make one.)
+    pub fn evict_control(&mut self, object: u32, persistent: u32) -> Result<(), TpmError> {
+        self.run(
+            "EvictControl",
+            CC_EVICT_CONTROL,
+            &[Hierarchy::Owner.handle(), object],
+            true,
+            &persistent.to_be_bytes(),
+            0,
+        )?;
+        Ok(())
     }
 
     /// TPM2_ReadPublic: the public area of a loaded or persistent object (e.g. Azure's AK at

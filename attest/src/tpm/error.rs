@@ -200,6 +200,20 @@ pub enum TpmError {
     /// A PCR index outside 0..=23.
     #[error("PCR index {0} is out of range (0..=23)")]
     PcrOutOfRange(u32),
+    /// Azure's HCL report does not parse or does not bind its runtime data.
+    #[error(transparent)]
+    Hcl(#[from] super::azure_hcl::HclError),
+    /// The quote's AK is not the key the HCL report's runtime data names ("HCLAkPub").
+    #[error("the quote's attestation key is not the HCL report's HCLAkPub")]
+    AkNotInHclReport,
+    /// The HCL report's user-data is not the expected report_data.
+    #[error("HCL report user-data {got:?} differs from the expected report_data {expected}")]
+    UserDataMismatch {
+        /// Expected, hex.
+        expected: String,
+        /// Found (hex), or `None` when the runtime data has none.
+        got: Option<String>,
+    },
     /// A base64 field of TPM evidence does not decode.
     #[error("TPM evidence field {field}: {reason}")]
     BadEncoding {

@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use super::error::TpmError;
 use super::marshal::{Reader, Writer};
 use super::types::{
-    ALG_ECC, ALG_ECDAA, ALG_ECDSA, ALG_NULL, ALG_RSA, ALG_SHA256, ALG_SHA384, ALG_SHA512,
-    ECC_NIST_P256,
+    ALG_ECC, ALG_ECDAA, ALG_ECDSA, ALG_NULL, ALG_RSA, ALG_RSASSA, ALG_SHA256, ALG_SHA384,
+    ALG_SHA512, ECC_NIST_P256,
 };
 
 /// TPMA_OBJECT.fixedTPM: the key cannot leave this TPM.
@@ -63,19 +63,48 @@ pub struct AkPublic {
     pub key: PublicKey,
 }
 
-/// The TPMT_PUBLIC template of our attestation key: ECC P-256, ECDSA with SHA-256, restricted
-/// signing, nameAlg SHA-256, empty auth policy. Fixed, so a TPM derives the same primary key
-/// from it every time (CreatePrimary is deterministic per hierarchy seed and template).
+/// The TPMT_PUBLIC template of an attestation key: restricted signing, nameAlg SHA-256, empty
+/// auth policy, no symmetric algorithm. Fixed, so a TPM derives the same primary key from it
+/// every time (CreatePrimary is deterministic per hierarchy seed and template).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AkTemplate {
+    /// ECC NIST P-256, ECDSA with SHA-256: ours.
+    #[default]
+    EccP256,
+    /// RSA-2048, RSASSA-PKCS1-v1_5 with SHA-256: the shape of Azure's vTPM AK.
+    Rsa2048,
+}
+
+impl AkTemplate {
+    /// The TPMT_PUBLIC bytes.
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Self::EccP256 => {
+                w.u16(ALG_ECC).u16(ALG_SHA256).u32(AK_ATTRIBUTES);
+                w.u16(0); // authPolicy: empty
+                w.u16(ALG_NULL); // symmetric: none (a signing key)
+                w.u16(ALG_ECDSA).u16(ALG_SHA256); // scheme
+                w.u16(ECC_NIST_P256);
+                w.u16(ALG_NULL); // kdf
+                w.u16(0).u16(0); // unique: empty x, y
+            }
+            Self::Rsa2048 => {
+                w.u16(ALG_RSA).u16(ALG_SHA256).u32(AK_ATTRIBUTES);
+                w.u16(0);
+                w.u16(ALG_NULL);
+                w.u16(ALG_RSASSA).u16(ALG_SHA256);
+                w.u16(2048).u32(0); // key bits, exponent 65537
+                w.u16(0); // unique: empty modulus
+            }
+        }
+        w.into_bytes()
+    }
+}
+
+/// Our attestation key's template ([`AkTemplate::EccP256`]).
 pub fn ak_template() -> Vec<u8> {
-    let mut w = Writer::new();
-    w.u16(ALG_ECC).u16(ALG_SHA256).u32(AK_ATTRIBUTES);
-    w.u16(0); // authPolicy: empty
-    w.u16(ALG_NULL); // symmetric: none (a signing key)
-    w.u16(ALG_ECDSA).u16(ALG_SHA256); // scheme
-    w.u16(ECC_NIST_P256);
-    w.u16(ALG_NULL); // kdf
-    w.u16(0).u16(0); // unique: empty x, y
-    w.into_bytes()
+    AkTemplate::EccP256.to_bytes()
 }
 
 impl AkPublic {
@@ -244,6 +273,19 @@ mod tests {
             PublicKey::EccP256 {
                 x: [0; 32],
                 y: [0; 32]
+            }
+        );
+    }
+
+    #[test]
+    fn rsa_template_parses_as_an_attestation_key() {
+        let t = AkPublic::from_tpmt(&AkTemplate::Rsa2048.to_bytes()).unwrap();
+        t.check_attestation_key().unwrap();
+        assert_eq!(
+            t.key,
+            PublicKey::Rsa {
+                modulus: vec![],
+                exponent: 65537
             }
         );
     }
