@@ -205,7 +205,7 @@ impl<T: Transport> Tpm<T> {
         Ok(())
     }
 
-    /// TPM2_CreatePrimary of our attestation key ([`ak_template`]) under `hierarchy`: the same
+    /// TPM2_CreatePrimary of our attestation key ([`AkTemplate::EccP256`]) under `hierarchy`: the same
     /// TPM gives the same key each time. Returns the transient handle (flush it when done) and
     /// the key's public area.
     pub fn create_primary_ak(&mut self, hierarchy: Hierarchy) -> Result<(u32, AkPublic), TpmError> {
