@@ -204,6 +204,10 @@ fi
 # `deno serve` under `wrk` as well as under the bench's own client.
 apt_install_missing wrk
 
+# A software TPM 2.0 for attest's TPM tests (attest/src/tpm/tests/) and the swtpm boot:
+# `swtpm socket --tpm2` serves TPM commands on a TCP port; swtpm-tools has swtpm_setup.
+apt_install_missing swtpm swtpm-tools
+
 # ---------------------------------------------------------------------------------------------
 # An independent SEV-SNP launch-digest calculator: virtee's sev-snp-measure (Python, PyPI), pinned
 # with its dependencies, in a venv outside the repository. The e2e image test checks the

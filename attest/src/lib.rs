@@ -7,6 +7,7 @@
 //! - [`verify`] / [`Verifier`]: checks evidence against a [`Policy`] at a given time and
 //!   returns [`Verified`] or a typed [`VerifyError`].
 //! - [`snp_derived_key`]: a sealing key from the AMD secure processor.
+//! - [`tpm`]: TPM 2.0 quotes (a pure-Rust client, quote verification, [`tpm::TpmEvidence`]).
 //!
 //! See README.md for the evidence format, the binding, and what is (and is not) checked.
 
@@ -26,6 +27,7 @@ mod policy;
 pub mod sealing;
 pub mod snp;
 mod tdx;
+pub mod tpm;
 mod tsm;
 mod verify;
 
