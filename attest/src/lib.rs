@@ -18,6 +18,7 @@ mod binding;
 mod detect;
 mod encoding;
 mod error;
+pub mod eventlog;
 mod evidence;
 mod host;
 mod measurement;
