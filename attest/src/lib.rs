@@ -7,6 +7,8 @@
 //! - [`verify`] / [`Verifier`]: checks evidence against a [`Policy`] at a given time and
 //!   returns [`Verified`] or a typed [`VerifyError`].
 //! - [`snp_derived_key`]: a sealing key from the AMD secure processor.
+//! - [`eventlog`]: boot event logs (TPM, TDX CCEL): parse, replay against quoted registers,
+//!   check the image's predicted boot events.
 //!
 //! See README.md for the evidence format, the binding, and what is (and is not) checked.
 
@@ -42,7 +44,8 @@ pub use evidence::{
     FORMAT_VERSION,
 };
 pub use measurement::{
-    Digest48, ExpectedMeasurements, ManifestError, SnpMeasurement, TdxMeasurements,
+    Digest48, ExpectedMeasurements, ManifestError, SnpMeasurement, TdxFirmware, TdxMeasurements,
+    UefiPlatform,
 };
 pub use policy::{Policy, SnpPolicy, TdxPolicy, TdxTcbStatus};
 pub use snp::verify::SnpTcbs;

@@ -72,6 +72,7 @@ pub(crate) mod vectors {
         TdxEvidence {
             quote: quote.to_vec(),
             collateral: Some(serde_json::from_str(collateral).unwrap()),
+            event_log: None,
         }
     }
 

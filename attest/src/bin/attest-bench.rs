@@ -147,6 +147,7 @@ fn tdx_case(name: &'static str, quote: &[u8], collateral: &str, now: u64) -> Res
         evidence: Evidence::Tdx(TdxEvidence {
             quote: quote.to_vec(),
             collateral: Some(collateral),
+            event_log: None,
         }),
         policy,
         now: UNIX_EPOCH + Duration::from_secs(now),
