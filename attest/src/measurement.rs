@@ -312,14 +312,18 @@ impl ExpectedMeasurements {
                     .into(),
             );
         }
-        expected.uefi = predictions
-            .platforms
-            .into_iter()
-            .map(|(platform, prediction)| UefiPlatform {
+        for (platform, prediction) in predictions.platforms {
+            if prediction.registers().is_empty() {
+                notes.push(format!(
+                    "UEFI platform {platform} is refused: the manifest predicts nothing for it"
+                ));
+                continue;
+            }
+            expected.uefi.push(UefiPlatform {
                 platform,
                 prediction,
-            })
-            .collect();
+            });
+        }
         if expected.snp.is_empty() && expected.tdx.is_empty() && expected.uefi.is_empty() {
             return Err(ManifestError::NothingUsable(notes.join("; ")));
         }
@@ -515,7 +519,8 @@ mod tests {
         }});
         manifest["uefi"] = serde_json::json!({"uki": {}, "disk": {}, "predictions": {
             "gcp-tdx": rtmr(&"55".repeat(48)),
-            "azure-vtpm": {"trust": "Azure's vTPM", "values": {"PCR4": "33".repeat(32)}}
+            "azure-vtpm": {"trust": "Azure's vTPM", "values": {"PCR4": "33".repeat(32)}},
+            "aws-snp": {"trust": "nothing predicted yet", "events": [], "values": {}}
         }});
         let (expected, notes) = ExpectedMeasurements::from_image_manifest(&manifest, None).unwrap();
         let names: Vec<&str> = expected.uefi.iter().map(|p| p.platform.as_str()).collect();

@@ -185,6 +185,14 @@ fn a_predicted_value_that_does_not_replay_is_refused() {
 }
 
 #[test]
+fn an_empty_prediction_accepts_nothing() {
+    assert!(matches!(
+        check_tdx(&tdx_boot(&[UKI], true), &PlatformPrediction::default()),
+        Err(EventLogError::BadPredictions(_))
+    ));
+}
+
+#[test]
 fn a_log_that_does_not_replay_never_reaches_the_image_check() {
     let log = tdx_boot(&[UKI], true);
     let mut quote = quote_for(&log);
