@@ -55,7 +55,8 @@ pub enum EventLogError {
         /// What the manifest says the event is.
         what: String,
     },
-    /// The log has a boot application the manifest does not predict (another boot path).
+    /// The log has a boot application (or UEFI driver) the manifest does not predict: another
+    /// boot path, other code.
     #[error(
         "{register}: unexpected {event_type} {digest} at byte {offset}: not a predicted boot step"
     )]

@@ -11,9 +11,9 @@
 //!   replayed log.
 //!
 //! Register numbering: in a TPM log the index is the PCR (0..23). In a CCEL log it is the CC
-//! measurement register index of the UEFI spec's `EFI_CC_MEASUREMENT_PROTOCOL` for TDX (and
-//! TDVF's `MapPcrToMrIndex`): 0 = MRTD, 1 = RTMR[0] (PCR 1, 7), 2 = RTMR[1] (PCR 2..6),
-//! 3 = RTMR[2] (PCR 8..15), 4 = RTMR[3].
+//! measurement register index of the UEFI spec's `EFI_CC_MEASUREMENT_PROTOCOL` for TDX (UEFI
+//! 2.10 section 38.4.1, and TDVF's `MapPcrToMrIndex`): 0 = MRTD, 1 = RTMR[0] (PCR 1, 7),
+//! 2 = RTMR[1] (PCR 2..6), 3 = RTMR[2] (PCR 8..15), 4 = RTMR[3].
 
 mod error;
 mod event_type;

@@ -125,7 +125,8 @@ impl ImagePredictions {
 
 /// Checks a replayed log against one platform's predictions: every predicted event is in its
 /// register with its digest, in the predicted order; the register has no
-/// EV_EFI_BOOT_SERVICES_APPLICATION the prediction does not name (another boot path); each
+/// EV_EFI_BOOT_SERVICES_APPLICATION (nor boot/runtime services driver) the prediction does not
+/// name (another boot path, other code); each
 /// predicted value equals the replayed one. Every register used must be one the quote vouched
 /// for ([`ReplayedLog::verified`]).
 pub fn check_image_events(
@@ -226,9 +227,7 @@ fn check_register(
         .first()
         .map(|p| p.digest_alg)
         .unwrap_or(replay_alg);
-    if let Some(j) = (0..logged.len())
-        .find(|&j| !matched[j] && logged[j].event_type == EventType::EfiBootServicesApplication)
-    {
+    if let Some(j) = (0..logged.len()).find(|&j| !matched[j] && is_code(logged[j].event_type)) {
         return Err(EventLogError::UnexpectedEvent {
             register,
             event_type: logged[j].event_type,
@@ -237,6 +236,17 @@ fn check_register(
         });
     }
     Ok(())
+}
+
+/// Events that record code the firmware ran: a boot application (loader, UKI) or a UEFI driver
+/// (e.g. from an option ROM).
+fn is_code(t: EventType) -> bool {
+    matches!(
+        t,
+        EventType::EfiBootServicesApplication
+            | EventType::EfiBootServicesDriver
+            | EventType::EfiRuntimeServicesDriver
+    )
 }
 
 /// `BTreeMap<MeasuredRegister, Vec<u8>>` with hex values.

@@ -148,6 +148,27 @@ fn an_extra_boot_application_is_unexpected() {
 }
 
 #[test]
+fn an_unpredicted_uefi_driver_is_unexpected() {
+    let mut log = tdx_boot(&[UKI], true);
+    let mut w = LogWriter::new(1, &[HashAlg::Sha384]);
+    w.event(
+        2,
+        EventType::EfiBootServicesDriver,
+        &[(HashAlg::Sha384, vec![0x99; 48])],
+        b"rom",
+    );
+    let header_len = EventLog::parse(&w.bytes(), LogKind::Ccel).unwrap().events[0].offset;
+    log.extend_from_slice(&w.bytes()[header_len..]);
+    assert!(matches!(
+        check_tdx(&log, &tdx_prediction()),
+        Err(EventLogError::UnexpectedEvent {
+            event_type: EventType::EfiBootServicesDriver,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn a_missing_or_reordered_event_is_missing() {
     assert!(matches!(
         check_tdx(&tdx_boot(&[UKI], false), &tdx_prediction()),
