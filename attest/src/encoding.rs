@@ -18,6 +18,33 @@ pub(crate) mod b64 {
     }
 }
 
+/// `Option<Vec<u8>>` as standard base64 with padding (`None` is skipped or null).
+pub(crate) mod b64_opt {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(
+        bytes: &Option<Vec<u8>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_str(&STANDARD.encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        STANDARD
+            .decode(text.as_bytes())
+            .map(Some)
+            .map_err(D::Error::custom)
+    }
+}
+
 /// `Vec<u8>` as lowercase hex (upper case accepted on input).
 pub(crate) mod hex_vec {
     use super::*;

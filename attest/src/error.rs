@@ -101,6 +101,13 @@ pub enum MeasurementError {
         /// "snp" or "tdx".
         tee: &'static str,
     },
+    /// A UEFI-booted TD runs on firmware whose MRTD is not in the policy's allow-list
+    /// (`expected.tdx_firmware`).
+    #[error("MRTD {mrtd} is not a cloud TDX firmware the policy allows (expected.tdx_firmware)")]
+    FirmwareNotAllowed {
+        /// The quote's MRTD, hex.
+        mrtd: String,
+    },
     /// The register differs from every expected value.
     #[error("{register} {got} is not an expected measurement")]
     Mismatch {
@@ -319,6 +326,10 @@ pub enum VerifyError {
     /// The launch measurement is not expected.
     #[error(transparent)]
     Measurement(#[from] MeasurementError),
+    /// The boot event log is missing, does not replay to the quoted registers, or does not show
+    /// the image's predicted boot.
+    #[error(transparent)]
+    EventLog(#[from] crate::eventlog::EventLogError),
     /// The report_data is not the one the verifier expects (not bound to this key and nonce).
     #[error("report_data {got} differs from the expected {expected}")]
     ReportDataMismatch {

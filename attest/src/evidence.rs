@@ -8,13 +8,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{b64, hex_array, hex_vec};
+use crate::encoding::{b64, b64_opt, hex_array, hex_vec};
 use crate::Tee;
 
 /// The evidence format version this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Attestation evidence from one TEE.
+// One value per attestation; boxing the TDX variant (its collateral) would only add an allocation
+// and change every constructor.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "Envelope", try_from = "Envelope")]
 pub enum Evidence {
@@ -145,6 +148,11 @@ pub struct TdxEvidence {
     /// Collateral, when the attester fetched it. Untrusted: it is signed by Intel and checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collateral: Option<TdxCollateral>,
+    /// The boot event log the firmware left in the CCEL ACPI table (its log area, as read), when
+    /// the TD booted through UEFI firmware that measures the boot (e.g. Google Cloud C3).
+    /// Untrusted: the verifier replays it against the quote's RTMRs.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "b64_opt")]
+    pub event_log: Option<Vec<u8>>,
 }
 
 /// DCAP collateral for a quote: CRLs, TCB info and QE identity with their issuer chains, as a
@@ -194,6 +202,7 @@ struct Envelope {
     body: Body,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "tee", rename_all = "lowercase")]
 enum Body {

@@ -8,6 +8,8 @@
 //!   returns [`Verified`] or a typed [`VerifyError`].
 //! - [`snp_derived_key`]: a sealing key from the AMD secure processor.
 //! - [`tpm`]: TPM 2.0 quotes (a pure-Rust client, quote verification, [`tpm::TpmEvidence`]).
+//! - [`eventlog`]: boot event logs (TPM, TDX CCEL): parse, replay against quoted registers,
+//!   check the image's predicted boot events.
 //!
 //! See README.md for the evidence format, the binding, and what is (and is not) checked.
 
@@ -19,6 +21,7 @@ mod binding;
 mod detect;
 mod encoding;
 mod error;
+pub mod eventlog;
 mod evidence;
 mod host;
 mod measurement;
@@ -43,7 +46,8 @@ pub use evidence::{
     FORMAT_VERSION,
 };
 pub use measurement::{
-    Digest48, ExpectedMeasurements, ManifestError, SnpMeasurement, TdxMeasurements,
+    Digest48, ExpectedMeasurements, ManifestError, SnpMeasurement, TdxFirmware, TdxMeasurements,
+    UefiPlatform,
 };
 pub use policy::{Policy, SnpPolicy, TdxPolicy, TdxTcbStatus};
 pub use snp::verify::SnpTcbs;

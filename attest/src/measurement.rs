@@ -6,7 +6,9 @@
 //! ```json
 //! {
 //!   "snp": [{ "launch_digest": "…", "label": "4 vCPU EPYC-v4" }],
-//!   "tdx": [{ "mrtd": "…", "rtmr0": "…", "rtmr1": "…", "rtmr2": "…", "rtmr3": "…" }]
+//!   "tdx": [{ "mrtd": "…", "rtmr0": "…", "rtmr1": "…", "rtmr2": "…", "rtmr3": "…" }],
+//!   "uefi": [{ "platform": "gcp-tdx", "prediction": { "trust": "…", "events": […], "values": {…} } }],
+//!   "tdx_firmware": [{ "mrtd": "…", "label": "Google Cloud C3 TDX firmware" }]
 //! }
 //! ```
 
@@ -16,6 +18,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{MeasurementError, Register};
+use crate::eventlog::{EventLogError, ImagePredictions, PlatformPrediction};
 
 /// A 48-byte (SHA-384 sized) measurement register value: the SNP launch digest, TDX MRTD or an
 /// RTMR. Hex in text forms.
@@ -113,6 +116,39 @@ pub struct ExpectedMeasurements {
     /// Accepted TDX register sets.
     #[serde(default)]
     pub tdx: Vec<TdxMeasurements>,
+    /// Accepted UEFI boots of the image, per platform: the boot events and register values the
+    /// image manifest predicts (`uefi.predictions`). A TDX launch whose registers are not one of
+    /// `tdx` is checked against the TDX platforms here with its event log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uefi: Vec<UefiPlatform>,
+    /// Cloud TDX firmware (MRTD) the verifier accepts for UEFI boots. The firmware is the cloud's,
+    /// not the image's: this allow-list is the only source of accepted MRTDs, never the evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tdx_firmware: Vec<TdxFirmware>,
+}
+
+/// One platform's predicted UEFI boot of the image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UefiPlatform {
+    /// The manifest's platform name (`gcp-tdx`, `azure-vtpm`, `qemu-ovmf-tpm`, …).
+    pub platform: String,
+    /// Its predicted events and register values.
+    pub prediction: PlatformPrediction,
+}
+
+/// An accepted cloud TDX firmware: its MRTD, and optionally the RTMR[0] it must have produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxFirmware {
+    /// The firmware's MRTD.
+    pub mrtd: Digest48,
+    /// If set, RTMR[0] must equal it. RTMR[0] holds the firmware's configuration (TD HOB, ACPI
+    /// tables, Secure Boot variables: the host's and the cloud's, per VM shape); unset, its
+    /// events are authenticated by the replay but their content is not judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtmr0: Option<Digest48>,
+    /// Free text for people (whose firmware, where the value comes from); not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 impl ExpectedMeasurements {
@@ -175,6 +211,9 @@ pub enum ManifestError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `uefi.predictions` is malformed.
+    #[error(transparent)]
+    Predictions(#[from] EventLogError),
     /// Neither TEE has a measurement the verifier could check.
     #[error("the manifest gives no measurement a verifier can check: {0}")]
     NothingUsable(String),
@@ -186,8 +225,9 @@ impl ExpectedMeasurements {
     /// …}`. SNP: the launch digest. TDX: MRTD and RTMR[1..3] from the manifest; RTMR[0] holds the
     /// host's VM configuration (ACPI tables, memory, vCPUs), which the image build cannot know,
     /// so it comes from `tdx_rtmr0` (read from a known-good boot on that host) — without it no
-    /// TDX launch is accepted. Returns the measurements and, for people, a note for each TEE
-    /// whose launches will be refused.
+    /// TDX launch is accepted. `uefi.predictions`, when present, become [`Self::uefi`] (the
+    /// cloud firmware's MRTDs are not in the manifest: see [`Self::tdx_firmware`]). Returns the
+    /// measurements and, for people, a note for each TEE whose launches will be refused.
     pub fn from_image_manifest(
         manifest: &serde_json::Value,
         tdx_rtmr0: Option<Digest48>,
@@ -260,7 +300,31 @@ impl ExpectedMeasurements {
                 notes.push("TDX launches are refused: the manifest has no TDX values".into())
             }
         }
-        if expected.snp.is_empty() && expected.tdx.is_empty() {
+        let predictions = ImagePredictions::from_image_manifest(manifest)?;
+        if predictions
+            .platforms
+            .values()
+            .any(PlatformPrediction::is_tdx)
+        {
+            notes.push(
+                "TDX UEFI boots (the manifest's TDX platforms) are accepted only on cloud firmware \
+                 whose MRTD the policy lists (expected.tdx_firmware); the manifest cannot know it"
+                    .into(),
+            );
+        }
+        for (platform, prediction) in predictions.platforms {
+            if prediction.registers().is_empty() {
+                notes.push(format!(
+                    "UEFI platform {platform} is refused: the manifest predicts nothing for it"
+                ));
+                continue;
+            }
+            expected.uefi.push(UefiPlatform {
+                platform,
+                prediction,
+            });
+        }
+        if expected.snp.is_empty() && expected.tdx.is_empty() && expected.uefi.is_empty() {
             return Err(ManifestError::NothingUsable(notes.join("; ")));
         }
         Ok((expected, notes))
@@ -303,7 +367,7 @@ mod tests {
                 launch_digest: digest(1),
                 label: None,
             }],
-            tdx: vec![],
+            ..Default::default()
         };
         assert!(expected.check_snp(&digest(1)).is_ok());
         assert!(matches!(
@@ -322,8 +386,8 @@ mod tests {
     #[test]
     fn tdx_check_names_the_differing_register() {
         let expected = ExpectedMeasurements {
-            snp: vec![],
             tdx: vec![tdx([1, 2, 3, 4, 5])],
+            ..Default::default()
         };
         assert!(expected.check_tdx(&tdx([1, 2, 3, 4, 5])).is_ok());
         for (i, register) in [
@@ -438,6 +502,43 @@ mod tests {
         assert!(matches!(
             ExpectedMeasurements::from_image_manifest(&none, Some(digest(1))),
             Err(ManifestError::NothingUsable(_))
+        ));
+    }
+
+    #[test]
+    fn uefi_predictions_are_read_when_present() {
+        let rtmr = |d: &str| {
+            serde_json::json!({"trust": "the cloud's firmware",
+            "events": [{"register": "RTMR1", "event_type": "EV_EFI_BOOT_SERVICES_APPLICATION",
+                        "digest_alg": "sha384", "digest": d, "what": "the UKI"}],
+            "values": {"RTMR1": "22".repeat(48)}})
+        };
+        let mut manifest = serde_json::json!({ "measurements": {
+            "snp": { "status": "not_computed", "reason": "--no-snp" },
+            "tdx": { "status": "not_computed", "reason": "--no-tdx" }
+        }});
+        manifest["uefi"] = serde_json::json!({"uki": {}, "disk": {}, "predictions": {
+            "gcp-tdx": rtmr(&"55".repeat(48)),
+            "azure-vtpm": {"trust": "Azure's vTPM", "values": {"PCR4": "33".repeat(32)}},
+            "aws-snp": {"trust": "nothing predicted yet", "events": [], "values": {}}
+        }});
+        let (expected, notes) = ExpectedMeasurements::from_image_manifest(&manifest, None).unwrap();
+        let names: Vec<&str> = expected.uefi.iter().map(|p| p.platform.as_str()).collect();
+        assert_eq!(names, ["azure-vtpm", "gcp-tdx"]);
+        assert!(expected.uefi[1].prediction.is_tdx());
+        assert!(expected.tdx_firmware.is_empty(), "never from the manifest");
+        assert!(
+            notes.iter().any(|n| n.contains("tdx_firmware")),
+            "{notes:?}"
+        );
+        // The policy JSON carries them.
+        let back: ExpectedMeasurements =
+            serde_json::from_str(&serde_json::to_string(&expected).unwrap()).unwrap();
+        assert_eq!(back, expected);
+        manifest["uefi"]["predictions"]["gcp-tdx"] = rtmr("55");
+        assert!(matches!(
+            ExpectedMeasurements::from_image_manifest(&manifest, None),
+            Err(ManifestError::Predictions(_))
         ));
     }
 }

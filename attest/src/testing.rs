@@ -32,6 +32,19 @@ pub(crate) mod vectors {
     pub(crate) const TDX_OUTDATED_COLLATERAL: &str =
         include_str!("../testdata/tdx/tdx_quote_outdated_collateral.json");
 
+    /// Google Cloud C3 TDX, Container-Optimized OS 113: the CCEL log area (256 KiB, 0xFF padded)
+    /// and the quote taken after boot (google/go-tdx-guest; testdata/eventlog/README.md).
+    pub(crate) const GCP_TDX_CCEL: &[u8] =
+        include_bytes!("../testdata/eventlog/gcp_tdx_cos113_ccel.bin");
+    pub(crate) const GCP_TDX_QUOTE: &[u8] =
+        include_bytes!("../testdata/eventlog/gcp_tdx_cos113_quote.bin");
+    /// Google Compute Engine N2D SEV-SNP, Ubuntu 24.04: the vTPM's event log (go-tpm-tools).
+    pub(crate) const GCE_TPM_LOG: &[u8] =
+        include_bytes!("../testdata/eventlog/gce_ubuntu2404_sevsnp_tpm.bin");
+    /// A laptop's TPM event log with a StartupLocality 3 event (go-tpm-tools).
+    pub(crate) const LOCALITY3_TPM_LOG: &[u8] =
+        include_bytes!("../testdata/eventlog/glinux_laptop_locality3_tpm.bin");
+
     /// A time inside every SNP vector's certificates' validity (2026-01-01).
     pub(crate) fn snp_now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_767_225_600)
@@ -59,6 +72,7 @@ pub(crate) mod vectors {
         TdxEvidence {
             quote: quote.to_vec(),
             collateral: Some(serde_json::from_str(collateral).unwrap()),
+            event_log: None,
         }
     }
 

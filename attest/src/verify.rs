@@ -151,8 +151,10 @@ pub fn verify_with(
             }
         }
         Evidence::Tdx(e) => {
-            let v = tdx::verify::verify(e, endorsements.tdx_collateral.as_ref(), &policy.tdx, now)?;
-            policy.expected.check_tdx(&v.measurements)?;
+            let mut v =
+                tdx::verify::verify(e, endorsements.tdx_collateral.as_ref(), &policy.tdx, now)?;
+            v.details.uefi_platform =
+                tdx::boot::check_launch(&policy.expected, &v.measurements, e.event_log.as_deref())?;
             Verified {
                 tee: Tee::Tdx,
                 insecure: false,

@@ -331,6 +331,7 @@ mod tests {
                 label: None,
             }],
             tdx: vec![t.clone()],
+            ..ExpectedMeasurements::default()
         };
         let mut policy = Policy {
             expected,

@@ -40,5 +40,6 @@ pub(crate) fn from_tsm(report: TsmReport, report_data: &[u8; 64]) -> Result<TdxE
     Ok(TdxEvidence {
         quote: report.outblob,
         collateral: None,
+        event_log: None,
     })
 }

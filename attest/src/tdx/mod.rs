@@ -1,5 +1,6 @@
 //! Intel TDX: getting quotes (configfs-tsm) and verifying them with dcap-qvl plus our checks.
 
+pub(crate) mod boot;
 pub(crate) mod get;
 pub(crate) mod verify;
 

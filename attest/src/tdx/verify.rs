@@ -45,6 +45,9 @@ pub struct TdxDetails {
     pub mr_owner: [u8; 48],
     /// MROWNERCONFIG.
     pub mr_owner_config: [u8; 48],
+    /// The `expected.uefi` platform whose predicted boot the event log showed; `None` when the
+    /// registers matched `expected.tdx` exactly (direct boot).
+    pub uefi_platform: Option<String>,
 }
 
 pub(crate) struct TdxVerified {
@@ -104,6 +107,7 @@ pub(crate) fn verify(
             mr_config_id: td.mr_config_id,
             mr_owner: td.mr_owner,
             mr_owner_config: td.mr_owner_config,
+            uefi_platform: None,
         },
     })
 }

@@ -1,0 +1,196 @@
+//! The TDX launch decision: exact registers, or an allow-listed firmware plus a boot log that
+//! replays and shows the image. On the recorded Google Cloud TDX quote and CCEL log, and through
+//! `verify` on a recorded quote with collateral.
+
+use super::*;
+use crate::error::Register;
+use crate::eventlog::{EventLog, EventType, HashAlg, LogKind, MeasuredRegister};
+use crate::eventlog::{PlatformPrediction, PredictedEvent};
+use crate::measurement::{Digest48, TdxFirmware};
+use crate::testing::vectors::*;
+
+/// The recorded GCP quote's registers (its signature is not checked here: no collateral).
+fn gcp_registers() -> TdxMeasurements {
+    let quote = dcap_qvl::quote::Quote::parse(GCP_TDX_QUOTE).unwrap();
+    let td = quote.report.as_td10().unwrap();
+    TdxMeasurements {
+        mrtd: Digest48(td.mr_td),
+        rtmr0: Digest48(td.rt_mr0),
+        rtmr1: Digest48(td.rt_mr1),
+        rtmr2: Digest48(td.rt_mr2),
+        rtmr3: Digest48(td.rt_mr3),
+        label: None,
+    }
+}
+
+/// Predictions for the recorded boot: its two boot applications in RTMR[1], RTMR[1..2] values.
+fn gcp_prediction(app_digests: &[Vec<u8>]) -> UefiPlatform {
+    let got = gcp_registers();
+    let rtmr1 = MeasuredRegister::Rtmr(1);
+    UefiPlatform {
+        platform: "gcp-tdx".into(),
+        prediction: PlatformPrediction {
+            trust: "Google's TDX firmware".into(),
+            events: app_digests
+                .iter()
+                .map(|d| PredictedEvent {
+                    register: rtmr1,
+                    event_type: EventType::EfiBootServicesApplication,
+                    digest_alg: HashAlg::Sha384,
+                    digest: d.clone(),
+                    what: "boot application".into(),
+                })
+                .collect(),
+            values: [
+                (rtmr1, got.rtmr1.0.to_vec()),
+                (MeasuredRegister::Rtmr(2), got.rtmr2.0.to_vec()),
+            ]
+            .into(),
+        },
+    }
+}
+
+fn recorded_apps() -> Vec<Vec<u8>> {
+    EventLog::parse(GCP_TDX_CCEL, LogKind::Ccel)
+        .unwrap()
+        .events
+        .iter()
+        .filter(|e| e.event_type == EventType::EfiBootServicesApplication)
+        .map(|e| e.digest(HashAlg::Sha384).unwrap().to_vec())
+        .collect()
+}
+
+fn gcp_policy() -> ExpectedMeasurements {
+    ExpectedMeasurements {
+        uefi: vec![gcp_prediction(&recorded_apps())],
+        tdx_firmware: vec![TdxFirmware {
+            mrtd: gcp_registers().mrtd,
+            rtmr0: None,
+            label: Some("Google Cloud C3 TDX firmware (recorded)".into()),
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_uefi_boot_is_accepted_by_allowed_firmware_and_a_matching_log() {
+    assert_eq!(
+        check_launch(&gcp_policy(), &gcp_registers(), Some(GCP_TDX_CCEL)),
+        Ok(Some("gcp-tdx".into()))
+    );
+    // Pinning RTMR[0] too.
+    let mut pinned = gcp_policy();
+    pinned.tdx_firmware[0].rtmr0 = Some(gcp_registers().rtmr0);
+    assert!(check_launch(&pinned, &gcp_registers(), Some(GCP_TDX_CCEL)).is_ok());
+    pinned.tdx_firmware[0].rtmr0 = Some(Digest48([0; 48]));
+    assert!(matches!(
+        check_launch(&pinned, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        Err(VerifyError::Measurement(MeasurementError::Mismatch {
+            register: Register::Rtmr0,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn a_uefi_boot_needs_the_log_and_an_allowed_firmware() {
+    assert_eq!(
+        check_launch(&gcp_policy(), &gcp_registers(), None),
+        Err(VerifyError::EventLog(EventLogError::Missing))
+    );
+    let mut no_firmware = gcp_policy();
+    no_firmware.tdx_firmware.clear();
+    assert!(matches!(
+        check_launch(&no_firmware, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        Err(VerifyError::Measurement(MeasurementError::FirmwareNotAllowed { mrtd })) if mrtd == gcp_registers().mrtd.to_string()
+    ));
+}
+
+#[test]
+fn a_tampered_log_or_another_image_is_refused() {
+    let log = EventLog::parse(GCP_TDX_CCEL, LogKind::Ccel).unwrap();
+    let app = log
+        .events
+        .iter()
+        .find(|e| e.event_type == EventType::EfiBootServicesApplication)
+        .unwrap();
+    let mut tampered = GCP_TDX_CCEL.to_vec();
+    tampered[app.offset + 20] ^= 4;
+    assert!(matches!(
+        check_launch(&gcp_policy(), &gcp_registers(), Some(&tampered)),
+        Err(VerifyError::EventLog(EventLogError::DoesNotReplay { .. }))
+    ));
+    // The image predicts another second application (its UKI): the recorded GRUB is refused.
+    let mut apps = recorded_apps();
+    apps[1][0] ^= 1;
+    let mut other_image = gcp_policy();
+    other_image.uefi = vec![gcp_prediction(&apps)];
+    assert!(matches!(
+        check_launch(&other_image, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        Err(VerifyError::EventLog(EventLogError::WrongUkiDigest { .. }))
+    ));
+}
+
+#[test]
+fn the_exact_register_path_is_kept() {
+    let got = gcp_registers();
+    let mut policy = gcp_policy();
+    policy.tdx.push(got.clone());
+    assert_eq!(check_launch(&policy, &got, None), Ok(None));
+    // Exact values that differ, and no log: the exact mismatch is the reason given.
+    policy.tdx[0].rtmr2 = Digest48([9; 48]);
+    assert!(matches!(
+        check_launch(&policy, &got, None),
+        Err(VerifyError::Measurement(MeasurementError::Mismatch {
+            register: Register::Rtmr2,
+            ..
+        }))
+    ));
+    // Only vTPM (PCR) predictions: no TDX UEFI path, the exact check decides.
+    let mut vtpm = gcp_policy();
+    vtpm.uefi[0].prediction.events.clear();
+    vtpm.uefi[0].prediction.values = [(MeasuredRegister::Pcr(4), vec![0; 32])].into();
+    assert!(matches!(
+        check_launch(&vtpm, &got, Some(GCP_TDX_CCEL)),
+        Err(VerifyError::Measurement(MeasurementError::NoneExpected {
+            tee: "tdx"
+        }))
+    ));
+}
+
+#[test]
+fn verify_uses_the_event_log_of_tdx_evidence() {
+    let mut evidence = tdx(TDX_V4, TDX_V4_COLLATERAL);
+    let now = tdx_now(&evidence);
+    let quote = dcap_qvl::quote::Quote::parse(TDX_V4).unwrap();
+    let mut policy = crate::Policy {
+        expected: gcp_policy(),
+        ..Default::default()
+    };
+    policy.expected.tdx_firmware[0].mrtd = Digest48(quote.report.as_td10().unwrap().mr_td);
+    let check =
+        |e: &crate::TdxEvidence| crate::verify(&crate::Evidence::Tdx(e.clone()), &policy, now);
+    assert_eq!(
+        check(&evidence).map(|_| ()),
+        Err(VerifyError::EventLog(EventLogError::Missing))
+    );
+    // Google's log does not replay to this (other) TD's RTMRs.
+    evidence.event_log = Some(GCP_TDX_CCEL.to_vec());
+    assert!(matches!(
+        check(&evidence),
+        Err(VerifyError::EventLog(EventLogError::DoesNotReplay {
+            register: MeasuredRegister::Rtmr(0),
+            ..
+        }))
+    ));
+    // The log travels in the evidence JSON; evidence without it (older runners) still parses.
+    let json = crate::Evidence::Tdx(evidence.clone()).to_json();
+    let back = crate::Evidence::from_json(&json).unwrap();
+    assert_eq!(back, crate::Evidence::Tdx(evidence.clone()));
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old.as_object_mut().unwrap().remove("event_log");
+    let crate::Evidence::Tdx(old) = crate::Evidence::from_json(&old.to_string()).unwrap() else {
+        panic!("tdx")
+    };
+    assert_eq!(old.event_log, None);
+}
