@@ -7,6 +7,8 @@
 //! - [`verify`] / [`Verifier`]: checks evidence against a [`Policy`] at a given time and
 //!   returns [`Verified`] or a typed [`VerifyError`].
 //! - [`snp_derived_key`]: a sealing key from the AMD secure processor.
+//! - [`boot_log`]: the firmware's boot event log (TPM or TDX CCEL), raw, for a verifier to
+//!   replay.
 //!
 //! See README.md for the evidence format, the binding, and what is (and is not) checked.
 
@@ -15,6 +17,7 @@
 
 mod attester;
 mod binding;
+pub mod boot_log;
 mod detect;
 mod encoding;
 mod error;
@@ -34,6 +37,7 @@ mod testing;
 
 pub use attester::{detect, evidence, snp_derived_key, Attester};
 pub use binding::{report_data_for, BoundKey, REPORT_DATA_DOMAIN};
+pub use boot_log::{BootLog, BootLogError, BootLogKind};
 pub use detect::{Detection, Interface, Tee};
 pub use error::{CertName, Error, MeasurementError, Register, SnpError, TdxError, VerifyError};
 pub use evidence::{
