@@ -10,6 +10,8 @@
 //! - [`tpm`]: TPM 2.0 quotes (a pure-Rust client, quote verification, [`tpm::TpmEvidence`]).
 //! - [`eventlog`]: boot event logs (TPM, TDX CCEL): parse, replay against quoted registers,
 //!   check the image's predicted boot events.
+//! - [`boot_log`]: the firmware's boot event log (TPM or TDX CCEL), raw, for a verifier to
+//!   replay.
 //!
 //! See README.md for the evidence format, the binding, and what is (and is not) checked.
 
@@ -18,6 +20,7 @@
 
 mod attester;
 mod binding;
+pub mod boot_log;
 mod detect;
 mod encoding;
 mod error;
@@ -39,6 +42,7 @@ mod testing;
 
 pub use attester::{detect, evidence, snp_derived_key, Attester};
 pub use binding::{report_data_for, BoundKey, REPORT_DATA_DOMAIN};
+pub use boot_log::{BootLog, BootLogError, BootLogKind};
 pub use detect::{Detection, Interface, Tee};
 pub use error::{CertName, Error, MeasurementError, Register, SnpError, TdxError, VerifyError};
 pub use evidence::{

@@ -9,11 +9,13 @@
 //!    and `0.0.0.0:8443` (attested TLS) unless `RUNNER_LISTEN` / `RUNNER_TLS_LISTEN` say
 //!    otherwise, and starts logging to the console;
 //! 3. loads the kernel modules the image lists ([`modules`]), then mounts configfs at
-//!    `/sys/kernel/config` (the TSM report interface for attestation);
+//!    `/sys/kernel/config` (the TSM report interface for attestation) and securityfs at
+//!    `/sys/kernel/security` (the TPM's boot event log);
 //! 4. checks that the kernel's random number generator is ready and mixes in the CPU's
 //!    ([`entropy`]); checks the clock and sets it from the RTC when it is unset ([`clock`]);
 //! 5. brings up loopback and the first Ethernet interface: DHCP, or `ip=` from the kernel command
-//!    line ([`net`]);
+//!    line ([`net`]); on Azure (by its DMI asset tag), reports ready to the platform's wire server
+//!    in the background ([`azure`]);
 //! 6. reaps orphaned processes ([`reaper`]) and turns the ACPI power button and Ctrl-Alt-Del into
 //!    a graceful shutdown ([`power`]);
 //! 7. mounts the state disk (the virtio disk with serial `sw-state`, ext4) on `/var/lib/runner`
@@ -34,6 +36,7 @@
 //! A fatal error is logged to the console and the machine powers off: init never exits (the
 //! kernel would panic) and never drops to a shell (there is none).
 
+pub mod azure;
 pub mod cgroup;
 pub mod clock;
 pub mod entropy;
@@ -175,10 +178,12 @@ fn boot() -> Result<std::sync::mpsc::Receiver<reaper::Event>, InitError> {
     );
     modules::load_listed(std::path::Path::new(MODULES_LIST))?;
     mounts::mount_configfs();
+    mounts::mount_securityfs();
     entropy::check_and_seed()?;
     clock::check_and_set();
     let cmdline = read_trimmed("/proc/cmdline");
     net::configure(&cmdline)?;
+    azure::spawn_report_ready();
     power::watch()?;
     Ok(events)
 }

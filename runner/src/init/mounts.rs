@@ -1,6 +1,6 @@
-//! The file systems init mounts: the kernel's views (`/proc`, `/sys`, `/dev`) and memory-backed
-//! scratch space (`/run`, `/tmp`, `/dev/shm`). The root file system is the image's read-only root
-//! disk (or, with `--root initramfs`, the initramfs itself).
+//! The file systems init mounts: the kernel's views (`/proc`, `/sys`, `/dev`), memory-backed
+//! scratch space (`/run`, `/tmp`, `/dev/shm`), then configfs and securityfs. The root file system
+//! is the image's read-only root disk (or, with `--root initramfs`, the initramfs itself).
 
 use std::path::Path;
 
@@ -77,6 +77,15 @@ pub const CONFIGFS: Mount = Mount {
     data: "",
 };
 
+/// Where securityfs goes: the TPM's event log is `tpm0/binary_bios_measurements` below it
+/// (`attest::boot_log`). The kernel creates the directory when it has securityfs.
+pub const SECURITYFS: Mount = Mount {
+    fstype: "securityfs",
+    target: "/sys/kernel/security",
+    flags: NOSUID_NODEV_NOEXEC,
+    data: "",
+};
+
 /// Mounts [`EARLY`], creating missing mount points. Runs before logging is set up: the first error
 /// is returned for init to report once it can.
 pub fn mount_early() -> Result<(), MountError> {
@@ -99,6 +108,27 @@ pub fn mount_configfs() {
                 tsm_report = tsm,
                 "init: configfs mounted on {}",
                 CONFIGFS.target
+            );
+        }
+        Err(e) => tracing::warn!("init: {e}"),
+    }
+}
+
+/// Mounts securityfs if the kernel has it; logs whether a TPM event log is there.
+pub fn mount_securityfs() {
+    if !Path::new(SECURITYFS.target).is_dir() {
+        tracing::info!("init: no securityfs in this kernel: no TPM event log");
+        return;
+    }
+    match do_mount(&SECURITYFS) {
+        Ok(()) => {
+            let tpm_log = Path::new(SECURITYFS.target)
+                .join("tpm0/binary_bios_measurements")
+                .exists();
+            tracing::info!(
+                tpm_event_log = tpm_log,
+                "init: securityfs mounted on {}",
+                SECURITYFS.target
             );
         }
         Err(e) => tracing::warn!("init: {e}"),
@@ -137,6 +167,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn securityfs_is_where_the_tpm_event_log_is_read() {
+        assert_eq!(
+            format!("{}/tpm0/binary_bios_measurements", SECURITYFS.target),
+            attest::boot_log::TPM_LOG
+        );
+        assert!(Path::new(SECURITYFS.target).starts_with("/sys"));
+    }
+
+    #[test]
     fn each_mount_point_lies_under_an_earlier_mount_or_the_root() {
         for (i, m) in EARLY.iter().enumerate() {
             let parent = Path::new(m.target).parent().unwrap();
@@ -155,6 +194,7 @@ mod tests {
         for m in EARLY
             .iter()
             .filter(|m| ["/proc", "/sys"].contains(&m.target))
+            .chain([&CONFIGFS, &SECURITYFS])
         {
             assert!(
                 m.flags.contains(MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID),
