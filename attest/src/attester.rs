@@ -8,13 +8,16 @@ use crate::error::Error;
 use crate::evidence::Evidence;
 use crate::host::{Fs, RootedFs};
 use crate::snp::{DerivedKey, DerivedKeyRequest};
+use crate::tpm::HclReportKind;
+use crate::vtpm::get::{ccel_log, LocalTpm};
 use crate::{none, snp, tdx, tsm, Tee};
 
-/// This machine's TEE, detected once, and the way to its evidence.
+/// This machine's TEE and TPM, detected once, and the way to their evidence.
 #[derive(Debug, Clone)]
 pub struct Attester {
     fs: Arc<dyn Fs>,
     detection: Detection,
+    tpm: Option<LocalTpm>,
 }
 
 impl Attester {
@@ -30,14 +33,40 @@ impl Attester {
     }
 
     pub(crate) fn with_fs(fs: Arc<dyn Fs>) -> Self {
-        let detection = detect::probe(fs.as_ref());
+        let tpm = LocalTpm::probe(fs.as_ref());
+        Self::with_fs_and_tpm(fs, tpm)
+    }
+
+    /// Detection with the TPM given (tests: a swtpm).
+    pub(crate) fn with_fs_and_tpm(fs: Arc<dyn Fs>, tpm: Option<LocalTpm>) -> Self {
+        let mut detection = detect::probe(fs.as_ref());
+        if let Some(kind) = tpm.as_ref().and_then(|t| t.azure) {
+            detection = Detection {
+                tee: match kind {
+                    HclReportKind::Snp => Tee::Snp,
+                    HclReportKind::Tdx => Tee::Tdx,
+                },
+                interface: Interface::AzureVtpm,
+            };
+        }
         match detection.tee {
             Tee::None => tracing::warn!(
                 "no TEE found (no configfs-tsm provider, no /dev/sev-guest, no /dev/tdx_guest): evidence will be `none`, marked insecure"
             ),
             tee => tracing::info!(%tee, interface = ?detection.interface, "TEE detected"),
         }
-        Attester { fs, detection }
+        Attester { fs, detection, tpm }
+    }
+
+    /// True when the machine has a TPM: its evidence carries a quote (and the TPM event log).
+    pub fn has_tpm(&self) -> bool {
+        self.tpm.is_some()
+    }
+
+    /// True when [`Attester::snp_derived_key`] can work: SEV-SNP with the guest device (not
+    /// Azure, whose paravisor holds it).
+    pub fn has_snp_derived_key(&self) -> bool {
+        self.detection.tee == Tee::Snp && self.detection.interface != Interface::AzureVtpm
     }
 
     /// The TEE found.
@@ -50,9 +79,38 @@ impl Attester {
         self.detection
     }
 
-    /// Fresh evidence carrying `report_data` (see [`crate::report_data_for`]).
+    /// Fresh evidence carrying `report_data` (see [`crate::report_data_for`]): the TEE's, with
+    /// a TPM quote over PCRs 0–15 bound to the same report_data and the TPM event log when the
+    /// machine has a TPM (a TPM that fails is an error), and a TDX guest's CCEL log. On Azure,
+    /// the vTPM's evidence (HCL report and quote).
     pub fn evidence(&self, report_data: [u8; 64]) -> Result<Evidence, Error> {
         let fs = self.fs.as_ref();
+        if let (Interface::AzureVtpm, Some(tpm)) = (self.detection.interface, &self.tpm) {
+            return tpm
+                .azure_evidence(fs, &report_data)
+                .map(Evidence::AzureVtpm);
+        }
+        let mut evidence = self.tee_evidence(fs, report_data)?;
+        if let Evidence::Tdx(t) = &mut evidence {
+            t.event_log = ccel_log(fs)?;
+        }
+        if let Some(tpm) = &self.tpm {
+            let quote = Some(tpm.evidence(fs, &report_data)?);
+            match &mut evidence {
+                Evidence::Snp(e) => e.tpm = quote,
+                Evidence::Tdx(e) => e.tpm = quote,
+                Evidence::None(e) => e.tpm = quote,
+                Evidence::AzureVtpm(_) => {}
+            }
+        }
+        Ok(evidence)
+    }
+
+    fn tee_evidence(
+        &self,
+        fs: &dyn crate::host::Fs,
+        report_data: [u8; 64],
+    ) -> Result<Evidence, Error> {
         match (self.detection.tee, self.detection.interface) {
             (Tee::None, _) => Ok(Evidence::None(none::evidence(&report_data))),
             (Tee::Snp, Interface::ConfigfsTsm) => {
@@ -82,6 +140,12 @@ impl Attester {
         if self.detection.tee != Tee::Snp {
             return Err(Error::Unsupported {
                 what: "an SNP derived key",
+                tee: self.detection.tee,
+            });
+        }
+        if self.detection.interface == Interface::AzureVtpm {
+            return Err(Error::Unsupported {
+                what: "an SNP derived key on Azure (the paravisor holds the SEV guest device)",
                 tee: self.detection.tee,
             });
         }
@@ -169,7 +233,13 @@ mod tests {
         );
         let e = a.evidence(RD).unwrap();
         assert!(e.is_insecure());
-        assert_eq!(e, Evidence::None(crate::NoneEvidence { report_data: RD }));
+        assert_eq!(
+            e,
+            Evidence::None(crate::NoneEvidence {
+                report_data: RD,
+                tpm: None
+            })
+        );
         let now = std::time::SystemTime::now();
         assert_eq!(
             crate::verify(&e, &Policy::default(), now),

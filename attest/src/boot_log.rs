@@ -131,7 +131,7 @@ pub fn find_at(root: impl Into<PathBuf>) -> Result<Vec<BootLog>, BootLogError> {
     Ok(logs)
 }
 
-fn read_with(fs: &dyn Fs, kind: BootLogKind) -> Result<Option<BootLog>, BootLogError> {
+pub(crate) fn read_with(fs: &dyn Fs, kind: BootLogKind) -> Result<Option<BootLog>, BootLogError> {
     let path = fs.real(Path::new(kind.path()));
     let error = |source| BootLogError::Read {
         kind,

@@ -45,6 +45,9 @@ pub enum Interface {
     SevGuestDevice,
     /// `/dev/tdx_guest` (no quote without configfs-tsm; see [`crate::Error::TdxQuoteNeedsConfigfs`]).
     TdxGuestDevice,
+    /// Azure's vTPM: the paravisor holds the TEE's device; its report comes inside the HCL
+    /// report (NV index 0x01400001), with a quote by the vTPM's AK.
+    AzureVtpm,
     /// Nothing found.
     None,
 }

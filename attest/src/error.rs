@@ -52,6 +52,13 @@ pub enum Error {
     /// The returned report or quote does not carry the report_data we asked for.
     #[error("the TEE's {0} does not carry the requested report_data")]
     ReportDataNotEchoed(&'static str),
+    /// The machine has a TPM and it did not give a quote (opening the device, a command, the
+    /// AK): evidence is refused rather than sent without the TPM.
+    #[error("TPM: {0}")]
+    Tpm(#[from] crate::tpm::TpmError),
+    /// The firmware's boot event log is there but could not be read.
+    #[error(transparent)]
+    BootLog(#[from] crate::boot_log::BootLogError),
     /// The operation exists only on another TEE (e.g. a derived key outside SEV-SNP).
     #[error("{what} is not available on TEE {tee}")]
     Unsupported {
@@ -107,6 +114,13 @@ pub enum MeasurementError {
     FirmwareNotAllowed {
         /// The quote's MRTD, hex.
         mrtd: String,
+    },
+    /// An SNP launch digest is neither the image's (`expected.snp`) nor a cloud firmware's the
+    /// policy allows for vTPM-identified boots (`expected.snp_firmware`).
+    #[error("SNP launch digest {launch_digest} is not a cloud firmware the policy allows (expected.snp_firmware)")]
+    SnpFirmwareNotAllowed {
+        /// The report's launch digest, hex.
+        launch_digest: String,
     },
     /// The register differs from every expected value.
     #[error("{register} {got} is not an expected measurement")]
@@ -330,6 +344,13 @@ pub enum VerifyError {
     /// the image's predicted boot.
     #[error(transparent)]
     EventLog(#[from] crate::eventlog::EventLogError),
+    /// The TPM quote does not verify (its AK, signature, nonce, PCR values; Azure's HCL report).
+    #[error("TPM quote refused: {0}")]
+    Tpm(crate::vtpm::TpmFailure),
+    /// The TPM quote verified but the policy does not accept it (its AK's trust, or nothing
+    /// identifies the image).
+    #[error(transparent)]
+    Vtpm(#[from] crate::vtpm::VtpmError),
     /// The report_data is not the one the verifier expects (not bound to this key and nonce).
     #[error("report_data {got} differs from the expected {expected}")]
     ReportDataMismatch {
@@ -338,4 +359,10 @@ pub enum VerifyError {
         /// Found, hex.
         got: String,
     },
+}
+
+impl From<crate::tpm::TpmError> for VerifyError {
+    fn from(e: crate::tpm::TpmError) -> Self {
+        VerifyError::Tpm(e.into())
+    }
 }

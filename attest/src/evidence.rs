@@ -1,7 +1,8 @@
 //! Evidence: what a TEE says about this machine, in a stable, serialisable form.
 //!
 //! JSON format, version 1 (see README.md, "Evidence format"): an object with `"version": 1`,
-//! `"tee"` (`"snp"`, `"tdx"` or `"none"`) and the fields of that TEE. Variable-length binary
+//! `"tee"` (`"snp"`, `"tdx"`, `"none"`, or `"azure-vtpm"` for Azure's vTPM evidence) and the
+//! fields of that kind; `snp`, `tdx` and `none` may carry a TPM quote beside them (`"tpm"`). Variable-length binary
 //! (reports, quotes, certificates) is standard base64 with padding; fixed-size digests and
 //! report_data are lowercase hex; TDX collateral keeps the field names and encodings of Intel's
 //! PCCS / dcap-qvl collateral JSON (strings as-is, binary as hex).
@@ -9,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{b64, b64_opt, hex_array, hex_vec};
+use crate::tpm::{AzureVtpmEvidence, HclReport, HclReportKind, TpmEvidence};
 use crate::Tee;
 
 /// The evidence format version this crate writes and reads.
@@ -27,6 +29,10 @@ pub enum Evidence {
     Tdx(TdxEvidence),
     /// No TEE (QEMU without SEV/TDX, a laptop): nothing vouches for anything. Always insecure.
     None(NoneEvidence),
+    /// Azure confidential VM: the vTPM's HCL report (the hardware report inside, binding the
+    /// vTPM's attestation key) and a quote by that key. The guest has no SNP/TDX device of its
+    /// own there: the paravisor holds it.
+    AzureVtpm(AzureVtpmEvidence),
 }
 
 impl Evidence {
@@ -36,6 +42,22 @@ impl Evidence {
             Evidence::Snp(_) => Tee::Snp,
             Evidence::Tdx(_) => Tee::Tdx,
             Evidence::None(_) => Tee::None,
+            Evidence::AzureVtpm(a) => match HclReport::parse(&a.hcl_report).map(|h| h.kind) {
+                Ok(HclReportKind::Snp) => Tee::Snp,
+                Ok(HclReportKind::Tdx) => Tee::Tdx,
+                // Unparsable: verification refuses it; it vouches for nothing.
+                Err(_) => Tee::None,
+            },
+        }
+    }
+
+    /// The TPM evidence this evidence carries (beside the hardware evidence, or Azure's).
+    pub fn tpm(&self) -> Option<&TpmEvidence> {
+        match self {
+            Evidence::Snp(e) => e.tpm.as_ref(),
+            Evidence::Tdx(e) => e.tpm.as_ref(),
+            Evidence::None(e) => e.tpm.as_ref(),
+            Evidence::AzureVtpm(a) => Some(&a.tpm),
         }
     }
 
@@ -67,6 +89,10 @@ pub struct SnpEvidence {
     /// possibly empty. Untrusted: the verifier uses AMD's built-in roots and checks the VCEK.
     #[serde(default)]
     pub certs: Vec<SnpCert>,
+    /// A TPM quote bound to the same report_data, with its event log (a vTPM outside the TEE:
+    /// Google's on N2D, AWS's NitroTPM). Trusted only as the policy says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmEvidence>,
 }
 
 impl SnpEvidence {
@@ -153,6 +179,10 @@ pub struct TdxEvidence {
     /// Untrusted: the verifier replays it against the quote's RTMRs.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "b64_opt")]
     pub event_log: Option<Vec<u8>>,
+    /// A TPM quote bound to the same report_data, with its event log (a vTPM outside the TEE).
+    /// Trusted only as the policy says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmEvidence>,
 }
 
 /// DCAP collateral for a quote: CRLs, TCB info and QE identity with their issuer chains, as a
@@ -186,11 +216,15 @@ pub struct TdxCollateral {
     pub pck_certificate_chain: Option<String>,
 }
 
-/// Evidence from no TEE: the report_data the runner would have bound, and nothing else.
+/// Evidence from no TEE: the report_data the runner would have bound, and a TPM quote when the
+/// machine has a TPM (swtpm under QEMU, a laptop's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NoneEvidence {
     /// The report_data requested. Nothing vouches for it.
     pub report_data: [u8; 64],
+    /// A TPM quote bound to `report_data`, with its event log. Trusted only by a pinned AK
+    /// (`trusted_tpm_aks`) or in dev mode.
+    pub tpm: Option<TpmEvidence>,
 }
 
 // ---- wire form -------------------------------------------------------------------------------
@@ -209,6 +243,8 @@ enum Body {
     Snp(SnpEvidence),
     Tdx(TdxEvidence),
     None(NoneWire),
+    #[serde(rename = "azure-vtpm")]
+    AzureVtpm(AzureVtpmEvidence),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -217,6 +253,8 @@ struct NoneWire {
     insecure: bool,
     #[serde(with = "hex_array")]
     report_data: [u8; 64],
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tpm: Option<TpmEvidence>,
 }
 
 impl From<Evidence> for Envelope {
@@ -227,7 +265,9 @@ impl From<Evidence> for Envelope {
             Evidence::None(n) => Body::None(NoneWire {
                 insecure: true,
                 report_data: n.report_data,
+                tpm: n.tpm,
             }),
+            Evidence::AzureVtpm(a) => Body::AzureVtpm(a),
         };
         Envelope {
             version: FORMAT_VERSION,
@@ -255,8 +295,10 @@ impl TryFrom<Envelope> for Evidence {
                 }
                 Evidence::None(NoneEvidence {
                     report_data: n.report_data,
+                    tpm: n.tpm,
                 })
             }
+            Body::AzureVtpm(a) => Evidence::AzureVtpm(a),
         })
     }
 }
@@ -269,6 +311,7 @@ mod tests {
     fn none_evidence_json_is_marked_insecure_and_round_trips() {
         let e = Evidence::None(NoneEvidence {
             report_data: [7; 64],
+            tpm: None,
         });
         let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
         assert_eq!(v["version"], 1);
@@ -313,6 +356,7 @@ mod tests {
                     der: vec![4],
                 },
             ],
+            tpm: None,
         });
         let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
         assert_eq!(v["tee"], "snp");

@@ -36,6 +36,7 @@ mod tdx;
 pub mod tpm;
 mod tsm;
 mod verify;
+mod vtpm;
 
 #[cfg(test)]
 mod testing;
@@ -61,3 +62,4 @@ pub use snp::{
 };
 pub use tdx::TdxDetails;
 pub use verify::{verify, verify_with, Endorsements, Measurements, Tcb, Verified, Verifier};
+pub use vtpm::{AkName, AkTrust, TpmFailure, VerifiedTpm, VtpmError};

@@ -8,7 +8,8 @@
 //!   "snp": [{ "launch_digest": "…", "label": "4 vCPU EPYC-v4" }],
 //!   "tdx": [{ "mrtd": "…", "rtmr0": "…", "rtmr1": "…", "rtmr2": "…", "rtmr3": "…" }],
 //!   "uefi": [{ "platform": "gcp-tdx", "prediction": { "trust": "…", "events": […], "values": {…} } }],
-//!   "tdx_firmware": [{ "mrtd": "…", "label": "Google Cloud C3 TDX firmware" }]
+//!   "tdx_firmware": [{ "mrtd": "…", "label": "Google Cloud C3 TDX firmware" }],
+//!   "snp_firmware": [{ "launch_digest": "…", "label": "Azure paravisor (HCL)" }]
 //! }
 //! ```
 
@@ -125,6 +126,11 @@ pub struct ExpectedMeasurements {
     /// not the image's: this allow-list is the only source of accepted MRTDs, never the evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tdx_firmware: Vec<TdxFirmware>,
+    /// Cloud SNP firmware (launch digests: Azure's paravisor, AWS's or Google's UEFI firmware)
+    /// the verifier accepts when a TPM quote identifies the image (`uefi`'s TPM platforms). The
+    /// firmware is the cloud's: this allow-list is the only source, never the evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snp_firmware: Vec<SnpMeasurement>,
 }
 
 /// One platform's predicted UEFI boot of the image.

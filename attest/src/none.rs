@@ -9,5 +9,6 @@ pub(crate) fn evidence(report_data: &[u8; 64]) -> NoneEvidence {
     );
     NoneEvidence {
         report_data: *report_data,
+        tpm: None,
     }
 }

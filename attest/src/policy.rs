@@ -23,6 +23,12 @@ pub struct Policy {
     pub snp: SnpPolicy,
     /// TDX specifics.
     pub tdx: TdxPolicy,
+    /// Accept a vTPM outside the TEE (Google's on N2D, AWS's NitroTPM) to identify the image:
+    /// the cloud's host can make it quote anything. Off by default; every acceptance says so.
+    pub allow_untrusted_vtpm: bool,
+    /// TPM attestation keys the verifier trusts by name (a dev/test TPM such as swtpm, whose
+    /// AK nothing else vouches for).
+    pub trusted_tpm_aks: Vec<crate::vtpm::AkName>,
 }
 
 /// SEV-SNP policy.
@@ -112,6 +118,8 @@ mod tests {
         assert_eq!(p.snp.min_tcb, SnpMinTcb::default());
         assert_ne!(p.snp.min_tcb, SnpMinTcb::none());
         assert_eq!(p.tdx.accepted_tcb_status, [TdxTcbStatus::UpToDate]);
+        assert!(!p.allow_untrusted_vtpm && p.trusted_tpm_aks.is_empty());
+        assert!(p.expected.snp_firmware.is_empty());
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub(crate) mod vectors {
                 kind: CertKind::Vcek,
                 der: vcek.to_vec(),
             }],
+            tpm: None,
         }
     }
 
@@ -73,6 +74,7 @@ pub(crate) mod vectors {
             quote: quote.to_vec(),
             collateral: Some(serde_json::from_str(collateral).unwrap()),
             event_log: None,
+            tpm: None,
         }
     }
 

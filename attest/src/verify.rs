@@ -3,13 +3,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::error::VerifyError;
+use crate::error::{MeasurementError, VerifyError};
 use crate::evidence::{Evidence, TdxCollateral};
-use crate::measurement::{Digest48, TdxMeasurements};
+use crate::measurement::{Digest48, ExpectedMeasurements, TdxMeasurements};
 use crate::policy::Policy;
-use crate::snp::verify::SnpTcbs;
+use crate::snp::verify::{SnpTcbs, SnpVerified};
 use crate::snp::SnpDetails;
 use crate::tdx::TdxDetails;
+use crate::tpm::{verify_tpm_quote, TpmEvidence};
+use crate::vtpm::{self, TpmHost, VerifiedTpm, VtpmError};
 use crate::{snp, tdx, Tee};
 
 /// Endorsements the verifier supplies itself, used instead of the evidence's copies (for
@@ -71,6 +73,9 @@ pub struct Verified {
     pub snp: Option<SnpDetails>,
     /// TDX fields (for TDX evidence).
     pub tdx: Option<TdxDetails>,
+    /// The TPM quote, when the evidence carries one: its AK, why that AK was trusted, the
+    /// quoted PCRs, and the TPM platform whose predicted boot the event log showed.
+    pub tpm: Option<VerifiedTpm>,
 }
 
 /// A policy and the verifier's own endorsements, ready to verify evidence.
@@ -125,6 +130,13 @@ pub fn verify_with(
                 return Err(VerifyError::Insecure);
             }
             tracing::warn!("accepting insecure `none` evidence: the policy allows dev mode");
+            let tpm = check_tpm(
+                n.tpm.as_ref(),
+                &n.report_data,
+                TpmHost::NoTee,
+                policy,
+                false,
+            )?;
             Verified {
                 tee: Tee::None,
                 insecure: true,
@@ -133,28 +145,35 @@ pub fn verify_with(
                 tcb: Tcb::None,
                 snp: None,
                 tdx: None,
+                tpm,
             }
         }
         Evidence::Snp(e) => {
             let v = snp::verify::verify(e, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
-            policy.expected.check_snp(&v.launch_digest)?;
-            Verified {
-                tee: Tee::Snp,
-                insecure: false,
-                report_data: v.report_data,
-                measurements: Measurements::Snp {
-                    launch_digest: v.launch_digest,
-                },
-                tcb: Tcb::Snp(v.details.tcb),
-                snp: Some(v.details),
-                tdx: None,
-            }
+            let identified = check_snp_launch(&policy.expected, &v.launch_digest, e.tpm.is_some())?;
+            let tpm = check_tpm(
+                e.tpm.as_ref(),
+                &v.report_data,
+                TpmHost::OutsideTee,
+                policy,
+                !identified,
+            )?;
+            snp_verified(v, tpm)
         }
         Evidence::Tdx(e) => {
             let mut v =
                 tdx::verify::verify(e, endorsements.tdx_collateral.as_ref(), &policy.tdx, now)?;
             v.details.uefi_platform =
                 tdx::boot::check_launch(&policy.expected, &v.measurements, e.event_log.as_deref())?;
+            // The TD is identified by its registers (or its CCEL log); a vTPM beside it is
+            // checked, and its predictions too when the policy has TPM platforms.
+            let tpm = check_tpm(
+                e.tpm.as_ref(),
+                &v.report_data,
+                TpmHost::OutsideTee,
+                policy,
+                false,
+            )?;
             Verified {
                 tee: Tee::Tdx,
                 insecure: false,
@@ -166,6 +185,14 @@ pub fn verify_with(
                 },
                 snp: None,
                 tdx: Some(v.details),
+                tpm,
+            }
+        }
+        Evidence::AzureVtpm(a) => {
+            let (hw, report_data, tpm) = vtpm::verify_azure(a, policy, endorsements, now)?;
+            Verified {
+                report_data,
+                ..snp_verified(hw, Some(tpm))
             }
         }
     };
@@ -178,6 +205,69 @@ pub fn verify_with(
         }
     }
     Ok(verified)
+}
+
+fn snp_verified(v: SnpVerified, tpm: Option<VerifiedTpm>) -> Verified {
+    Verified {
+        tee: Tee::Snp,
+        insecure: false,
+        report_data: v.report_data,
+        measurements: Measurements::Snp {
+            launch_digest: v.launch_digest,
+        },
+        tcb: Tcb::Snp(v.details.tcb),
+        snp: Some(v.details),
+        tdx: None,
+        tpm,
+    }
+}
+
+/// Accepts an SNP launch digest: the image's (`expected.snp`: returns true, the image is
+/// identified), or, with a TPM quote, a cloud firmware's (`expected.snp_firmware`: returns
+/// false, the TPM must identify the image).
+fn check_snp_launch(
+    expected: &ExpectedMeasurements,
+    digest: &Digest48,
+    has_tpm: bool,
+) -> Result<bool, VerifyError> {
+    let Err(exact) = expected.check_snp(digest) else {
+        return Ok(true);
+    };
+    if !expected
+        .snp_firmware
+        .iter()
+        .any(|m| &m.launch_digest == digest)
+    {
+        if expected.snp.is_empty() && !expected.snp_firmware.is_empty() {
+            return Err(MeasurementError::SnpFirmwareNotAllowed {
+                launch_digest: digest.to_string(),
+            }
+            .into());
+        }
+        return Err(exact.into());
+    }
+    if !has_tpm {
+        return Err(VtpmError::NoTpmEvidence {
+            launch_digest: digest.to_string(),
+        }
+        .into());
+    }
+    Ok(false)
+}
+
+/// Verifies the quote of `tpm` (if any) against `report_data`, then its trust, log and image.
+fn check_tpm(
+    tpm: Option<&TpmEvidence>,
+    report_data: &[u8; 64],
+    host: TpmHost,
+    policy: &Policy,
+    must_identify: bool,
+) -> Result<Option<VerifiedTpm>, VerifyError> {
+    let Some(tpm) = tpm else {
+        return Ok(None);
+    };
+    let quote = verify_tpm_quote(tpm, report_data)?;
+    vtpm::check(tpm, quote, host, policy, must_identify).map(Some)
 }
 
 #[cfg(test)]
@@ -243,6 +333,7 @@ mod tests {
         let bare = Evidence::Snp(crate::SnpEvidence {
             report: milan_report(),
             certs: vec![],
+            tpm: None,
         });
         let mut verifier = Verifier::new(milan_policy());
         assert!(matches!(
@@ -254,6 +345,7 @@ mod tests {
         verifier.policy.allow_insecure_dev = false;
         let none = Evidence::None(crate::NoneEvidence {
             report_data: [0; 64],
+            tpm: None,
         });
         assert_eq!(
             verifier.verify(&none, snp_now()),

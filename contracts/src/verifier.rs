@@ -193,9 +193,12 @@ mod tests {
     }
 
     fn none_evidence(report_data: [u8; 64]) -> Vec<u8> {
-        Evidence::None(NoneEvidence { report_data })
-            .to_json()
-            .into_bytes()
+        Evidence::None(NoneEvidence {
+            report_data,
+            tpm: None,
+        })
+        .to_json()
+        .into_bytes()
     }
 
     #[test]

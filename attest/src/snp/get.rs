@@ -65,7 +65,11 @@ fn checked(
         return Err(Error::ReportDataNotEchoed("SNP report"));
     }
     tracing::debug!(certs = certs.len(), vmpl = parsed.vmpl, "SNP report");
-    Ok(SnpEvidence { report, certs })
+    Ok(SnpEvidence {
+        report,
+        certs,
+        tpm: None,
+    })
 }
 
 /// The root key a derived key comes from.

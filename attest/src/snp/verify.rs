@@ -622,6 +622,7 @@ mod tests {
         let bare = SnpEvidence {
             report: milan_report(),
             certs: vec![],
+            tpm: None,
         };
         assert_eq!(
             snp_err(check(bare.clone(), &milan_policy())),

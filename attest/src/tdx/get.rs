@@ -41,5 +41,6 @@ pub(crate) fn from_tsm(report: TsmReport, report_data: &[u8; 64]) -> Result<TdxE
         quote: report.outblob,
         collateral: None,
         event_log: None,
+        tpm: None,
     })
 }

@@ -50,6 +50,7 @@ pub struct TpmEvidence {
     #[serde(with = "b64")]
     pub signature: Vec<u8>,
     /// SHA-256 bank values of the quoted PCRs: index → 64 hex digits.
+    #[serde(with = "pcr_map")]
     pub pcrs: BTreeMap<u32, String>,
     /// The TPM event log (TCG PC Client, crypto-agile), raw bytes, when the platform has one.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "b64_opt")]
@@ -160,6 +161,35 @@ pub fn verify_tpm_quote(
         ak,
         quoted,
     })
+}
+
+/// PCR index → value, the indexes as JSON object keys (strings). Read through string keys so the
+/// map also parses where serde buffers it (inside the evidence envelope's tagged, flattened
+/// body, where keys stay strings).
+mod pcr_map {
+    use std::collections::BTreeMap;
+
+    use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<u32, String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        map.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u32, String>, D::Error> {
+        BTreeMap::<String, String>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| {
+                k.parse::<u32>()
+                    .map(|k| (k, v))
+                    .map_err(|_| D::Error::custom(format!("PCR index {k:?} is not a number")))
+            })
+            .collect()
+    }
 }
 
 /// `Option<Vec<u8>>` as standard base64 (absent when `None`).

@@ -26,7 +26,7 @@ mod types;
 mod verify;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use attest::{ClockInfo, QuoteInfo, ST_ATTEST_QUOTE, TPM_GENERATED_VALUE};
 pub use azure::{is_azure_vtpm, verify_azure_vtpm, AzureVtpmEvidence, VerifiedAzureVtpm};

@@ -18,6 +18,12 @@ pub trait Transport {
     fn transact(&mut self, command: &[u8]) -> Result<Vec<u8>, TpmError>;
 }
 
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn transact(&mut self, command: &[u8]) -> Result<Vec<u8>, TpmError> {
+        (**self).transact(command)
+    }
+}
+
 /// The kernel's TPM device. Use `/dev/tpmrm0` (the in-kernel resource manager: transient
 /// objects are flushed when the file is closed, and other users' objects never collide with
 /// ours); `/dev/tpm0` works too but leaves objects behind.

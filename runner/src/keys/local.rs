@@ -62,7 +62,8 @@ impl LocalStore {
         attester: &Arc<attest::Attester>,
         state: Option<&Arc<StateDir>>,
     ) -> Result<LocalStore, SetupError> {
-        if attester.tee() == attest::Tee::Snp {
+        // Not on Azure: its paravisor holds the SEV guest device (no derived key for the guest).
+        if attester.has_snp_derived_key() {
             let attester = attester.clone();
             let root = tokio::task::spawn_blocking(move || {
                 attester.sealing_root(attest::sealing::PURPOSE_LOCAL_KEYS)

@@ -16,7 +16,7 @@ const REPORT_DATA: [u8; 64] = [0xa7; 64];
 
 /// An HCL report in Azure's layout: header, a zero SNP report whose report_data is SHA-256 of
 /// the runtime data, the IGVM request data, and the runtime data naming `ak` with `user_data`.
-fn hcl_report(ak: &PublicKey, user_data: &[u8; 64]) -> Vec<u8> {
+pub(crate) fn hcl_report(ak: &PublicKey, user_data: &[u8; 64]) -> Vec<u8> {
     let PublicKey::Rsa { modulus, .. } = ak else {
         panic!("Azure's AK is RSA")
     };

@@ -1,7 +1,7 @@
 //! TPM tests against a real software TPM (swtpm) and recorded Azure vTPM evidence.
 
 mod azure;
-mod azure_flow;
+pub(crate) mod azure_flow;
 mod nv;
 mod quote;
-mod swtpm;
+pub(crate) mod swtpm;

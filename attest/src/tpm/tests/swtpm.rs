@@ -16,6 +16,9 @@ use crate::tpm::{DeviceTransport, TcpTransport, Tpm};
 pub(crate) struct Swtpm {
     child: Child,
     _state: tempfile::TempDir,
+    /// The TCP command socket (`None` for `start_chardev`). swtpm serves one connection at a
+    /// time: close the first client before connecting another.
+    addr: Option<std::net::SocketAddr>,
 }
 
 impl Drop for Swtpm {
@@ -46,6 +49,11 @@ fn free_port() -> u16 {
 }
 
 impl Swtpm {
+    /// The TCP command socket's address (of a swtpm from [`Swtpm::start`]).
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
+        self.addr.expect("a TCP swtpm")
+    }
+
     /// Starts swtpm and connects to its command socket. Fails (never skips) when swtpm is not
     /// installed.
     pub(crate) fn start() -> (Swtpm, Tpm<TcpTransport>) {
@@ -78,6 +86,7 @@ impl Swtpm {
         let swtpm = Swtpm {
             child: spawned,
             _state: state,
+            addr: None,
         };
         let file = File::from(OwnedFd::from(ours));
         (
@@ -112,6 +121,7 @@ impl Swtpm {
         let mut swtpm = Swtpm {
             child,
             _state: state,
+            addr: Some(([127, 0, 0, 1], port).into()),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {

@@ -1,0 +1,59 @@
+//! Azure vTPM evidence in [`crate::verify`]: the SNP report inside the HCL report (signature,
+//! guest policy, TCB; its VCEK from the verifier's endorsements: the evidence carries none), its
+//! launch digest among the allowed paravisor firmware, the HCL report binding the AK and our
+//! report_data, the quote by that AK, and the image identified by the vTPM's boot log.
+
+use super::{check, TpmHost, VerifiedTpm, VtpmError};
+use crate::error::{MeasurementError, VerifyError};
+use crate::evidence::SnpEvidence;
+use crate::policy::Policy;
+use crate::snp::verify::SnpVerified;
+use crate::tpm::{verify_azure_vtpm, AzureVtpmEvidence, HclError, HclReport, HclReportKind};
+use crate::verify::Endorsements;
+
+/// Verifies Azure vTPM evidence; returns the SNP report's outcome, the evidence's report_data
+/// (the HCL runtime data's user-data) and the TPM's.
+pub(crate) fn verify_azure(
+    evidence: &AzureVtpmEvidence,
+    policy: &Policy,
+    endorsements: &Endorsements,
+    now: u64,
+) -> Result<(SnpVerified, [u8; 64], VerifiedTpm), VerifyError> {
+    let hcl = HclReport::parse(&evidence.hcl_report).map_err(crate::tpm::TpmError::from)?;
+    if hcl.kind == HclReportKind::Tdx {
+        return Err(VtpmError::AzureTdxNotSupported.into());
+    }
+    let user_data = hcl
+        .user_data()
+        .map_err(crate::tpm::TpmError::from)?
+        .ok_or_else(|| VtpmError::BadUserData("none".into()))?;
+    let report_data: [u8; 64] = user_data
+        .as_slice()
+        .try_into()
+        .map_err(|_| VtpmError::BadUserData(format!("{} bytes", user_data.len())))?;
+    // The hardware report: Azure's guest gets no certificate table; the VCEK comes from the
+    // verifier (Azure's or AMD's certificate service).
+    let snp = SnpEvidence {
+        report: hcl.hw_report.clone(),
+        certs: Vec::new(),
+        tpm: None,
+    };
+    let hw = crate::snp::verify::verify(&snp, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
+    if hw.report_data != hcl.report_data {
+        return Err(crate::tpm::TpmError::from(HclError::RuntimeDataNotBound).into());
+    }
+    if !policy
+        .expected
+        .snp_firmware
+        .iter()
+        .any(|m| m.launch_digest == hw.launch_digest)
+    {
+        return Err(MeasurementError::SnpFirmwareNotAllowed {
+            launch_digest: hw.launch_digest.to_string(),
+        }
+        .into());
+    }
+    let verified = verify_azure_vtpm(evidence, &report_data)?;
+    let tpm = check(&evidence.tpm, verified.tpm, TpmHost::Azure, policy, true)?;
+    Ok((hw, report_data, tpm))
+}

@@ -1,0 +1,82 @@
+//! Why TPM evidence was refused beyond the quote itself: one variant per trust decision.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::tpm::TpmError;
+
+/// The TPM's quote verified (or the evidence is Azure's), but the policy does not accept it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VtpmError {
+    /// `none` evidence carries a TPM whose AK the policy does not pin (`trusted_tpm_aks`), and
+    /// the policy pins others (or is not in dev mode).
+    #[error("the TPM's attestation key {ak_name} is not trusted: no TEE vouches for it and the policy does not pin it (trusted_tpm_aks)")]
+    AkNotTrusted {
+        /// The AK's name, hex.
+        ak_name: String,
+    },
+    /// SNP or TDX evidence carries a vTPM outside the TEE (the cloud's), and the policy neither
+    /// allows untrusted vTPMs nor pins this AK.
+    #[error("the vTPM (AK {ak_name}) is OUTSIDE the TEE, where the host can forge its PCRs; refused: the policy does not say allow_untrusted_vtpm nor pin the AK")]
+    UntrustedVtpm {
+        /// The AK's name, hex.
+        ak_name: String,
+    },
+    /// The launch was accepted only as a cloud firmware's (`snp_firmware`), or is Azure's: the
+    /// image must be identified by the TPM, and the policy has no TPM platform predictions.
+    #[error("the image must be identified by the TPM's boot log, and the policy has no TPM platform predictions (expected.uefi: qemu-ovmf-tpm, azure-vtpm, gcp-snp-vtpm, aws-snp)")]
+    NoTpmPlatform,
+    /// The launch digest is a cloud firmware's (`snp_firmware`), and the evidence has no TPM
+    /// quote to identify the image.
+    #[error("SNP launch digest {launch_digest} is a cloud firmware's: the image must be identified by a vTPM quote, and the evidence has none")]
+    NoTpmEvidence {
+        /// The report's launch digest, hex.
+        launch_digest: String,
+    },
+    /// Azure TDX: the HCL report holds a TDREPORT, which only the machine can check (it is
+    /// MAC'd, not signed); Azure turns it into a quote through its own service, not done here.
+    #[error("Azure TDX vTPM evidence is not supported: its TDREPORT is MAC'd, not signed, and getting Azure's quote for it is not implemented")]
+    AzureTdxNotSupported,
+    /// Azure: the HCL runtime data's user-data is not 64 bytes of report_data.
+    #[error("the HCL report's user-data is not a 64-byte report_data ({0})")]
+    BadUserData(String),
+}
+
+/// A TPM quote check failed ([`TpmError`], shared: it can hold an I/O error, which is neither
+/// `Clone` nor `Eq`; equality compares the variant and its message).
+#[derive(Debug, Clone)]
+pub struct TpmFailure(pub Arc<TpmError>);
+
+impl TpmFailure {
+    /// The error.
+    pub fn error(&self) -> &TpmError {
+        &self.0
+    }
+}
+
+impl PartialEq for TpmFailure {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(&*self.0) == std::mem::discriminant(&*other.0)
+            && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for TpmFailure {}
+
+impl fmt::Display for TpmFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TpmFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<TpmError> for TpmFailure {
+    fn from(e: TpmError) -> Self {
+        TpmFailure(Arc::new(e))
+    }
+}

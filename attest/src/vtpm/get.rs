@@ -1,0 +1,153 @@
+//! Getting TPM evidence on this machine: find the TPM (`/dev/tpmrm0` under the attester's root)
+//! and whether it is Azure's vTPM, then per request a quote over PCRs 0–15 (SHA-256) bound to
+//! the report_data, with the firmware's TPM event log beside it.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::boot_log::{self, BootLogKind};
+use crate::error::Error;
+use crate::host::Fs;
+use crate::tpm::{
+    is_azure_vtpm, AkSource, AzureVtpmEvidence, DeviceTransport, HclReport, HclReportKind,
+    Hierarchy, NvAuth, PcrSelection, Tpm, TpmError, TpmEvidence, Transport, AZURE_HCL_REPORT_INDEX,
+    TPMRM_DEVICE,
+};
+
+/// The PCRs quoted: the firmware's and the boot's (0–7), the OS loader's and the kernel's
+/// (8–15). 16–23 are debug and locality registers, not part of the boot.
+pub(crate) const QUOTED_PCRS: Range<u32> = 0..16;
+
+/// Where the TPM is.
+#[derive(Clone, Debug)]
+pub(crate) enum TpmPath {
+    /// A character device (`/dev/tpmrm0`).
+    Device(PathBuf),
+    /// swtpm's TCP command socket (tests).
+    #[cfg(test)]
+    Tcp(std::net::SocketAddr),
+}
+
+/// This machine's TPM, found at detection.
+#[derive(Clone, Debug)]
+pub(crate) struct LocalTpm {
+    path: TpmPath,
+    /// On Azure: the TEE of the HCL report's hardware report.
+    pub(crate) azure: Option<HclReportKind>,
+}
+
+type AnyTpm = Tpm<Box<dyn Transport + Send>>;
+
+impl LocalTpm {
+    /// The TPM under `fs`'s root, if its device exists. A device that does not open is still
+    /// returned (not Azure): getting evidence then fails with the reason, rather than the TPM
+    /// being left out silently.
+    pub(crate) fn probe(fs: &dyn Fs) -> Option<LocalTpm> {
+        if !fs.exists(Path::new(TPMRM_DEVICE)) {
+            return None;
+        }
+        Some(Self::at(TpmPath::Device(fs.real(Path::new(TPMRM_DEVICE)))))
+    }
+
+    /// The TPM at `path`; asks it whether it is Azure's vTPM.
+    pub(crate) fn at(path: TpmPath) -> LocalTpm {
+        let mut tpm = LocalTpm { path, azure: None };
+        let opened = tpm.open().map(|mut t| {
+            let azure = is_azure_vtpm(&mut t);
+            (t, azure)
+        });
+        match opened {
+            Ok((mut t, true)) => {
+                let kind = t
+                    .nv_read(NvAuth::Owner, AZURE_HCL_REPORT_INDEX)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| HclReport::parse(&r).map_err(|e| e.to_string()))
+                    .map(|h| h.kind);
+                tpm.azure = Some(kind.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "Azure vTPM: the current HCL report does not parse; assuming SNP");
+                    HclReportKind::Snp
+                }));
+                tracing::info!(tee = ?tpm.azure, "Azure vTPM found (HCL report in NV 0x01400001)");
+            }
+            Ok((_, false)) => {
+                tracing::info!(tpm = ?tpm.path, "TPM found: evidence will carry a quote and the TPM event log")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a TPM device is present but does not open: evidence requests will fail")
+            }
+        }
+        tpm
+    }
+
+    fn open(&self) -> Result<AnyTpm, TpmError> {
+        let transport: Box<dyn Transport + Send> = match &self.path {
+            TpmPath::Device(path) => Box::new(DeviceTransport::open(path)?),
+            #[cfg(test)]
+            TpmPath::Tcp(addr) => Box::new(crate::tpm::TcpTransport::connect(addr)?),
+        };
+        Ok(Tpm::new(transport))
+    }
+
+    /// A quote over [`QUOTED_PCRS`] by our fixed AK (ECC P-256, a primary key of the
+    /// endorsement hierarchy: the same TPM always gives the same key), with the TPM event log.
+    pub(crate) fn evidence(
+        &self,
+        fs: &dyn Fs,
+        report_data: &[u8; 64],
+    ) -> Result<TpmEvidence, Error> {
+        let log = event_log(fs)?;
+        let mut tpm = self.open()?;
+        let selection = PcrSelection::sha256(QUOTED_PCRS)?;
+        Ok(TpmEvidence::collect(
+            &mut tpm,
+            AkSource::Primary(Hierarchy::Endorsement),
+            report_data,
+            &selection,
+            log,
+        )?)
+    }
+
+    /// Azure: a fresh HCL report carrying `report_data` and a quote by the paravisor's AK.
+    pub(crate) fn azure_evidence(
+        &self,
+        fs: &dyn Fs,
+        report_data: &[u8; 64],
+    ) -> Result<AzureVtpmEvidence, Error> {
+        let log = event_log(fs)?;
+        let mut tpm = self.open()?;
+        let selection = PcrSelection::sha256(QUOTED_PCRS)?;
+        Ok(AzureVtpmEvidence::collect(
+            &mut tpm,
+            report_data,
+            &selection,
+            log,
+        )?)
+    }
+}
+
+/// The TPM event log from securityfs; none (with a warning) when the kernel exposes none.
+fn event_log(fs: &dyn Fs) -> Result<Option<Vec<u8>>, Error> {
+    match boot_log::read_with(fs, BootLogKind::Tpm)? {
+        Some(log) => Ok(Some(log.bytes)),
+        None => {
+            tracing::warn!(
+                path = boot_log::TPM_LOG,
+                "no TPM event log (securityfs not mounted, or the firmware left none): a verifier cannot replay the PCRs"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The TDX firmware's CCEL log, cut after its last event (the area's padding is not sent).
+pub(crate) fn ccel_log(fs: &dyn Fs) -> Result<Option<Vec<u8>>, Error> {
+    let Some(log) = boot_log::read_with(fs, BootLogKind::Ccel)? else {
+        return Ok(None);
+    };
+    let mut bytes = log.bytes;
+    match crate::eventlog::EventLog::parse(&bytes, crate::eventlog::LogKind::Ccel) {
+        Ok(parsed) => bytes.truncate(parsed.len),
+        Err(e) => tracing::warn!(error = %e, "the CCEL log does not parse; sending it whole"),
+    }
+    Ok(Some(bytes))
+}

@@ -1,0 +1,226 @@
+//! TPM evidence inside [`crate::verify`]: the quote bound to the evidence's report_data, the
+//! decision whether its attestation key (AK) is trusted, the event log replayed to the quoted
+//! PCRs, and the image's predicted boot events on a TPM platform.
+//!
+//! Who vouches for the AK (see attest/README.md, "TPM trust per platform"):
+//!
+//! - Azure: the HCL report names it, and the hardware report (SNP, verified) binds the HCL
+//!   report's runtime data ([`AkTrust::HardwareBound`]).
+//! - A policy pin (`trusted_tpm_aks`): a dev/test TPM, e.g. swtpm ([`AkTrust::Pinned`]).
+//! - A vTPM outside the TEE (Google's on N2D, AWS's NitroTPM): only with
+//!   `allow_untrusted_vtpm` ([`AkTrust::UntrustedVtpm`]): the host can forge its PCRs.
+//! - `none` evidence in dev mode with no pin configured ([`AkTrust::InsecureDev`]).
+
+mod azure;
+mod error;
+pub(crate) mod get;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub(crate) use azure::verify_azure;
+pub use error::{TpmFailure, VtpmError};
+
+use crate::error::VerifyError;
+use crate::eventlog::{check_image_events, verify_pcr_event_log, EventLogError};
+use crate::measurement::UefiPlatform;
+use crate::policy::Policy;
+use crate::tpm::{TpmEvidence, VerifiedTpmQuote};
+
+/// A TPM attestation key's name (nameAlg ‖ digest of its public area), as a policy pins it.
+/// Hex in JSON and on the command line.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AkName(pub Vec<u8>);
+
+impl fmt::Display for AkName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(&self.0))
+    }
+}
+
+impl fmt::Debug for AkName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AkName({self})")
+    }
+}
+
+impl FromStr for AkName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = hex::decode(s.trim()).map_err(|e| format!("AK name: {e}"))?;
+        // nameAlg (2 bytes) and a SHA-256/384/512 digest.
+        if ![34, 50, 66].contains(&bytes.len()) {
+            return Err(format!(
+                "AK name is {} bytes; a TPM name is 2 + 32/48/64 (nameAlg ‖ digest)",
+                bytes.len()
+            ));
+        }
+        Ok(AkName(bytes))
+    }
+}
+
+impl Serialize for AkName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AkName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+}
+
+/// Why the TPM's attestation key was trusted. Every accepted TPM quote says which; only
+/// [`AkTrust::HardwareBound`] rests on the TEE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AkTrust {
+    /// Azure: the vTPM runs in the paravisor inside the TEE; the HCL report, bound by the
+    /// verified hardware report, names the AK.
+    HardwareBound,
+    /// The policy pins this AK's name (`trusted_tpm_aks`): a TPM the operator vouches for.
+    Pinned,
+    /// A vTPM outside the TEE, accepted because the policy says `allow_untrusted_vtpm`: the
+    /// cloud's host can make it quote any PCR values.
+    UntrustedVtpm,
+    /// `none` evidence in dev mode, no AK pinned: nothing vouches for the TPM.
+    InsecureDev,
+}
+
+impl fmt::Display for AkTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AkTrust::HardwareBound => "AK bound by the verified hardware report (vTPM in the TEE)",
+            AkTrust::Pinned => "AK pinned by the policy (trusted_tpm_aks)",
+            AkTrust::UntrustedVtpm => {
+                "UNTRUSTED vTPM outside the TEE, accepted by allow_untrusted_vtpm: the host can forge its PCRs"
+            }
+            AkTrust::InsecureDev => "INSECURE dev mode: nothing vouches for this TPM",
+        })
+    }
+}
+
+/// What a verified TPM quote showed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedTpm {
+    /// The AK's name.
+    pub ak_name: AkName,
+    /// Why the AK was trusted.
+    pub ak_trust: AkTrust,
+    /// The quoted SHA-256 PCR values.
+    pub pcrs: BTreeMap<u32, [u8; 32]>,
+    /// True when the evidence's event log replayed to the quoted PCRs.
+    pub event_log_replayed: bool,
+    /// The TPM platform of the manifest's predictions (`qemu-ovmf-tpm`, `azure-vtpm`, …) whose
+    /// boot events the log shows, when the image was identified by the TPM.
+    pub uefi_platform: Option<String>,
+}
+
+/// Where the TPM sits relative to the evidence's TEE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TpmHost {
+    /// `none` evidence: no TEE at all.
+    NoTee,
+    /// SNP or TDX evidence with a TPM beside it: the TPM is the cloud's, outside the TEE.
+    OutsideTee,
+    /// Azure: the vTPM's AK is bound by the verified HCL report.
+    Azure,
+}
+
+/// Decides whether the policy trusts the AK `name` of a TPM at `host`.
+fn ak_trust(host: TpmHost, name: &AkName, policy: &Policy) -> Result<AkTrust, VtpmError> {
+    if host == TpmHost::Azure {
+        return Ok(AkTrust::HardwareBound);
+    }
+    if policy.trusted_tpm_aks.contains(name) {
+        return Ok(AkTrust::Pinned);
+    }
+    match host {
+        TpmHost::OutsideTee if policy.allow_untrusted_vtpm => {
+            tracing::warn!(ak = %name, "accepting a vTPM OUTSIDE the TEE (allow_untrusted_vtpm): the cloud's host can forge its PCR values, so the image identity rests on trusting the cloud");
+            Ok(AkTrust::UntrustedVtpm)
+        }
+        TpmHost::OutsideTee => Err(VtpmError::UntrustedVtpm {
+            ak_name: name.to_string(),
+        }),
+        TpmHost::NoTee if policy.allow_insecure_dev && policy.trusted_tpm_aks.is_empty() => {
+            tracing::warn!(ak = %name, "accepting a TPM in INSECURE dev mode: no AK is pinned, nothing vouches for it");
+            Ok(AkTrust::InsecureDev)
+        }
+        TpmHost::NoTee | TpmHost::Azure => Err(VtpmError::AkNotTrusted {
+            ak_name: name.to_string(),
+        }),
+    }
+}
+
+/// The policy's TPM platforms (predictions over PCRs, not RTMRs).
+fn tpm_platforms(policy: &Policy) -> Vec<&UefiPlatform> {
+    policy
+        .expected
+        .uefi
+        .iter()
+        .filter(|p| !p.prediction.is_tdx())
+        .collect()
+}
+
+/// Checks an already verified quote (`quote`, of `evidence`): the AK's trust at `host`, the
+/// event log's replay to the quoted PCRs, and the image's predicted boot events. With
+/// `must_identify` (the hardware evidence did not identify the image: Azure, a cloud firmware's
+/// launch digest) a TPM platform of the policy must match; otherwise its predictions are checked
+/// when the policy has some.
+pub(crate) fn check(
+    evidence: &TpmEvidence,
+    quote: VerifiedTpmQuote,
+    host: TpmHost,
+    policy: &Policy,
+    must_identify: bool,
+) -> Result<VerifiedTpm, VerifyError> {
+    let ak_name = AkName(quote.ak_name);
+    let ak_trust = ak_trust(host, &ak_name, policy)?;
+    let pcrs = quote.quoted.pcrs;
+    let quoted: BTreeMap<u32, Vec<u8>> = pcrs.iter().map(|(i, v)| (*i, v.to_vec())).collect();
+    let replayed = match evidence.event_log.as_deref() {
+        Some(log) => Some(verify_pcr_event_log(log, &quoted)?),
+        None => None,
+    };
+    let platforms = tpm_platforms(policy);
+    let mut uefi_platform = None;
+    if must_identify || !platforms.is_empty() {
+        if platforms.is_empty() {
+            return Err(VtpmError::NoTpmPlatform.into());
+        }
+        let replayed = replayed.as_ref().ok_or(EventLogError::Missing)?;
+        let mut first_refusal = None;
+        for platform in platforms {
+            match check_image_events(replayed, &platform.prediction) {
+                Ok(()) => {
+                    uefi_platform = Some(platform.platform.clone());
+                    break;
+                }
+                Err(e) => {
+                    first_refusal.get_or_insert(e);
+                }
+            }
+        }
+        if uefi_platform.is_none() {
+            return Err(first_refusal.unwrap_or(EventLogError::Missing).into());
+        }
+    }
+    tracing::info!(ak = %ak_name, trust = %ak_trust, platform = ?uefi_platform, "TPM quote accepted");
+    Ok(VerifiedTpm {
+        ak_name,
+        ak_trust,
+        pcrs,
+        event_log_replayed: replayed.is_some(),
+        uefi_platform,
+    })
+}
