@@ -17,6 +17,8 @@ pub(crate) mod get;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_get;
 
 use std::collections::BTreeMap;
 use std::fmt;
