@@ -98,12 +98,32 @@ fn verify(args: &runner::tls::verify::VerifyArgs) -> anyhow::Result<()> {
             verified.tee, verified.measurements
         );
     }
+    print_tpm(verified);
     eprintln!("HTTP {}", answer.status);
     std::io::Write::write_all(&mut std::io::stdout(), &answer.body)?;
     if !(200..300).contains(&answer.status) {
         anyhow::bail!("the appliance answered HTTP {}", answer.status);
     }
     Ok(())
+}
+
+/// What the TPM quote showed and why its key was trusted (loud when nothing vouches for it).
+fn print_tpm(verified: &attest::Verified) {
+    if let Some(t) = &verified.tpm {
+        eprintln!(
+            "verified TPM: {} — AK {}; boot log {}; image platform {}",
+            t.ak_trust,
+            t.ak_name,
+            if t.event_log_replayed {
+                "replayed"
+            } else {
+                "absent"
+            },
+            t.uefi_platform
+                .as_deref()
+                .unwrap_or("(not identified by the TPM)")
+        );
+    }
 }
 
 fn deploy(args: &runner::tls::deploy::DeployArgs) -> anyhow::Result<()> {
@@ -122,6 +142,7 @@ fn deploy(args: &runner::tls::deploy::DeployArgs) -> anyhow::Result<()> {
             deployed.verified.tee, deployed.verified.measurements
         );
     }
+    print_tpm(&deployed.verified);
     eprintln!(
         "created worker {}; keep the token: it is shown only once",
         deployed.id

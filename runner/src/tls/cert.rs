@@ -1,7 +1,5 @@
 //! The attested certificate: made at boot, read back by verifiers.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use der::asn1::OctetString;
 use der::Decode;
 use der::Encode;
@@ -16,8 +14,7 @@ use x509_parser::prelude::X509Certificate;
 pub const EVIDENCE_OID: [u64; 6] = [2, 23, 133, 5, 4, 9];
 /// The same OID in dotted form, as x509-parser prints it.
 const EVIDENCE_OID_DOTTED: &str = "2.23.133.5.4.9";
-/// Media type of the wrapped evidence.
-pub const EVIDENCE_MEDIA_TYPE: &str = "application/vnd.smart-worker.evidence+json";
+pub use super::cmw::{EVIDENCE_MEDIA_TYPE, EVIDENCE_MEDIA_TYPE_DEFLATE};
 /// The report_data context of the TLS key binding.
 pub const TLS_CONTEXT: &[u8] = b"smart-worker/runner/tls/v1";
 /// Algorithm name of the bound key.
@@ -59,8 +56,15 @@ pub fn report_data_for_spki(spki_der: &[u8]) -> [u8; 64] {
 
 /// Makes a new key pair and an attested certificate for it.
 pub fn make(attester: &attest::Attester) -> Result<AttestedCert, CertError> {
+    make_with(|report_data| attester.evidence(report_data))
+}
+
+/// [`make`] with the evidence from `evidence` (given the report_data binding the new key).
+pub fn make_with(
+    evidence: impl FnOnce([u8; 64]) -> Result<attest::Evidence, attest::Error>,
+) -> Result<AttestedCert, CertError> {
     let key = KeyPair::generate()?;
-    let evidence = attester.evidence(report_data_for_spki(&key.subject_public_key_info()))?;
+    let evidence = evidence(report_data_for_spki(&key.subject_public_key_info()))?;
     let mut params = CertificateParams::new(CERT_NAMES.map(String::from).to_vec())?;
     params
         .custom_extensions
@@ -76,13 +80,9 @@ pub fn make(attester: &attest::Attester) -> Result<AttestedCert, CertError> {
     })
 }
 
-/// The extension's value: OCTET STRING of the JSON CMW record.
+/// The extension's value: OCTET STRING of the CBOR CMW record (compressed evidence JSON).
 fn extension_value(evidence: &attest::Evidence) -> Result<Vec<u8>, CertError> {
-    let record = serde_json::json!([
-        EVIDENCE_MEDIA_TYPE,
-        URL_SAFE_NO_PAD.encode(evidence.to_json())
-    ]);
-    OctetString::new(record.to_string().into_bytes())
+    OctetString::new(super::cmw::encode(evidence.to_json().as_bytes()))
         .and_then(|octets| octets.to_der())
         .map_err(CertError::Encode)
 }
@@ -105,17 +105,7 @@ pub fn read(cert_der: &[u8]) -> Result<CertEvidence, CertError> {
         .ok_or(CertError::NoEvidence)?;
     let octets = OctetString::from_der(extension.value)
         .map_err(|e| CertError::BadExtension(e.to_string()))?;
-    let record: (String, String) = serde_json::from_slice(octets.as_bytes())
-        .map_err(|e| CertError::BadExtension(e.to_string()))?;
-    if record.0 != EVIDENCE_MEDIA_TYPE {
-        return Err(CertError::BadExtension(format!(
-            "unknown media type {:?}",
-            record.0
-        )));
-    }
-    let json = URL_SAFE_NO_PAD
-        .decode(record.1.as_bytes())
-        .map_err(|e| CertError::BadExtension(e.to_string()))?;
+    let json = super::cmw::decode(octets.as_bytes()).map_err(CertError::BadExtension)?;
     let json = String::from_utf8(json).map_err(|e| CertError::BadExtension(e.to_string()))?;
     let evidence =
         attest::Evidence::from_json(&json).map_err(|e| CertError::BadExtension(e.to_string()))?;
@@ -164,5 +154,93 @@ mod tests {
             .self_signed(&key)
             .unwrap();
         assert!(matches!(read(plain.der()), Err(CertError::NoEvidence)));
+    }
+}
+
+/// Certificates carrying a TPM quote with a firmware event log of realistic size (a cloud vTPM's
+/// is 30–60 KB: Google's N2D log in attest/testdata is 45 KB) still go through a TLS handshake.
+#[cfg(test)]
+mod size_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Recorded public TPM event logs (attest/testdata/eventlog, Apache-2.0): Google Cloud N2D
+    /// (45 300 bytes) and a laptop's.
+    const GCE_LOG: &[u8] =
+        include_bytes!("../../../attest/testdata/eventlog/gce_ubuntu2404_sevsnp_tpm.bin");
+    const LAPTOP_LOG: &[u8] =
+        include_bytes!("../../../attest/testdata/eventlog/glinux_laptop_locality3_tpm.bin");
+
+    /// `none` evidence with a TPM part whose event log is `log_len` bytes of real logs.
+    fn evidence_with_log(report_data: [u8; 64], log_len: usize) -> attest::Evidence {
+        let log: Vec<u8> = GCE_LOG
+            .iter()
+            .chain(LAPTOP_LOG)
+            .copied()
+            .take(log_len)
+            .collect();
+        let tpm = attest::tpm::TpmEvidence {
+            ak_public: vec![1; 90],
+            quote: vec![2; 145],
+            signature: vec![3; 72],
+            pcrs: (0..16).map(|i| (i, "00".repeat(32))).collect(),
+            event_log: Some(log),
+        };
+        attest::Evidence::None(attest::NoneEvidence {
+            report_data,
+            tpm: Some(tpm),
+        })
+    }
+
+    /// A TLS 1.3 handshake with the attested verifier over an in-memory pipe; the verifier's
+    /// outcome (a TPM part that is not a real quote is refused *after* the certificate arrived).
+    async fn handshake(cert: &AttestedCert) -> Result<(), String> {
+        let server = Arc::new(super::super::listener::server_config(cert).unwrap());
+        let policy = attest::Policy {
+            allow_insecure_dev: true,
+            ..Default::default()
+        };
+        let verifier = Arc::new(super::super::verify::AttestedServerVerifier::new(policy));
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+        let (c, s) = tokio::io::duplex(1 << 20);
+        let accept = tokio::spawn(async move {
+            let _ = tokio_rustls::TlsAcceptor::from(server).accept(s).await;
+        });
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let result = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, c)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        accept.abort();
+        result
+    }
+
+    #[tokio::test]
+    async fn a_certificate_with_a_60_kb_event_log_reaches_the_verifier() {
+        for log_len in [30_000, 45_300, 60_000] {
+            let cert = make_with(|rd| Ok(evidence_with_log(rd, log_len))).unwrap();
+            let read = read(&cert.cert_der).unwrap();
+            let tpm = read.evidence.tpm().unwrap();
+            assert_eq!(tpm.event_log.as_ref().unwrap().len(), log_len);
+            let err = handshake(&cert).await.unwrap_err();
+            eprintln!(
+                "{log_len}-byte log: certificate {} bytes: {err}",
+                cert.cert_der.len()
+            );
+            assert!(
+                err.contains("attestation refused: TPM quote refused"),
+                "{log_len}-byte log, certificate {} bytes: {err}",
+                cert.cert_der.len()
+            );
+        }
     }
 }

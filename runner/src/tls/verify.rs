@@ -88,6 +88,9 @@ pub struct PolicyArgs {
     /// AMD-SB-3019's fix, SNP firmware SPL 0x18 on Milan and 0x17 on Genoa.
     #[arg(long, value_name = "[GEN:]TCB")]
     pub snp_min_tcb: Vec<attest::SnpMinTcbSpec>,
+    /// TPM trust and cloud firmware (`--allow-untrusted-vtpm`, `--tpm-ak`, `--tdx-mrtd`, …).
+    #[command(flatten)]
+    pub tpm: super::tpm_policy::TpmPolicyArgs,
 }
 
 impl PolicyArgs {
@@ -105,6 +108,7 @@ impl PolicyArgs {
         for spec in &self.snp_min_tcb {
             policy.snp.min_tcb.apply(spec);
         }
+        self.tpm.apply(&mut policy);
         Ok(policy)
     }
 }
