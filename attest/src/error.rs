@@ -319,6 +319,9 @@ pub enum VerifyError {
     /// The launch measurement is not expected.
     #[error(transparent)]
     Measurement(#[from] MeasurementError),
+    /// The verifier could not get (or check) the collateral this evidence needs.
+    #[error("collateral: {0}")]
+    Collateral(#[from] crate::collateral::CollateralError),
     /// The report_data is not the one the verifier expects (not bound to this key and nonce).
     #[error("report_data {got} differs from the expected {expected}")]
     ReportDataMismatch {

@@ -6,6 +6,8 @@
 //! - [`report_data_for`]: binds public keys, a nonce and a context into report_data.
 //! - [`verify`] / [`Verifier`]: checks evidence against a [`Policy`] at a given time and
 //!   returns [`Verified`] or a typed [`VerifyError`].
+//! - [`collateral`]: the verifier's own VCEKs (AMD KDS) and DCAP collateral (Intel PCS/PCCS),
+//!   checked, cached, or read from an offline bundle.
 //! - [`snp_derived_key`]: a sealing key from the AMD secure processor.
 //!
 //! See README.md for the evidence format, the binding, and what is (and is not) checked.
@@ -15,6 +17,7 @@
 
 mod attester;
 mod binding;
+pub mod collateral;
 mod detect;
 mod encoding;
 mod error;

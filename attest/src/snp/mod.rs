@@ -3,9 +3,9 @@
 
 pub(crate) mod certs;
 pub mod get;
-mod roots;
+pub(crate) mod roots;
 mod tcb;
-mod vcek;
+pub(crate) mod vcek;
 pub(crate) mod verify;
 
 pub use get::{DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix};
