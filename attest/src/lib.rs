@@ -50,7 +50,7 @@ pub use policy::{Policy, SnpPolicy, TdxPolicy, TdxTcbStatus};
 pub use snp::verify::SnpTcbs;
 pub use snp::{
     DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix, SnpDetails, SnpGeneration, SnpMinTcb,
-    SnpMinTcbSpec, SnpMinTcbSpecError, SnpTcb,
+    SnpMinTcbSpec, SnpMinTcbSpecError, SnpSigningKey, SnpTcb,
 };
 pub use tdx::TdxDetails;
 pub use verify::{verify, verify_with, Endorsements, Measurements, Tcb, Verified, Verifier};

@@ -2,7 +2,7 @@
 //! #57230): the VCEK of a chip at a TCB, the ASK/ASVK + ARK chain and the CRL of a product.
 //!
 //! Checks: a VCEK is signed by the product's built-in ASK and certifies the requested hwID and
-//! TCB; a chain's ARK is byte-for-byte the built-in ARK and signs the ASK/ASVK; the CRL is
+//! TCB; a chain is byte for byte the built-in ARK and ASK/ASVK; the CRL is
 //! signed (RSA-PSS) by the built-in ARK, current at `now`, and lists neither the ASK nor the
 //! VCEK.
 
@@ -162,8 +162,9 @@ impl CollateralClient {
         Ok(entry.body)
     }
 
-    /// The ASK (or ASVK) + ARK chain of `product`: the ARK must be the built-in one and sign the
-    /// other certificate.
+    /// The ASK (or ASVK) + ARK chain of `product` as KDS serves it: both certificates must be
+    /// byte for byte the built-in ones (the ASVKs are AMD's published certificates, see
+    /// `snp/asvk/`), so a mirror cannot swap in another chain, nor the VCEK chain for the VLEK's.
     pub async fn amd_cert_chain(
         &self,
         product: AmdProduct,
@@ -174,43 +175,39 @@ impl CollateralClient {
         let path = format!("/{}/v1/{}/cert_chain", key_kind.path(), product.name());
         let (key, url) = self.amd(&path);
         let what = format!("{} {} cert_chain", product.name(), key_kind.path());
-        let builtin_ark = roots
-            .ark
-            .to_der()
-            .map_err(|e| CollateralError::Unsupported(e.to_string()))?;
-        let entry = self
-            .answer(key, url, &[], now, |entry| {
-                let pem = std::str::from_utf8(&entry.body)
-                    .map_err(|e| CollateralError::malformed(&what, e))?;
-                let ders = x509::pem_certificates(pem, &what)?;
-                let [ask, ark] = ders.as_slice() else {
-                    return Err(CollateralError::malformed(
-                        &what,
-                        "expected two certificates",
-                    ));
-                };
-                if *ark != builtin_ark {
-                    return Err(CollateralError::bad_signature(format!(
-                        "{what} (the ARK is not AMD's built-in ARK)"
-                    )));
-                }
-                let ask = x509::parse_certificate(ask, &what)?;
-                (&roots.chain.ark, &SevCertificate::from(ask.clone()))
-                    .verify()
-                    .map_err(|_| CollateralError::bad_signature(&what))?;
-                x509::check_validity(&ask, now, &what)?;
-                Ok(None)
+        let der = |cert: &x509_cert::Certificate| {
+            cert.to_der()
+                .map_err(|e| CollateralError::Unsupported(e.to_string()))
+        };
+        let builtin_ark = der(&roots.ark)?;
+        let builtin_ask = match key_kind {
+            AmdSigningKey::Vcek => der(&roots.ask)?,
+            AmdSigningKey::Vlek => der(&roots.asvk.clone().into())?,
+        };
+        let check = |entry: &super::Entry| -> Result<AmdCertChain, CollateralError> {
+            let pem = std::str::from_utf8(&entry.body)
+                .map_err(|e| CollateralError::malformed(&what, e))?;
+            let ders = x509::pem_certificates(pem, &what)?;
+            let [ask, ark] = ders.as_slice() else {
+                return Err(CollateralError::malformed(
+                    &what,
+                    "expected two certificates",
+                ));
+            };
+            if *ark != builtin_ark || *ask != builtin_ask {
+                return Err(CollateralError::bad_signature(format!(
+                    "{what} (not AMD's built-in certificates)"
+                )));
+            }
+            Ok(AmdCertChain {
+                ask: ask.clone(),
+                ark: ark.clone(),
             })
+        };
+        let entry = self
+            .answer(key, url, &[], now, |e| check(e).map(|_| None))
             .await?;
-        let pem = String::from_utf8_lossy(&entry.body).into_owned();
-        let mut ders = x509::pem_certificates(&pem, &what)?.into_iter();
-        match (ders.next(), ders.next()) {
-            (Some(ask), Some(ark)) => Ok(AmdCertChain { ask, ark }),
-            _ => Err(CollateralError::malformed(
-                &what,
-                "expected two certificates",
-            )),
-        }
+        check(&entry)
     }
 
     /// The CRL of `product`'s ARK, checked: RSA-PSS signature by the built-in ARK, current at

@@ -71,11 +71,16 @@ pub struct CollateralClient {
     amd_crl_signer: Option<Vec<u8>>,
 }
 
-/// What the verifier must supply for `evidence`: SNP without a VCEK in its certificate table
-/// (nor in `have`), TDX without collateral.
+/// What the verifier must supply for `evidence`: a VCEK-signed SNP report without a VCEK in its
+/// certificate table (nor in `have`) — a VLEK comes with the evidence, KDS does not serve it —,
+/// TDX without collateral.
 pub fn needs_collateral(evidence: &Evidence, have: &Endorsements) -> bool {
     match evidence {
-        Evidence::Snp(e) => have.snp_vcek.is_none() && e.cert(&CertKind::Vcek).is_none(),
+        Evidence::Snp(e) => {
+            // KEY_INFO (0x48), SIGNING_KEY in bits 4:2; 0 = VCEK.
+            let vcek_signed = e.report.get(0x48).is_some_and(|b| (b >> 2) & 7 == 0);
+            vcek_signed && have.snp_vcek.is_none() && e.cert(&CertKind::Vcek).is_none()
+        }
         Evidence::Tdx(e) => have.tdx_collateral.is_none() && e.collateral.is_none(),
         Evidence::None(_) => false,
     }

@@ -4,11 +4,13 @@
 pub(crate) mod certs;
 pub mod get;
 pub(crate) mod roots;
+mod signer;
 mod tcb;
 pub(crate) mod vcek;
 pub(crate) mod verify;
 
 pub use get::{DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix};
+pub use signer::SnpSigningKey;
 pub use tcb::{
     SnpGeneration, SnpMinTcb, SnpMinTcbSpec, SnpMinTcbSpecError, SnpTcb, SB3019_GENOA_SNP_SPL,
     SB3019_MILAN_SNP_SPL,

@@ -17,6 +17,7 @@ const CRL_EMPTY: &[u8] = include_bytes!("../../../testdata/collateral/amd-test/c
 const CRL_REVOKED: &[u8] =
     include_bytes!("../../../testdata/collateral/amd-test/crl_revokes_milan_ask.der");
 const MILAN_CHAIN: &[u8] = include_bytes!("../../../testdata/snp/cert_chain_milan");
+const MILAN_VLEK_CHAIN: &[u8] = include_bytes!("../../snp/asvk/milan.pem");
 const CRL_PATH: &str = "/vcek/v1/Milan/crl";
 /// 2027-06-01: inside the VCEK's validity (to 2030-04) and the test CRL's window.
 const NOW: u64 = 1_811_808_000;
@@ -260,4 +261,43 @@ fn the_cert_chain_must_carry_amds_built_in_ark() {
         rt.block_on(client.amd_cert_chain(AmdProduct::Genoa, AmdSigningKey::Vcek, NOW)),
         Err(CollateralError::BadSignature { .. })
     ));
+    // The VLEK chain: AMD's ASVK (as published, see snp/asvk/) is accepted; the VCEK chain
+    // (same ARK, which signs both) served in its place is not.
+    let vlek = "/vlek/v1/Milan/cert_chain";
+    server.set(vlek, Reply::ok(MILAN_VLEK_CHAIN));
+    let chain = rt
+        .block_on(client.amd_cert_chain(AmdProduct::Milan, AmdSigningKey::Vlek, NOW))
+        .unwrap();
+    assert_eq!(chain.ark, pem[1]);
+    let fresh = super::client(&server);
+    server.set(vlek, Reply::ok(MILAN_CHAIN));
+    assert!(matches!(
+        rt.block_on(fresh.amd_cert_chain(AmdProduct::Milan, AmdSigningKey::Vlek, NOW)),
+        Err(CollateralError::BadSignature { .. })
+    ));
+}
+
+#[test]
+fn a_vlek_signed_report_fetches_nothing() {
+    let server = kds();
+    let mut report = milan_report();
+    report[0x48] = (report[0x48] & !0x1c) | (1 << 2);
+    let evidence = Evidence::Snp(SnpEvidence {
+        report,
+        certs: vec![],
+    });
+    assert!(!crate::collateral::needs_collateral(
+        &evidence,
+        &Default::default()
+    ));
+    assert!(crate::collateral::needs_collateral(
+        &bare(),
+        &Default::default()
+    ));
+    let verifier = crate::Verifier::new(milan_policy()).with_collateral(Arc::new(client(&server)));
+    assert_eq!(
+        verifier.verify(&evidence, at(NOW)),
+        Err(VerifyError::Snp(crate::SnpError::MissingVlek))
+    );
+    assert_eq!(server.hits(), 0);
 }
