@@ -301,3 +301,47 @@ fn a_vlek_signed_report_fetches_nothing() {
     );
     assert_eq!(server.hits(), 0);
 }
+
+#[test]
+fn turin_vceks_are_asked_by_the_8_byte_hwid_and_the_fmc_spl() {
+    // The recorded Turin VCEK's hwID and TCB extensions, read out of it independently.
+    let mut chip_id = [0u8; 64];
+    chip_id[..8].copy_from_slice(&hex::decode("1e550a8ee5cf9f4d").unwrap());
+    let tcb = crate::SnpTcb {
+        fmc: Some(0),
+        bootloader: 0,
+        tee: 0,
+        snp: 0,
+        microcode: 9,
+    };
+    let path = "/vcek/v1/Turin/1e550a8ee5cf9f4d?fmcSPL=00&blSPL=00&teeSPL=00&snpSPL=00&ucodeSPL=09";
+    let server = Server::start(HashMap::from([(path.to_owned(), Reply::ok(TURIN_VCEK))]));
+    let client = client(&server);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let vcek = rt
+        .block_on(client.vcek(AmdProduct::Turin, &chip_id, &tcb, NOW))
+        .unwrap();
+    assert_eq!(vcek, TURIN_VCEK);
+    // Served for another chip: its hwID does not match the request.
+    chip_id[0] ^= 1;
+    let other = format!(
+        "/vcek/v1/Turin/{}{}",
+        hex::encode(&chip_id[..8]),
+        &path[31..]
+    );
+    server.set(&other, Reply::ok(TURIN_VCEK));
+    assert!(matches!(
+        rt.block_on(client.vcek(AmdProduct::Turin, &chip_id, &tcb, NOW)),
+        Err(CollateralError::Malformed { what, .. }) if what == "Turin VCEK"
+    ));
+    // And for Milan's product path: not signed by Milan's ASK.
+    let milan = format!(
+        "/vcek/v1/Milan/{}?blSPL=00&teeSPL=00&snpSPL=00&ucodeSPL=09",
+        hex::encode(chip_id)
+    );
+    server.set(&milan, Reply::ok(TURIN_VCEK));
+    assert!(matches!(
+        rt.block_on(client.vcek(AmdProduct::Milan, &chip_id, &tcb, NOW)),
+        Err(CollateralError::BadSignature { .. })
+    ));
+}

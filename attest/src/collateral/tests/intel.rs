@@ -80,7 +80,11 @@ fn bare() -> (Evidence, u64) {
 }
 
 fn policy() -> Policy {
-    let q = dcap_qvl::quote::Quote::parse(TDX_V4).unwrap();
+    policy_for(TDX_V4)
+}
+
+fn policy_for(quote: &[u8]) -> Policy {
+    let q = dcap_qvl::quote::Quote::parse(quote).unwrap();
     let td = q.report.as_td10().unwrap();
     let mut p = Policy::default();
     p.expected.tdx.push(TdxMeasurements {
@@ -225,4 +229,36 @@ fn a_tampered_crl_or_a_missing_answer_is_refused() {
         fetch(&client(&fresh), now),
         Err(CollateralError::NotFound { url }) if url.ends_with(QE)
     ));
+}
+
+#[test]
+fn the_other_recorded_quotes_get_their_collateral_too() {
+    for (quote, json) in [
+        (TDX_V5, TDX_V5_COLLATERAL),
+        (TDX_OUTDATED, TDX_OUTDATED_COLLATERAL),
+    ] {
+        let recorded: TdxCollateral = serde_json::from_str(json).unwrap();
+        let server = Server::start(routes(&recorded));
+        let with = tdx(quote, json);
+        let now = tdx_now(&with);
+        let evidence = Evidence::Tdx(TdxEvidence {
+            quote: quote.to_vec(),
+            collateral: None,
+        });
+        let client = Arc::new(client(&server));
+        let fetched = client.endorsements_blocking(&evidence, now).unwrap();
+        let expected = TdxCollateral {
+            pck_certificate_chain: None,
+            ..recorded
+        };
+        assert_eq!(fetched.tdx_collateral.unwrap(), expected);
+        let verifier = crate::Verifier::new(policy_for(quote)).with_collateral(client);
+        let outcome = verifier.verify(&evidence, now);
+        if quote == TDX_OUTDATED {
+            // Fetched and used: the platform's TCB level is what refuses it.
+            assert!(matches!(outcome, Err(VerifyError::Tdx(_))), "{outcome:?}");
+        } else {
+            assert_eq!(outcome.unwrap().tdx.unwrap().quote_version, 5);
+        }
+    }
 }
