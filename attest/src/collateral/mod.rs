@@ -33,6 +33,9 @@ pub const INTEL_PCS_URL: &str = "https://api.trustedservices.intel.com";
 pub const INTEL_ROOT_CA_CRL_URL: &str =
     "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
 
+/// How long a 404 is remembered (seconds): no request for the same answer until then.
+pub const NOT_FOUND_KEPT: u64 = 600;
+
 /// Where to get collateral and how to keep it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CollateralConfig {
@@ -66,6 +69,9 @@ pub struct CollateralClient {
     config: CollateralConfig,
     http: http::Http,
     store: store::Store,
+    /// Requests answered 404, and until when (unix seconds) not to ask again: an unknown chip ID
+    /// or FMSPC costs the service one request per [`NOT_FOUND_KEPT`], not one per evidence.
+    not_found: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// Tests only: the key that signs the AMD CRL (AMD's ARK otherwise).
     #[cfg(test)]
     amd_crl_signer: Option<Vec<u8>>,
@@ -100,6 +106,7 @@ impl CollateralClient {
             http: http::Http::new(config.timeout)?,
             config,
             store,
+            not_found: Default::default(),
             #[cfg(test)]
             amd_crl_signer: None,
         })
@@ -193,7 +200,24 @@ impl CollateralClient {
                 return Ok(entry);
             }
         }
-        let (body, found) = self.http.get(&url, headers).await?;
+        let until = self
+            .not_found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied();
+        if until.is_some_and(|until| now <= until) {
+            return Err(CollateralError::NotFound { url });
+        }
+        let (body, found) = match self.http.get(&url, headers).await {
+            Err(e @ CollateralError::NotFound { .. }) => {
+                let mut not_found = self.not_found.lock().unwrap_or_else(|p| p.into_inner());
+                not_found.retain(|_, until| *until >= now);
+                not_found.insert(key, now.saturating_add(NOT_FOUND_KEPT));
+                return Err(e);
+            }
+            other => other?,
+        };
         let mut entry = Entry {
             key,
             body,

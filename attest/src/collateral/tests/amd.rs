@@ -156,10 +156,20 @@ fn http_errors_and_timeouts_are_typed_and_nothing_is_accepted() {
     );
     // 404 for Milan and for Genoa (a v2 report may be either): the last one is reported.
     server.set(&vcek_path(), Reply::status(404));
+    let before = server.hits();
     assert!(matches!(
         fetch(&client, NOW),
         Err(CollateralError::NotFound { url }) if url.contains("/vcek/v1/Genoa/")
     ));
+    assert_eq!(server.hits(), before + 2);
+    // Remembered for NOT_FOUND_KEPT: no new request, the same refusal; asked again after.
+    assert!(matches!(
+        fetch(&client, NOW + 599),
+        Err(CollateralError::NotFound { .. })
+    ));
+    assert_eq!(server.hits(), before + 2);
+    server.set(&vcek_path(), Reply::ok(MILAN_VCEK));
+    assert!(fetch(&client, NOW + crate::collateral::NOT_FOUND_KEPT + 1).is_ok());
     let slow = Reply {
         delay: Duration::from_secs(5),
         ..Reply::ok(MILAN_VCEK)
