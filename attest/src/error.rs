@@ -127,6 +127,10 @@ pub enum CertName {
     Ask,
     /// Versioned Chip Endorsement Key.
     Vcek,
+    /// AMD SEV VLEK signing key (signs VLEKs).
+    Asvk,
+    /// Versioned Loaded Endorsement Key (a cloud provider's).
+    Vlek,
 }
 
 impl fmt::Display for CertName {
@@ -135,6 +139,8 @@ impl fmt::Display for CertName {
             CertName::Ark => "ARK",
             CertName::Ask => "ASK",
             CertName::Vcek => "VCEK",
+            CertName::Asvk => "ASVK",
+            CertName::Vlek => "VLEK",
         })
     }
 }
@@ -154,8 +160,8 @@ pub enum SnpError {
     /// The firmware did not sign the report (MASK_CHIP_KEY, or signing key "none").
     #[error("the SNP report is not signed")]
     Unsigned,
-    /// The report is signed by a VLEK (or a reserved key), which this verifier does not take.
-    #[error("SNP report signing key {0} is not supported (only the VCEK, 0)")]
+    /// The report names a reserved signing key.
+    #[error("SNP report signing key {0} is not supported (only the VCEK, 0, and a VLEK, 1)")]
     UnsupportedSigningKey(u32),
     /// Neither the evidence nor the verifier supplied a VCEK.
     #[error("no VCEK certificate: none in the evidence's certificate table and none supplied")]
@@ -176,6 +182,12 @@ pub enum SnpError {
         /// The `sev` crate's message.
         reason: String,
     },
+    /// The report is signed by a VLEK and the evidence's certificate table has none.
+    #[error("the report is signed by a VLEK and the evidence carries no VLEK certificate")]
+    MissingVlek,
+    /// No AMD ASVK (Milan, Genoa, Turin) signs the VLEK.
+    #[error("the VLEK is not signed by AMD's Milan, Genoa or Turin ASVK")]
+    VlekNotSignedByAmd,
     /// No AMD ASK (Milan, Genoa, Turin) signs the VCEK.
     #[error("the VCEK is not signed by AMD's Milan, Genoa or Turin ASK")]
     VcekNotSignedByAmd,
@@ -330,6 +342,9 @@ pub enum VerifyError {
     /// the image's predicted boot.
     #[error(transparent)]
     EventLog(#[from] crate::eventlog::EventLogError),
+    /// The verifier could not get (or check) the collateral this evidence needs.
+    #[error("collateral: {0}")]
+    Collateral(#[from] crate::collateral::CollateralError),
     /// The report_data is not the one the verifier expects (not bound to this key and nonce).
     #[error("report_data {got} differs from the expected {expected}")]
     ReportDataMismatch {

@@ -17,6 +17,7 @@
 //! boot (not persisted).
 
 pub mod cert;
+pub mod collateral;
 pub mod deploy;
 pub mod listener;
 pub mod verify;
