@@ -169,36 +169,33 @@ apt_install_missing gcc g++ make uuid-dev nasm acpica-tools python3 curl xz-util
 # (a local EVM node for the tests) and the Sapphire JS client (the envelope's test oracle),
 # pinned by contracts/npm/package.json + package-lock.json and installed into a cache directory
 # outside the repository. Skipped when the installed lock file already equals the pinned one.
-CHAIN_NPM_DIR="${CONTRACTS_NPM_DIR:-$HOME/.cache/smart-worker/chain-npm}"
-CHAIN_NPM_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../contracts/npm" && pwd)"
 # Node and npm: whatever the machine has (some ship nodesource's nodejs, which bundles npm and
 # conflicts with Debian's npm package); Debian's otherwise.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install_missing nodejs npm
 fi
-if cmp -s "$CHAIN_NPM_SRC/package-lock.json" "$CHAIN_NPM_DIR/node_modules/.package-lock.json.pinned" 2>/dev/null; then
-  log "chain npm tools present in $CHAIN_NPM_DIR"
-else
-  log "npm ci (solc, hardhat, sapphire-paratime) into $CHAIN_NPM_DIR"
-  mkdir -p "$CHAIN_NPM_DIR"
-  cp "$CHAIN_NPM_SRC/package.json" "$CHAIN_NPM_SRC/package-lock.json" "$CHAIN_NPM_DIR/"
-  (cd "$CHAIN_NPM_DIR" && npm ci --no-audit --no-fund)
-  cp "$CHAIN_NPM_SRC/package-lock.json" "$CHAIN_NPM_DIR/node_modules/.package-lock.json.pinned"
-fi
+# npm_ci_pinned WHAT SRC DIR: `npm ci` of SRC's package.json + package-lock.json into DIR,
+# skipped when DIR's installed lock file already equals SRC's.
+npm_ci_pinned() {
+  local what="$1" src="$2" dir="$3"
+  if cmp -s "$src/package-lock.json" "$dir/node_modules/.package-lock.json.pinned" 2>/dev/null; then
+    log "npm packages ($what) present in $dir"
+    return 0
+  fi
+  log "npm ci ($what) into $dir"
+  mkdir -p "$dir"
+  cp "$src/package.json" "$src/package-lock.json" "$dir/"
+  (cd "$dir" && npm ci --no-audit --no-fund)
+  cp "$src/package-lock.json" "$dir/node_modules/.package-lock.json.pinned"
+}
+SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+npm_ci_pinned "solc, hardhat, sapphire-paratime" "$SCRIPTS_DIR/../contracts/npm" \
+  "${CONTRACTS_NPM_DIR:-$HOME/.cache/smart-worker/chain-npm}"
 
 # Test workers bundled the way their users do (tests/tests/e2e/escrin.rs): Escrin's published
 # `@escrin/worker` and esbuild, pinned by tests/npm/package.json + package-lock.json.
-WORKER_NPM_DIR="${WORKER_NPM_DIR:-$HOME/.cache/smart-worker/worker-npm}"
-WORKER_NPM_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/npm" && pwd)"
-if cmp -s "$WORKER_NPM_SRC/package-lock.json" "$WORKER_NPM_DIR/node_modules/.package-lock.json.pinned" 2>/dev/null; then
-  log "worker npm packages present in $WORKER_NPM_DIR"
-else
-  log "npm ci (@escrin/worker, esbuild) into $WORKER_NPM_DIR"
-  mkdir -p "$WORKER_NPM_DIR"
-  cp "$WORKER_NPM_SRC/package.json" "$WORKER_NPM_SRC/package-lock.json" "$WORKER_NPM_DIR/"
-  (cd "$WORKER_NPM_DIR" && npm ci --no-audit --no-fund)
-  cp "$WORKER_NPM_SRC/package-lock.json" "$WORKER_NPM_DIR/node_modules/.package-lock.json.pinned"
-fi
+npm_ci_pinned "@escrin/worker, esbuild" "$SCRIPTS_DIR/../tests/npm" \
+  "${WORKER_NPM_DIR:-$HOME/.cache/smart-worker/worker-npm}"
 
 # The bench's external HTTP client (tests/src/bin/bench/wrk.rs): the HTTP trigger and
 # `deno serve` under `wrk` as well as under the bench's own client.

@@ -141,6 +141,10 @@ pub enum CertName {
     Ask,
     /// Versioned Chip Endorsement Key.
     Vcek,
+    /// AMD SEV VLEK signing key (signs VLEKs).
+    Asvk,
+    /// Versioned Loaded Endorsement Key (a cloud provider's).
+    Vlek,
 }
 
 impl fmt::Display for CertName {
@@ -149,6 +153,8 @@ impl fmt::Display for CertName {
             CertName::Ark => "ARK",
             CertName::Ask => "ASK",
             CertName::Vcek => "VCEK",
+            CertName::Asvk => "ASVK",
+            CertName::Vlek => "VLEK",
         })
     }
 }
@@ -168,8 +174,8 @@ pub enum SnpError {
     /// The firmware did not sign the report (MASK_CHIP_KEY, or signing key "none").
     #[error("the SNP report is not signed")]
     Unsigned,
-    /// The report is signed by a VLEK (or a reserved key), which this verifier does not take.
-    #[error("SNP report signing key {0} is not supported (only the VCEK, 0)")]
+    /// The report names a reserved signing key.
+    #[error("SNP report signing key {0} is not supported (only the VCEK, 0, and a VLEK, 1)")]
     UnsupportedSigningKey(u32),
     /// Neither the evidence nor the verifier supplied a VCEK.
     #[error("no VCEK certificate: none in the evidence's certificate table and none supplied")]
@@ -190,6 +196,12 @@ pub enum SnpError {
         /// The `sev` crate's message.
         reason: String,
     },
+    /// The report is signed by a VLEK and the evidence's certificate table has none.
+    #[error("the report is signed by a VLEK and the evidence carries no VLEK certificate")]
+    MissingVlek,
+    /// No AMD ASVK (Milan, Genoa, Turin) signs the VLEK.
+    #[error("the VLEK is not signed by AMD's Milan, Genoa or Turin ASVK")]
+    VlekNotSignedByAmd,
     /// No AMD ASK (Milan, Genoa, Turin) signs the VCEK.
     #[error("the VCEK is not signed by AMD's Milan, Genoa or Turin ASK")]
     VcekNotSignedByAmd,
@@ -351,6 +363,9 @@ pub enum VerifyError {
     /// identifies the image).
     #[error(transparent)]
     Vtpm(#[from] crate::vtpm::VtpmError),
+    /// The verifier could not get (or check) the collateral this evidence needs.
+    #[error("collateral: {0}")]
+    Collateral(#[from] crate::collateral::CollateralError),
     /// The report_data is not the one the verifier expects (not bound to this key and nonce).
     #[error("report_data {got} differs from the expected {expected}")]
     ReportDataMismatch {

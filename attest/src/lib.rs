@@ -6,6 +6,8 @@
 //! - [`report_data_for`]: binds public keys, a nonce and a context into report_data.
 //! - [`verify`] / [`Verifier`]: checks evidence against a [`Policy`] at a given time and
 //!   returns [`Verified`] or a typed [`VerifyError`].
+//! - [`collateral`]: the verifier's own VCEKs (AMD KDS) and DCAP collateral (Intel PCS/PCCS),
+//!   checked, cached, or read from an offline bundle.
 //! - [`snp_derived_key`]: a sealing key from the AMD secure processor.
 //! - [`tpm`]: TPM 2.0 quotes (a pure-Rust client, quote verification, [`tpm::TpmEvidence`]).
 //! - [`eventlog`]: boot event logs (TPM, TDX CCEL): parse, replay against quoted registers,
@@ -21,6 +23,7 @@
 mod attester;
 mod binding;
 pub mod boot_log;
+pub mod collateral;
 mod detect;
 mod encoding;
 mod error;
@@ -58,7 +61,7 @@ pub use policy::{Policy, SnpPolicy, TdxPolicy, TdxTcbStatus};
 pub use snp::verify::SnpTcbs;
 pub use snp::{
     DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix, SnpDetails, SnpGeneration, SnpMinTcb,
-    SnpMinTcbSpec, SnpMinTcbSpecError, SnpTcb,
+    SnpMinTcbSpec, SnpMinTcbSpecError, SnpSigningKey, SnpTcb,
 };
 pub use tdx::TdxDetails;
 pub use verify::{verify, verify_with, Endorsements, Measurements, Tcb, Verified, Verifier};

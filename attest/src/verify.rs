@@ -1,9 +1,12 @@
 //! Verification entry point: dispatch per TEE, then the checks common to all (measurement,
 //! report_data).
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::collateral::CollateralClient;
 use crate::error::{MeasurementError, VerifyError};
+
 use crate::evidence::{Evidence, TdxCollateral};
 use crate::measurement::{Digest48, ExpectedMeasurements, TdxMeasurements};
 use crate::policy::Policy;
@@ -85,6 +88,9 @@ pub struct Verifier {
     pub policy: Policy,
     /// Endorsements that replace the evidence's.
     pub endorsements: Endorsements,
+    /// Where to fetch what neither `endorsements` nor the evidence supplies (an SNP VCEK, TDX
+    /// collateral); `None`: nothing is fetched.
+    pub collateral: Option<Arc<CollateralClient>>,
 }
 
 impl Verifier {
@@ -93,12 +99,40 @@ impl Verifier {
         Verifier {
             policy,
             endorsements: Endorsements::default(),
+            collateral: None,
         }
+    }
+
+    /// The same, fetching missing collateral with `client`.
+    pub fn with_collateral(mut self, client: Arc<CollateralClient>) -> Self {
+        self.collateral = Some(client);
+        self
     }
 
     /// Verifies `evidence` at time `now`.
     pub fn verify(&self, evidence: &Evidence, now: SystemTime) -> Result<Verified, VerifyError> {
-        verify_with(evidence, &self.policy, &self.endorsements, now)
+        self.verify_with_policy(evidence, &self.policy, now)
+    }
+
+    /// Verifies `evidence` against `policy` (e.g. this verifier's with a per-request
+    /// `expected_report_data`) with this verifier's endorsements and collateral client. Fetching
+    /// blocks: call it off async workers (`spawn_blocking`) where that matters.
+    pub fn verify_with_policy(
+        &self,
+        evidence: &Evidence,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<Verified, VerifyError> {
+        let mut endorsements = self.endorsements.clone();
+        if let Some(client) = &self.collateral {
+            if crate::collateral::needs_collateral(evidence, &endorsements) {
+                let fetched = client.endorsements_blocking(evidence, now)?;
+                endorsements.snp_vcek = endorsements.snp_vcek.or(fetched.snp_vcek);
+                endorsements.tdx_collateral =
+                    endorsements.tdx_collateral.or(fetched.tdx_collateral);
+            }
+        }
+        verify_with(evidence, policy, &endorsements, now)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The attestation verifier: checks a TEE's evidence with `attest` and, when it passes, signs
 //! the `VerifiedEvidence` that `VerifierPermitter` trusts.
 //!
-//! It checks, through `attest::verify_with`: the evidence's signatures and certificate chain
-//! (SNP, TDX), the policy (TCB, debug, …), the launch measurements against the expected ones,
+//! It checks, through `attest::Verifier::verify_with_policy` (which first fetches the VCEK or
+//! TDX collateral the evidence lacks when the verifier has a collateral client): the evidence's
+//! signatures and certificate chain (SNP, TDX), the policy (TCB, debug, …), the launch measurements against the expected ones,
 //! and that report_data equals the request's (`AuthorizationRequest::report_data`, which commits
 //! to the binding of chain, registry, identity, requester, code hash and nonce). `none` evidence
 //! passes only with `Policy::allow_insecure_dev`. Only then does it sign; a refusal signs
@@ -72,7 +73,8 @@ impl Verifier {
             Evidence::from_json(text).map_err(|e| VerifierError::Malformed(e.to_string()))?;
         let mut policy = self.attest.policy.clone();
         policy.expected_report_data = Some(request.report_data());
-        let verified = attest::verify_with(&evidence, &policy, &self.attest.endorsements, now)?;
+        // The verifier's endorsements, and collateral fetched for what the evidence lacks.
+        let verified = self.attest.verify_with_policy(&evidence, &policy, now)?;
         let measurement = onchain_measurement(&verified.measurements);
         let verified_at = now
             .duration_since(UNIX_EPOCH)

@@ -118,11 +118,15 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
     if args.policy.expect.is_none() && !args.policy.allow_insecure_dev {
         return Err(VerifierServiceError::NoPolicy);
     }
-    let policy = args.policy.policy()?;
+    let attest_verifier = args.policy.verifier()?;
+    let attest_collateral = attest_verifier
+        .collateral
+        .as_ref()
+        .map(|c| c.config().clone());
     // What the permitter's owner allows (setMeasurement).
-    let measurements = contracts::verifier::allowed_measurements(&policy);
+    let measurements = contracts::verifier::allowed_measurements(&attest_verifier.policy);
     let signer = load_or_create_key(&args.key_file)?;
-    let verifier = Arc::new(Verifier::new(attest::Verifier::new(policy), signer));
+    let verifier = Arc::new(Verifier::new(attest_verifier, signer));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| VerifierServiceError::Bind {
@@ -142,6 +146,16 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
         tracing::warn!(
             "verifier accepts `none` evidence (--allow-insecure-dev): INSECURE, development only"
         );
+    }
+    match &attest_collateral {
+        Some(config) => tracing::info!(
+            amd = %config.amd_url,
+            intel = %config.intel_url,
+            offline = ?config.offline,
+            cache = ?config.cache_dir,
+            "collateral the evidence lacks is fetched (VCEK, TDX collateral)"
+        ),
+        None => tracing::info!("collateral fetching is off: evidence must carry its own"),
     }
     tracing::info!(addr = %local, signer = %verifier.address(), "attestation verifier listening");
     println!(
@@ -223,5 +237,106 @@ async fn authorize(State(verifier): State<Arc<Verifier>>, body: axum::body::Byte
             };
             error(status, refusal.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::verify::PolicyArgs;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    }
+
+    /// The recorded Milan report (attest's test vector) without its VCEK.
+    fn snp_evidence_without_vcek() -> String {
+        let hex = include_str!("../../attest/testdata/snp/report_milan.hex");
+        attest::Evidence::Snp(attest::SnpEvidence {
+            report: hex::decode(hex.trim()).unwrap(),
+            certs: Vec::new(),
+            tpm: None,
+        })
+        .to_json()
+    }
+
+    /// Serves the verifier built from `args` on a loopback port and posts SNP evidence that
+    /// lacks its VCEK; returns the status and error message.
+    async fn authorize_with(args: &[&str]) -> (u16, String) {
+        let cli =
+            Cli::try_parse_from(std::iter::once("verifier").chain(args.iter().copied())).unwrap();
+        let verifier = Arc::new(Verifier::new(
+            cli.policy.verifier().unwrap(),
+            PrivateKeySigner::random(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}{}",
+            listener.local_addr().unwrap(),
+            wire::AUTHORIZE_PATH
+        );
+        tokio::spawn(async move { axum::serve(listener, router(verifier)).await });
+        let body = wire::AuthorizeRequest {
+            request: AuthorizationRequest {
+                chain_id: 31337,
+                registry: alloy::primitives::Address::repeat_byte(1),
+                permitter: alloy::primitives::Address::repeat_byte(3),
+                identity: alloy::primitives::B256::repeat_byte(42),
+                requester: alloy::primitives::Address::repeat_byte(0xaa),
+                code_hash: alloy::primitives::B256::repeat_byte(0xc0),
+                nonce: alloy::primitives::B256::repeat_byte(0x0e),
+            },
+            evidence: snp_evidence_without_vcek(),
+        };
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: serde_json::Value = response.json().await.unwrap();
+        (status, answer["error"].as_str().unwrap_or("").to_owned())
+    }
+
+    #[tokio::test]
+    async fn missing_collateral_is_fetched_by_default_and_refusals_name_it() {
+        // A KDS that knows no chip: the verifier asked it (Milan, then Genoa) and refuses.
+        let kds = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let kds_url = format!("http://{}", kds.local_addr().unwrap());
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        let app = axum::Router::new().fallback(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { StatusCode::NOT_FOUND }
+        });
+        tokio::spawn(async move { axum::serve(kds, app).await });
+        let (status, error) = authorize_with(&["--collateral-url-amd", &kds_url]).await;
+        assert_eq!(status, 403, "{error}");
+        assert!(
+            error.contains("not found") && error.contains("/vcek/v1/Genoa/"),
+            "{error}"
+        );
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // Offline, from a bundle without the answer.
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle.json");
+        std::fs::write(&bundle, r#"{"version":1,"answers":[]}"#).unwrap();
+        let (status, error) =
+            authorize_with(&["--collateral-offline", bundle.to_str().unwrap()]).await;
+        assert_eq!(status, 403);
+        assert!(
+            error.contains("offline") && error.contains("amd:/vcek/v1/Milan/"),
+            "{error}"
+        );
+
+        // Opted out: the evidence itself must carry the VCEK.
+        let (status, error) = authorize_with(&["--no-collateral-fetch"]).await;
+        assert_eq!(status, 403);
+        assert!(error.contains("no VCEK"), "{error}");
     }
 }

@@ -3,12 +3,14 @@
 
 pub(crate) mod certs;
 pub mod get;
-mod roots;
+pub(crate) mod roots;
+mod signer;
 mod tcb;
-mod vcek;
+pub(crate) mod vcek;
 pub(crate) mod verify;
 
 pub use get::{DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix};
+pub use signer::SnpSigningKey;
 pub use tcb::{
     SnpGeneration, SnpMinTcb, SnpMinTcbSpec, SnpMinTcbSpecError, SnpTcb, SB3019_GENOA_SNP_SPL,
     SB3019_MILAN_SNP_SPL,

@@ -1,23 +1,23 @@
 //! Verifying an SEV-SNP report.
 //!
 //! Order: parse → signing key and algorithm → VCEK (verifier-supplied, else the evidence's
-//! certificate table) → VCEK signed by AMD's Milan, Genoa or Turin ASK (built-in roots) →
-//! validity dates of ARK, ASK, VCEK → VCEK TCB = REPORTED_TCB → VCEK hwID = CHIP_ID →
+//! certificate table) or VLEK (the evidence's) → signed by AMD's Milan, Genoa or Turin ASK or
+//! ASVK (built-in roots) → validity dates of ARK, ASK/ASVK, VCEK/VLEK → its TCB =
+//! REPORTED_TCB → VCEK hwID = CHIP_ID (`signer.rs`) →
 //! ECDSA P-384 signature over the raw report bytes → guest policy (debug, migration agent),
 //! SMT, VMPL, minimum TCB. Measurement and report_data are checked by the caller
 //! ([`crate::verify`]) for every TEE alike.
 
 use p384::ecdsa::{signature::Verifier as _, Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sev::certs::snp::{Certificate, Verifiable};
 use sev::firmware::guest::AttestationReport;
 use sev::parser::ByteParser;
-use x509_cert::der::Decode;
 
+pub use super::signer::SnpSigningKey;
 pub use super::tcb::SnpTcb;
-use super::{layout, roots, vcek};
+use super::{layout, signer};
 use crate::error::{CertName, SnpError};
-use crate::evidence::{CertKind, SnpEvidence};
+use crate::evidence::SnpEvidence;
 use crate::measurement::Digest48;
 use crate::policy::SnpPolicy;
 
@@ -39,6 +39,8 @@ pub struct SnpTcbs {
 pub struct SnpDetails {
     /// The processor generation whose AMD root signed the VCEK: "Milan", "Genoa" or "Turin".
     pub generation: &'static str,
+    /// The key that signed the report: the chip's VCEK or a cloud provider's VLEK.
+    pub signing_key: SnpSigningKey,
     /// Report format version.
     pub version: u32,
     /// The guest policy (raw u64).
@@ -81,27 +83,13 @@ pub(crate) fn verify(
 ) -> Result<SnpVerified, SnpError> {
     let raw = evidence.report.as_slice();
     let report = parse(raw)?;
-    check_signing_key(&report)?;
-
-    let vcek_der = vcek_override
-        .or_else(|| evidence.cert(&CertKind::Vcek))
-        .ok_or(SnpError::MissingVcek)?;
-    let vcek =
-        x509_cert::Certificate::from_der(vcek_der).map_err(|e| SnpError::MalformedCertificate {
-            cert: CertName::Vcek,
-            reason: e.to_string(),
-        })?;
-    let signer = amd_signer(&vcek)?;
-    vcek::check_validity(CertName::Ark, &signer.ark, now)?;
-    vcek::check_validity(CertName::Ask, &signer.ask, now)?;
-    vcek::check_validity(CertName::Vcek, &vcek, now)?;
-    vcek::check_tcb(&vcek, &report.reported_tcb)?;
-    vcek::check_chip_id(&vcek, &report.chip_id)?;
-    check_signature(raw, &vcek)?;
-    check_policy(&report, policy, signer.generation)?;
+    let endorser = signer::endorser(&report, evidence, vcek_override, now)?;
+    check_signature(raw, &endorser.cert)?;
+    check_policy(&report, policy, endorser.roots.generation)?;
 
     tracing::debug!(
-        generation = signer.generation,
+        generation = endorser.roots.generation,
+        signing_key = ?endorser.key,
         vmpl = report.vmpl,
         "SNP report verified"
     );
@@ -111,7 +99,8 @@ pub(crate) fn verify(
         launch_digest: Digest48(report.measurement),
         report_data: report.report_data,
         details: SnpDetails {
-            generation: signer.generation,
+            generation: endorser.roots.generation,
+            signing_key: endorser.key,
             version: report.version,
             policy: u64::from_le_bytes(policy_bytes),
             vmpl: report.vmpl,
@@ -149,30 +138,8 @@ pub(crate) fn parse(raw: &[u8]) -> Result<AttestationReport, SnpError> {
     Ok(report)
 }
 
-fn check_signing_key(report: &AttestationReport) -> Result<(), SnpError> {
-    if report.sig_algo != 1 {
-        return Err(SnpError::UnsupportedSignatureAlgorithm(report.sig_algo));
-    }
-    if report.key_info.mask_chip_key() {
-        return Err(SnpError::Unsigned);
-    }
-    match report.key_info.signing_key() {
-        0 => Ok(()),
-        7 => Err(SnpError::Unsigned),
-        other => Err(SnpError::UnsupportedSigningKey(other)),
-    }
-}
-
-/// The built-in generation whose ASK signs the VCEK (RSA-PSS, checked by the `sev` crate).
-fn amd_signer(vcek: &x509_cert::Certificate) -> Result<&'static roots::Roots, SnpError> {
-    let vcek = Certificate::from(vcek.clone());
-    roots::all()?
-        .iter()
-        .find(|r| (&r.chain.ask, &vcek).verify().is_ok())
-        .ok_or(SnpError::VcekNotSignedByAmd)
-}
-
-/// ECDSA P-384 / SHA-384 over the raw signed bytes (not a re-encoding of the parsed report).
+/// ECDSA P-384 / SHA-384 over the raw signed bytes (not a re-encoding of the parsed report),
+/// by the VCEK's or VLEK's key.
 fn check_signature(raw: &[u8], vcek: &x509_cert::Certificate) -> Result<(), SnpError> {
     let key = VerifyingKey::from_sec1_bytes(
         vcek.tbs_certificate
@@ -231,6 +198,8 @@ pub(crate) fn check_policy(
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use x509_cert::der::Decode;
 
     use super::*;
     use crate::error::{MeasurementError, Register, VerifyError};
@@ -296,6 +265,7 @@ mod tests {
     fn milan_v2_report_verifies_with_its_vcek_and_amd_roots() {
         let v = check(milan(), &milan_policy()).unwrap();
         assert_eq!(v.tee, Tee::Snp);
+        assert_eq!(v.snp.as_ref().unwrap().signing_key, SnpSigningKey::Vcek);
         assert!(!v.insecure);
         assert_eq!(hex::encode(v.report_data), MILAN_REPORT_DATA);
         assert_eq!(
@@ -583,10 +553,12 @@ mod tests {
 
     #[test]
     fn turin_vcek_chains_to_the_turin_root() {
-        let vcek = x509_cert::Certificate::from_der(TURIN_VCEK).unwrap();
-        assert_eq!(amd_signer(&vcek).unwrap().generation, "Turin");
-        let vcek = x509_cert::Certificate::from_der(MILAN_VCEK).unwrap();
-        assert_eq!(amd_signer(&vcek).unwrap().generation, "Milan");
+        let ask = |der: &[u8]| {
+            let cert = x509_cert::Certificate::from_der(der).unwrap();
+            signer::issuer(&cert, |r| &r.chain.ask).unwrap().generation
+        };
+        assert_eq!(ask(TURIN_VCEK), "Turin");
+        assert_eq!(ask(MILAN_VCEK), "Milan");
         // A Turin VCEK does not vouch for the Milan chip's report.
         let e = vectors::snp(&milan_report(), TURIN_VCEK);
         assert!(matches!(
@@ -646,10 +618,10 @@ mod tests {
             snp_err(check(e, &milan_policy())),
             SnpError::UnsupportedSignatureAlgorithm(2)
         );
-        let e = with_report(|r| r[0x48] = 1 << 2); // KEY_INFO.SIGNING_KEY = VLEK
+        let e = with_report(|r| r[0x48] = 2 << 2); // KEY_INFO.SIGNING_KEY = reserved
         assert_eq!(
             snp_err(check(e, &milan_policy())),
-            SnpError::UnsupportedSigningKey(1)
+            SnpError::UnsupportedSigningKey(2)
         );
         let e = with_report(|r| r[0x48] = 7 << 2); // KEY_INFO.SIGNING_KEY = none
         assert_eq!(snp_err(check(e, &milan_policy())), SnpError::Unsigned);

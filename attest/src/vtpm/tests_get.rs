@@ -82,6 +82,9 @@ fn azure_vtpm_is_detected_and_gives_its_own_evidence_kind() {
     assert_eq!(json["tee"], "azure-vtpm");
     assert_eq!(Evidence::from_json(&e.to_json()).unwrap(), e);
 
+    // Its SNP report needs the chip's VCEK from the verifier (the collateral client fetches it).
+    assert!(crate::collateral::needs_collateral(&e, &Default::default()));
+
     // The report inside is not a signed SNP report (swtpm is not Azure): refused by the SNP
     // verifier, before anything of the vTPM is trusted.
     let mut p = Policy {
@@ -102,6 +105,7 @@ fn azure_vtpm_is_detected_and_gives_its_own_evidence_kind() {
     tdx.hcl_report[32 + 128..32 + 160].copy_from_slice(&digest);
     let tdx = Evidence::AzureVtpm(tdx);
     assert_eq!(tdx.tee(), Tee::Tdx);
+    assert!(!crate::collateral::needs_collateral(&tdx, &Default::default()));
     assert_eq!(
         crate::verify(&tdx, &p, std::time::SystemTime::now()).unwrap_err(),
         VerifyError::Vtpm(VtpmError::AzureTdxNotSupported)

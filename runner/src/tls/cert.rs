@@ -201,7 +201,9 @@ mod size_tests {
             allow_insecure_dev: true,
             ..Default::default()
         };
-        let verifier = Arc::new(super::super::verify::AttestedServerVerifier::new(policy));
+        let verifier = Arc::new(super::super::verify::AttestedServerVerifier::new(
+            attest::Verifier::new(policy),
+        ));
         let client = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

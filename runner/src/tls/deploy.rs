@@ -72,11 +72,11 @@ pub struct Deployed {
 /// Reads the inputs, verifies the appliance, and creates the worker.
 pub async fn run(args: &DeployArgs) -> Result<Deployed, DeployError> {
     let body = request_body(args)?;
-    let policy = args.policy.policy()?;
+    let verifier = args.policy.verifier()?;
     let url = format!("{}/", args.url.trim_end_matches('/'));
     let answer = verify::send_verified(
         &url,
-        policy,
+        verifier,
         "POST",
         &[(
             hyper::header::CONTENT_TYPE,

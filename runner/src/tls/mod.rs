@@ -20,6 +20,7 @@
 
 pub mod cert;
 pub mod cmw;
+pub mod collateral;
 pub mod deploy;
 pub mod listener;
 pub mod tpm_policy;

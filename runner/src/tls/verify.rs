@@ -91,6 +91,9 @@ pub struct PolicyArgs {
     /// TPM trust and cloud firmware (`--allow-untrusted-vtpm`, `--tpm-ak`, `--tdx-mrtd`, …).
     #[command(flatten)]
     pub tpm: super::tpm_policy::TpmPolicyArgs,
+    /// Where collateral the evidence lacks comes from.
+    #[command(flatten)]
+    pub collateral: super::collateral::CollateralArgs,
 }
 
 impl PolicyArgs {
@@ -111,6 +114,16 @@ impl PolicyArgs {
         self.tpm.apply(&mut policy);
         Ok(policy)
     }
+
+    /// The policy with its collateral client: what verifies evidence.
+    pub fn verifier(&self) -> Result<attest::Verifier, VerifyCommandError> {
+        let mut verifier = attest::Verifier::new(self.policy()?);
+        verifier.collateral = self
+            .collateral
+            .client()
+            .map_err(|e| VerifyCommandError::Collateral(e.to_string()))?;
+        Ok(verifier)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,20 +140,23 @@ pub enum VerifyCommandError {
     Http(String),
     #[error("bad header: {0}")]
     Header(String),
+    #[error("collateral: {0}")]
+    Collateral(String),
 }
 
 /// Checks the server's certificate evidence, then its handshake signature.
 #[derive(Debug)]
 pub struct AttestedServerVerifier {
-    policy: attest::Policy,
+    verifier: attest::Verifier,
     provider: Arc<CryptoProvider>,
     verified: Mutex<Option<attest::Verified>>,
 }
 
 impl AttestedServerVerifier {
-    pub fn new(policy: attest::Policy) -> Self {
+    /// Checks certificates with `verifier` (its policy, endorsements and collateral client).
+    pub fn new(verifier: attest::Verifier) -> Self {
         Self {
-            policy,
+            verifier,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
             verified: Mutex::new(None),
         }
@@ -165,9 +181,13 @@ impl ServerCertVerifier for AttestedServerVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let read = cert::read(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
-        let mut policy = self.policy.clone();
+        let mut policy = self.verifier.policy.clone();
         policy.expected_report_data = Some(cert::report_data_for_spki(&read.spki_der));
-        let verified = attest::verify(&read.evidence, &policy, SystemTime::now())
+        // Fetching missing collateral blocks this handshake (on its own thread): a CLI's
+        // one connection, not a server's.
+        let verified = self
+            .verifier
+            .verify_with_policy(&read.evidence, &policy, SystemTime::now())
             .map_err(|e| rustls::Error::General(format!("attestation refused: {e}")))?;
         *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = Some(verified);
         Ok(ServerCertVerified::assertion())
@@ -245,17 +265,17 @@ pub struct VerifiedResponse {
 
 /// Verifies the appliance behind `args.url` and sends the request over the pinned connection.
 pub async fn run(args: &VerifyArgs) -> Result<VerifiedResponse, VerifyCommandError> {
-    let policy = args.policy.policy()?;
+    let verifier = args.policy.verifier()?;
     let body = Bytes::from(args.data.clone().unwrap_or_default());
-    send_verified(&args.url, policy, &args.method, &args.headers, body).await
+    send_verified(&args.url, verifier, &args.method, &args.headers, body).await
 }
 
-/// Connects to `url` (https), verifies the appliance's evidence against `policy` during the
+/// Connects to `url` (https), verifies the appliance's evidence with `verifier` during the
 /// handshake — nothing is sent to an appliance that fails — then sends one request over that
 /// pinned connection and reads the answer.
 pub async fn send_verified(
     url: &str,
-    policy: attest::Policy,
+    verifier: attest::Verifier,
     method: &str,
     headers: &[(HeaderName, HeaderValue)],
     body: Bytes,
@@ -273,7 +293,7 @@ pub async fn send_verified(
         .ok_or_else(|| VerifyCommandError::Url(url.to_owned(), "no host".into()))?
         .to_owned();
     let port = parsed.port().unwrap_or(443);
-    let verifier = Arc::new(AttestedServerVerifier::new(policy));
+    let verifier = Arc::new(AttestedServerVerifier::new(verifier));
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -1,0 +1,252 @@
+//! Collateral the verifier fetches itself: the VCEK and CRL from AMD's Key Distribution Service
+//! for SEV-SNP, and the DCAP collateral (PCK CRL, TCB info, QE identity, root CA CRL) from
+//! Intel's PCS or a PCCS for TDX. Every answer is checked (signature to the pinned AMD / Intel
+//! root, nextUpdate at `now`, revocation) before it is cached or used; a cached answer is
+//! checked again on each use, so nothing stale is accepted from the cache or an offline bundle.
+//!
+//! See README.md, "Collateral", for URLs, the cache and the bundle format.
+
+mod amd;
+mod crl;
+mod error;
+mod http;
+mod intel;
+mod store;
+mod x509;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use amd::{AmdCertChain, AmdProduct, AmdSigningKey};
+pub use error::CollateralError;
+pub use store::Entry;
+
+use crate::evidence::{CertKind, Evidence};
+use crate::verify::Endorsements;
+
+/// AMD's Key Distribution Service.
+pub const AMD_KDS_URL: &str = "https://kdsintf.amd.com";
+/// Intel's Provisioning Certification Service (API v4).
+pub const INTEL_PCS_URL: &str = "https://api.trustedservices.intel.com";
+/// Where Intel PCS publishes the SGX root CA's CRL (the root certificate's CRL distribution
+/// point); a PCCS serves it at `/sgx/certification/v4/rootcacrl` instead.
+pub const INTEL_ROOT_CA_CRL_URL: &str =
+    "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+
+/// How long a 404 is remembered (seconds): no request for the same answer until then.
+pub const NOT_FOUND_KEPT: u64 = 600;
+
+/// Where to get collateral and how to keep it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollateralConfig {
+    /// AMD KDS base URL (or a mirror serving the same paths).
+    pub amd_url: String,
+    /// Intel PCS or PCCS base URL (the paths under `/sgx|tdx/certification/v4/`).
+    pub intel_url: String,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Keep answers in this directory as well as in memory (also readable as an offline bundle).
+    pub cache_dir: Option<PathBuf>,
+    /// Offline: answer only from this bundle (a JSON file or a directory), never the network.
+    pub offline: Option<PathBuf>,
+}
+
+impl Default for CollateralConfig {
+    fn default() -> Self {
+        CollateralConfig {
+            amd_url: AMD_KDS_URL.into(),
+            intel_url: INTEL_PCS_URL.into(),
+            timeout: Duration::from_secs(20),
+            cache_dir: None,
+            offline: None,
+        }
+    }
+}
+
+/// Fetches, checks and caches collateral. Cheap to share (`Arc`); safe across threads.
+#[derive(Debug)]
+pub struct CollateralClient {
+    config: CollateralConfig,
+    http: http::Http,
+    store: store::Store,
+    /// Requests answered 404, and until when (unix seconds) not to ask again: an unknown chip ID
+    /// or FMSPC costs the service one request per [`NOT_FOUND_KEPT`], not one per evidence.
+    not_found: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Tests only: the key that signs the AMD CRL (AMD's ARK otherwise).
+    #[cfg(test)]
+    amd_crl_signer: Option<Vec<u8>>,
+}
+
+/// What the verifier must supply for `evidence`: a VCEK-signed SNP report without a VCEK in its
+/// certificate table (nor in `have`) — a VLEK comes with the evidence, KDS does not serve it —,
+/// TDX without collateral.
+pub fn needs_collateral(evidence: &Evidence, have: &Endorsements) -> bool {
+    match evidence {
+        Evidence::Snp(e) => {
+            // KEY_INFO (0x48), SIGNING_KEY in bits 4:2; 0 = VCEK.
+            let vcek_signed = e.report.get(0x48).is_some_and(|b| (b >> 2) & 7 == 0);
+            vcek_signed && have.snp_vcek.is_none() && e.cert(&CertKind::Vcek).is_none()
+        }
+        Evidence::Tdx(e) => have.tdx_collateral.is_none() && e.collateral.is_none(),
+        Evidence::None(_) => false,
+        // Azure's guest gets no certificate table: the HCL report's SNP report needs the VCEK.
+        Evidence::AzureVtpm(a) => have.snp_vcek.is_none() && azure_snp_report(a).is_some(),
+    }
+}
+
+/// The SNP report inside Azure vTPM evidence (`None` for TDX or an unparsable HCL report).
+fn azure_snp_report(a: &crate::tpm::AzureVtpmEvidence) -> Option<Vec<u8>> {
+    crate::tpm::HclReport::parse(&a.hcl_report)
+        .ok()
+        .filter(|h| h.kind == crate::tpm::HclReportKind::Snp)
+        .map(|h| h.hw_report)
+}
+
+fn unix(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl CollateralClient {
+    /// A client with `config`; reads the offline bundle now, if one is given.
+    pub fn new(config: CollateralConfig) -> Result<Self, CollateralError> {
+        let store = store::Store::new(config.cache_dir.clone(), config.offline.as_deref())?;
+        Ok(CollateralClient {
+            http: http::Http::new(config.timeout)?,
+            config,
+            store,
+            not_found: Default::default(),
+            #[cfg(test)]
+            amd_crl_signer: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CollateralConfig {
+        &self.config
+    }
+
+    /// Fetches and checks the endorsements `evidence` needs at `now`: for SNP the VCEK of the
+    /// report's chip and REPORTED_TCB (its ASK checked against AMD's CRL), for TDX the quote's
+    /// DCAP collateral. `none` evidence needs nothing.
+    pub async fn endorsements(
+        &self,
+        evidence: &Evidence,
+        now: SystemTime,
+    ) -> Result<Endorsements, CollateralError> {
+        let now = unix(now);
+        match evidence {
+            Evidence::Snp(e) => Ok(Endorsements {
+                snp_vcek: Some(self.vcek_for_report(&e.report, now).await?),
+                tdx_collateral: None,
+            }),
+            Evidence::Tdx(e) => Ok(Endorsements {
+                snp_vcek: None,
+                tdx_collateral: Some(self.tdx_collateral(&e.quote, now).await?),
+            }),
+            Evidence::None(_) => Ok(Endorsements::default()),
+            Evidence::AzureVtpm(a) => match azure_snp_report(a) {
+                Some(report) => Ok(Endorsements {
+                    snp_vcek: Some(self.vcek_for_report(&report, now).await?),
+                    tdx_collateral: None,
+                }),
+                None => Ok(Endorsements::default()),
+            },
+        }
+    }
+
+    /// [`Self::endorsements`] from synchronous code (including code already on a Tokio
+    /// worker, such as a TLS certificate verifier): runs on its own thread and runtime.
+    pub fn endorsements_blocking(
+        &self,
+        evidence: &Evidence,
+        now: SystemTime,
+    ) -> Result<Endorsements, CollateralError> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| CollateralError::Transport {
+                            url: String::new(),
+                            reason: format!("cannot start a runtime: {e}"),
+                        })?;
+                    runtime.block_on(self.endorsements(evidence, now))
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(CollateralError::Unsupported(
+                        "the collateral fetch panicked".into(),
+                    ))
+                })
+        })
+    }
+
+    /// Writes every answer held in memory as an offline bundle: a JSON file, or one file per
+    /// answer into an existing directory.
+    pub fn export_bundle(&self, path: &Path) -> Result<(), CollateralError> {
+        store::write_bundle(path, &self.store.entries())
+    }
+
+    /// Every answer held in memory.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.store.entries()
+    }
+
+    /// The answer for `key` (`service:/path?query`): offline from the bundle; else a cached
+    /// answer that `check` still accepts; else fetched from `url`, checked and cached. `check`
+    /// returns how long the answer may be kept (`None`: for ever).
+    async fn answer(
+        &self,
+        key: String,
+        url: String,
+        headers: &[&str],
+        now: u64,
+        check: impl Fn(&Entry) -> Result<Option<u64>, CollateralError>,
+    ) -> Result<Entry, CollateralError> {
+        if let Some(entry) = self.store.offline(&key) {
+            let entry = entry?;
+            check(&entry)?;
+            return Ok(entry);
+        }
+        if let Some(entry) = self.store.get(&key, now) {
+            if check(&entry).is_ok() {
+                tracing::debug!(%key, "collateral from the cache");
+                return Ok(entry);
+            }
+        }
+        let until = self
+            .not_found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied();
+        if until.is_some_and(|until| now <= until) {
+            return Err(CollateralError::NotFound { url });
+        }
+        let (body, found) = match self.http.get(&url, headers).await {
+            Err(e @ CollateralError::NotFound { .. }) => {
+                let mut not_found = self.not_found.lock().unwrap_or_else(|p| p.into_inner());
+                not_found.retain(|_, until| *until >= now);
+                not_found.insert(key, now.saturating_add(NOT_FOUND_KEPT));
+                return Err(e);
+            }
+            other => other?,
+        };
+        let mut entry = Entry {
+            key,
+            body,
+            headers: found,
+            next_update: None,
+        };
+        entry.next_update = check(&entry)?;
+        tracing::info!(%url, "collateral fetched");
+        self.store.put(entry.clone())?;
+        Ok(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests;
