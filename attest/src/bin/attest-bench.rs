@@ -1,5 +1,6 @@
-//! Verification time per SEV-SNP report and per TDX quote, and of a TDX boot event log (replay
-//! against the quote's RTMRs plus the image check), on the public test vectors.
+//! Verification time per SEV-SNP report and per TDX quote, of a TDX boot event log (replay
+//! against the quote's RTMRs plus the image check), and of TPM evidence (quote, 45 KB log
+//! replayed, image check), on the public test vectors.
 //!
 //! `attest-bench [runs]` (default 200): one warm-up verification each (loads AMD's roots), then
 //! `runs` timed verifications; prints min / median / max in milliseconds.
@@ -21,6 +22,9 @@ const TDX_V5: &[u8] = include_bytes!("../../testdata/tdx/tdx_quote_td15ex");
 const TDX_V5_COLLATERAL: &str = include_str!("../../testdata/tdx/tdx_quote_td15ex_collateral.json");
 const GCP_CCEL: &[u8] = include_bytes!("../../testdata/eventlog/gcp_tdx_cos113_ccel.bin");
 const GCP_TDX_QUOTE: &[u8] = include_bytes!("../../testdata/eventlog/gcp_tdx_cos113_quote.bin");
+/// `none` evidence with a swtpm quote over PCRs 0–15 and Google's 45 KB N2D log (recorded by
+/// attest's `record_swtpm_evidence`), with its policy (pinned AK, the log's boot applications).
+const SWTPM_EVIDENCE: &str = include_str!("../../testdata/tpm/swtpm_gce_log_evidence.json");
 
 /// Inside the SNP certificates' validity (2026-01-01).
 const SNP_NOW: u64 = 1_767_225_600;
@@ -155,7 +159,23 @@ fn cases() -> Result<Vec<Case>, String> {
             TDX_V5_COLLATERAL,
             TDX_V5_NOW,
         )?,
+        tpm_case()?,
     ])
+}
+
+/// The recorded swtpm evidence: quote, AK trust (pinned), 45 KB log replay, image check.
+fn tpm_case() -> Result<Case, String> {
+    let v: serde_json::Value = serde_json::from_str(SWTPM_EVIDENCE).map_err(|e| e.to_string())?;
+    let evidence = Evidence::from_json(&v["evidence"].to_string()).map_err(|e| e.to_string())?;
+    let mut policy: Policy =
+        serde_json::from_value(v["policy"].clone()).map_err(|e| e.to_string())?;
+    policy.expected_report_data = Some([0x42; 64]);
+    Ok(Case {
+        name: "TPM quote + 45 KB log (swtpm)",
+        evidence,
+        policy,
+        now: SystemTime::now(),
+    })
 }
 
 fn snp_case(name: &'static str, report: Vec<u8>, vcek: &[u8]) -> Result<Case, String> {

@@ -19,6 +19,8 @@ pub(crate) mod get;
 mod tests;
 #[cfg(test)]
 mod tests_get;
+#[cfg(test)]
+mod tests_recorded;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -105,7 +105,10 @@ fn azure_vtpm_is_detected_and_gives_its_own_evidence_kind() {
     tdx.hcl_report[32 + 128..32 + 160].copy_from_slice(&digest);
     let tdx = Evidence::AzureVtpm(tdx);
     assert_eq!(tdx.tee(), Tee::Tdx);
-    assert!(!crate::collateral::needs_collateral(&tdx, &Default::default()));
+    assert!(!crate::collateral::needs_collateral(
+        &tdx,
+        &Default::default()
+    ));
     assert_eq!(
         crate::verify(&tdx, &p, std::time::SystemTime::now()).unwrap_err(),
         VerifyError::Vtpm(VtpmError::AzureTdxNotSupported)
