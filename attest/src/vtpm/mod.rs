@@ -166,14 +166,23 @@ fn ak_trust(host: TpmHost, name: &AkName, policy: &Policy) -> Result<AkTrust, Vt
     }
 }
 
-/// The policy's TPM platforms (predictions over PCRs, not RTMRs).
-fn tpm_platforms(policy: &Policy) -> Vec<&UefiPlatform> {
-    policy
+/// The policy's TPM platforms (predictions over PCRs, not RTMRs), those of the manifest's
+/// platforms that fit where the TPM is first: the image's predictions for several platforms may
+/// be alike (the same UKI in PCR4), and the one named should be this evidence's.
+fn tpm_platforms(policy: &Policy, host: TpmHost) -> Vec<&UefiPlatform> {
+    let fitting: &[&str] = match host {
+        TpmHost::Azure => &["azure-vtpm"],
+        TpmHost::OutsideTee => &["gcp-snp-vtpm", "aws-snp"],
+        TpmHost::NoTee => &["qemu-ovmf-tpm"],
+    };
+    let mut platforms: Vec<&UefiPlatform> = policy
         .expected
         .uefi
         .iter()
         .filter(|p| !p.prediction.is_tdx())
-        .collect()
+        .collect();
+    platforms.sort_by_key(|p| !fitting.contains(&p.platform.as_str()));
+    platforms
 }
 
 /// Checks an already verified quote (`quote`, of `evidence`): the AK's trust at `host`, the
@@ -196,7 +205,7 @@ pub(crate) fn check(
         Some(log) => Some(verify_pcr_event_log(log, &quoted)?),
         None => None,
     };
-    let platforms = tpm_platforms(policy);
+    let platforms = tpm_platforms(policy, host);
     let mut uefi_platform = None;
     if must_identify || !platforms.is_empty() {
         if platforms.is_empty() {

@@ -154,6 +154,15 @@ fn evidence_from_a_booted_swtpm_verifies_against_the_predictions() {
     assert_eq!(t.uefi_platform.as_deref(), Some("qemu-ovmf-tpm"));
     assert_ne!(t.pcrs[&4], [0; 32]);
 
+    // The same prediction under other platforms' names too (the manifest's are alike): the one
+    // named is the one that fits `none` evidence, whatever the order.
+    let mut p = dev_policy(&m, b"the UKI");
+    let mut aws = p.expected.uefi[0].clone();
+    aws.platform = "aws-snp".into();
+    p.expected.uefi.insert(0, aws);
+    let t = crate::verify(&e, &p, now()).unwrap().tpm.unwrap();
+    assert_eq!(t.uefi_platform.as_deref(), Some("qemu-ovmf-tpm"));
+
     // Dev mode without any pin: accepted, and said to be insecure.
     let mut p = dev_policy(&m, b"the UKI");
     p.trusted_tpm_aks.clear();
