@@ -491,6 +491,19 @@ mod tests {
             ("CONFIG_TSM_REPORTS", Wanted::Value("y".into())),
             ("CONFIG_DM_VERITY", Wanted::Value("y".into())),
             ("CONFIG_EROFS_FS", Wanted::Value("y".into())),
+            // The clouds' devices, TPM and event logs (issue 18).
+            ("CONFIG_BLK_DEV_NVME", Wanted::Value("y".into())),
+            ("CONFIG_GVE", Wanted::Value("y".into())),
+            ("CONFIG_ENA_ETHERNET", Wanted::Value("y".into())),
+            ("CONFIG_SCSI_VIRTIO", Wanted::Value("y".into())),
+            ("CONFIG_HYPERV_NET", Wanted::Value("y".into())),
+            ("CONFIG_HYPERV_STORAGE", Wanted::Value("y".into())),
+            ("CONFIG_PCI_HYPERV", Wanted::Value("y".into())),
+            ("CONFIG_TCG_CRB", Wanted::Value("y".into())),
+            ("CONFIG_TCG_TIS", Wanted::Value("y".into())),
+            ("CONFIG_SECURITYFS", Wanted::Value("y".into())),
+            ("CONFIG_DMIID", Wanted::Value("y".into())),
+            ("CONFIG_TCG_TPM2_HMAC", Wanted::Unset),
         ] {
             assert!(
                 options.contains(&(option.to_owned(), wanted.clone())),

@@ -10,7 +10,8 @@
 //!    otherwise, and starts logging to the console;
 //! 3. loads the kernel modules the image lists ([`modules`]), then mounts configfs at
 //!    `/sys/kernel/config` (the TSM report interface for attestation) and securityfs at
-//!    `/sys/kernel/security` (the TPM's boot event log);
+//!    `/sys/kernel/security` (the TPM's boot event log), and says which boot event logs the
+//!    firmware left (`attest::boot_log`: TPM, TDX CCEL);
 //! 4. checks that the kernel's random number generator is ready and mixes in the CPU's
 //!    ([`entropy`]); checks the clock and sets it from the RTC when it is unset ([`clock`]);
 //! 5. brings up loopback and the first Ethernet interface: DHCP, or `ip=` from the kernel command
@@ -179,6 +180,7 @@ fn boot() -> Result<std::sync::mpsc::Receiver<reaper::Event>, InitError> {
     modules::load_listed(std::path::Path::new(MODULES_LIST))?;
     mounts::mount_configfs();
     mounts::mount_securityfs();
+    log_boot_event_logs();
     entropy::check_and_seed()?;
     clock::check_and_set();
     let cmdline = read_trimmed("/proc/cmdline");
@@ -186,6 +188,26 @@ fn boot() -> Result<std::sync::mpsc::Receiver<reaper::Event>, InitError> {
     azure::spawn_report_ready();
     power::watch()?;
     Ok(events)
+}
+
+/// Says which boot event logs the firmware left (TDX CCEL, TPM) and how long they are: what a
+/// verifier will be able to replay. Read once here; the evidence reads them again.
+fn log_boot_event_logs() {
+    match attest::boot_log::find() {
+        Ok(logs) if logs.is_empty() => {
+            tracing::info!("init: no boot event log (no TPM log, no TDX CCEL)")
+        }
+        Ok(logs) => {
+            for log in logs {
+                tracing::info!(
+                    kind = %log.kind,
+                    bytes = log.bytes.len(),
+                    "init: boot event log"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("init: {e}"),
+    }
 }
 
 /// Points the runner at the state disk's directory, unless `RUNNER_STATE_DIR` (already in

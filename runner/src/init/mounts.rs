@@ -114,23 +114,14 @@ pub fn mount_configfs() {
     }
 }
 
-/// Mounts securityfs if the kernel has it; logs whether a TPM event log is there.
+/// Mounts securityfs if the kernel has it; logs the outcome.
 pub fn mount_securityfs() {
     if !Path::new(SECURITYFS.target).is_dir() {
         tracing::info!("init: no securityfs in this kernel: no TPM event log");
         return;
     }
     match do_mount(&SECURITYFS) {
-        Ok(()) => {
-            let tpm_log = Path::new(SECURITYFS.target)
-                .join("tpm0/binary_bios_measurements")
-                .exists();
-            tracing::info!(
-                tpm_event_log = tpm_log,
-                "init: securityfs mounted on {}",
-                SECURITYFS.target
-            );
-        }
+        Ok(()) => tracing::info!("init: securityfs mounted on {}", SECURITYFS.target),
         Err(e) => tracing::warn!("init: {e}"),
     }
 }

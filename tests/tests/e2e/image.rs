@@ -30,6 +30,10 @@ use appliance_image::{
 use e2e::{json, Value};
 use tempfile::TempDir;
 
+/// The same image on a machine that looks like a cloud's: UEFI, a TPM, Azure's asset tag.
+#[path = "image_cloud.rs"]
+mod cloud;
+
 /// Boot to the first `200 /healthz`: TCG on a busy CI machine is slow.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
