@@ -98,6 +98,10 @@ pub enum AkTrust {
     UntrustedVtpm,
     /// `none` evidence in dev mode, no AK pinned: nothing vouches for the TPM.
     InsecureDev,
+    /// A vTPM outside the TEE that nothing vouches for, beside hardware evidence that identifies
+    /// the image by itself (e.g. Google's vTPM on a C3 TD whose RTMRs show the image): its quote
+    /// is checked (bound to the report_data), its PCRs and log are not relied on.
+    NotRelied,
 }
 
 impl fmt::Display for AkTrust {
@@ -109,6 +113,9 @@ impl fmt::Display for AkTrust {
                 "UNTRUSTED vTPM outside the TEE, accepted by allow_untrusted_vtpm: the host can forge its PCRs"
             }
             AkTrust::InsecureDev => "INSECURE dev mode: nothing vouches for this TPM",
+            AkTrust::NotRelied => {
+                "vTPM outside the TEE, not relied on: the hardware evidence identifies the image"
+            }
         })
     }
 }
@@ -140,8 +147,15 @@ pub(crate) enum TpmHost {
     Azure,
 }
 
-/// Decides whether the policy trusts the AK `name` of a TPM at `host`.
-fn ak_trust(host: TpmHost, name: &AkName, policy: &Policy) -> Result<AkTrust, VtpmError> {
+/// Decides whether the policy trusts the AK `name` of a TPM at `host`. A vTPM outside the TEE
+/// that nothing vouches for is not relied on when the hardware evidence identified the image
+/// itself (`must_identify` false), and refused otherwise.
+fn ak_trust(
+    host: TpmHost,
+    name: &AkName,
+    policy: &Policy,
+    must_identify: bool,
+) -> Result<AkTrust, VtpmError> {
     if host == TpmHost::Azure {
         return Ok(AkTrust::HardwareBound);
     }
@@ -153,6 +167,7 @@ fn ak_trust(host: TpmHost, name: &AkName, policy: &Policy) -> Result<AkTrust, Vt
             tracing::warn!(ak = %name, "accepting a vTPM OUTSIDE the TEE (allow_untrusted_vtpm): the cloud's host can forge its PCR values, so the image identity rests on trusting the cloud");
             Ok(AkTrust::UntrustedVtpm)
         }
+        TpmHost::OutsideTee if !must_identify => Ok(AkTrust::NotRelied),
         TpmHost::OutsideTee => Err(VtpmError::UntrustedVtpm {
             ak_name: name.to_string(),
         }),
@@ -198,8 +213,18 @@ pub(crate) fn check(
     must_identify: bool,
 ) -> Result<VerifiedTpm, VerifyError> {
     let ak_name = AkName(quote.ak_name);
-    let ak_trust = ak_trust(host, &ak_name, policy)?;
+    let ak_trust = ak_trust(host, &ak_name, policy, must_identify)?;
     let pcrs = quote.quoted.pcrs;
+    if ak_trust == AkTrust::NotRelied {
+        tracing::info!(ak = %ak_name, "a vTPM outside the TEE beside hardware evidence that identifies the image: its quote is bound to the report_data, its PCRs are not relied on");
+        return Ok(VerifiedTpm {
+            ak_name,
+            ak_trust,
+            pcrs,
+            event_log_replayed: false,
+            uefi_platform: None,
+        });
+    }
     let quoted: BTreeMap<u32, Vec<u8>> = pcrs.iter().map(|(i, v)| (*i, v.to_vec())).collect();
     let replayed = match evidence.event_log.as_deref() {
         Some(log) => Some(verify_pcr_event_log(log, &quoted)?),

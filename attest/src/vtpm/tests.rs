@@ -309,6 +309,33 @@ fn a_vtpm_outside_the_tee_needs_the_opt_in_or_a_pin() {
         crate::verify(&e, &no_predictions, vectors::snp_now()).unwrap_err(),
         VerifyError::Vtpm(VtpmError::NoTpmPlatform)
     );
+    // The launch digest is the image's own (expected.snp): the vTPM beside it is not needed,
+    // not trusted, and not relied on (its quote still has to be bound to the report_data).
+    let mut exact = p.clone();
+    exact.expected.snp = std::mem::take(&mut exact.expected.snp_firmware);
+    let t = crate::verify(&e, &exact, vectors::snp_now())
+        .unwrap()
+        .tpm
+        .unwrap();
+    assert_eq!(t.ak_trust, AkTrust::NotRelied);
+    assert_eq!(t.uefi_platform, None);
+    let Evidence::Snp(mut other_rd) = e.clone() else {
+        panic!("snp")
+    };
+    other_rd.tpm = Some(
+        LocalTpm::at(TpmPath::Tcp(m.swtpm.addr()))
+            .evidence(&RootedFs::new(m.root.path()), &[0; 64])
+            .unwrap(),
+    );
+    assert!(matches!(
+        tpm_error(crate::verify(
+            &Evidence::Snp(other_rd),
+            &exact,
+            vectors::snp_now()
+        )),
+        TpmError::NonceMismatch { .. }
+    ));
+
     let mut no_firmware = opted_in;
     no_firmware.expected.snp_firmware.clear();
     assert!(matches!(
