@@ -1,0 +1,287 @@
+//! The appliance as a UEFI-bootable disk, for the clouds (`image --format raw,gcp,azure,aws`):
+//!
+//! ```text
+//! LBA 0        protective MBR
+//! LBA 1..33    GPT header and entries
+//! 1 MiB        EFI system partition, FAT32, 64 MiB: \EFI\BOOT\BOOTX64.EFI, the UKI ([`uki`])
+//! 65 MiB       the root partition: the root disk as it is (squashfs + dm-verity), read-only
+//! …            nothing (sparse) up to a whole number of GiB
+//! last 33      backup GPT entries and header
+//! ```
+//!
+//! The UKI's command line finds the root partition by its `PARTUUID` (dm-init waits for it), so it
+//! boots from virtio-blk, NVMe or SCSI alike. Every GUID is derived from content hashes and the
+//! FAT's times are `SOURCE_DATE_EPOCH`, so the disk depends on its inputs only.
+
+pub mod container;
+pub mod fat;
+pub mod gpt;
+pub mod uki;
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::manifest::Part;
+use crate::util::{sha256_file, ToolError};
+
+pub use uki::{fetch_stub, UkiError, STUB_PIN};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+pub const ESP_START: u64 = MIB;
+pub const ESP_SIZE: u64 = 64 * MIB;
+pub const ROOT_START: u64 = ESP_START + ESP_SIZE;
+/// Where the UKI is on the ESP (the removable-media boot path: no boot entry needed).
+pub const UKI_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
+/// The UKI, also in the bundle (for verifiers: its Authenticode digests are in the manifest).
+pub const UKI_FILE: &str = "BOOTX64.EFI";
+pub const RAW_FILE: &str = "disk.raw";
+pub const GCP_FILE: &str = "disk-gcp.tar.gz";
+pub const VHD_FILE: &str = "disk.vhd";
+/// GPT attribute bit 60: read-only.
+const READ_ONLY: u64 = 1 << 60;
+
+/// A disk container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Container {
+    /// The raw disk (QEMU; also AWS's import-snapshot).
+    Raw,
+    /// Google Compute Engine: `disk.raw` in a sparse GNU tar, gzip'd.
+    Gcp,
+    /// Azure: a fixed VHD.
+    Azure,
+    /// AWS: the raw disk (`import-snapshot --disk-container Format=RAW`).
+    Aws,
+}
+
+impl Container {
+    pub fn name(self) -> &'static str {
+        match self {
+            Container::Raw => "raw",
+            Container::Gcp => "gcp",
+            Container::Azure => "azure",
+            Container::Aws => "aws",
+        }
+    }
+
+    pub fn file(self) -> &'static str {
+        match self {
+            Container::Raw | Container::Aws => RAW_FILE,
+            Container::Gcp => GCP_FILE,
+            Container::Azure => VHD_FILE,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("UKI: {0}")]
+    Uki(#[from] UkiError),
+    #[error("ESP: {0}")]
+    Fat(#[from] fat::FatError),
+    #[error("the UKI is not a PE image the firmware would hash: {0}")]
+    Authenticode(String),
+}
+
+/// The root partition's GUID: a function of the root disk's verity root hash, so the UKI's
+/// command line can name it before the disk exists.
+pub fn root_partition_guid(root_hash: &str) -> gpt::Guid {
+    gpt::Guid::from_hash(&Sha256::digest(format!("sw-root partition {root_hash}")).into())
+}
+
+/// What [`build`] needs.
+pub struct Inputs<'a> {
+    pub out: &'a Path,
+    pub stub: &'a Path,
+    pub kernel: &'a Path,
+    /// The UKI's command line (its root disk named by `PARTUUID=`).
+    pub cmdline: &'a str,
+    pub root_disk: &'a Path,
+    pub root_hash: &'a str,
+    pub epoch: u32,
+    pub containers: &'a [Container],
+}
+
+/// What [`build`] made.
+pub struct Built {
+    pub uki: Vec<u8>,
+    /// The kernel's bytes as in `.linux` (the stub loads them with LoadImage).
+    pub kernel: Vec<u8>,
+    /// The GPT's event data as the firmware logs it (EV_EFI_GPT_EVENT).
+    pub gpt_event: Vec<u8>,
+    pub size: u64,
+    pub disks: Vec<(Container, Part)>,
+}
+
+/// Authenticode digest of a PE32+ image with hasher `D`.
+pub fn authenticode<D: Digest + Default + sha2::digest::Update>(
+    image: &[u8],
+) -> Result<Vec<u8>, DiskError> {
+    let pe = object::read::pe::PeFile64::parse(image)
+        .map_err(|e| DiskError::Authenticode(e.to_string()))?;
+    let mut hasher = D::default();
+    authenticode::authenticode_digest(&pe, &mut hasher)
+        .map_err(|_| DiskError::Authenticode("headers point outside the file".into()))?;
+    Ok(hasher.finalize().to_vec())
+}
+
+/// Writes the UKI into the bundle and the disk in each container.
+pub fn build(inputs: &Inputs<'_>) -> Result<Built, DiskError> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| ToolError::io(p, e));
+    let kernel = read(inputs.kernel)?;
+    let uki = uki::build_uki(&read(inputs.stub)?, inputs.cmdline, &kernel)?;
+    authenticode::<Sha256>(&uki)?;
+    let uki_path = inputs.out.join(UKI_FILE);
+    std::fs::write(&uki_path, &uki).map_err(|e| ToolError::io(&uki_path, e))?;
+    let uki_hash: [u8; 32] = Sha256::digest(&uki).into();
+
+    let root_size = std::fs::metadata(inputs.root_disk)
+        .map_err(|e| ToolError::io(inputs.root_disk, e))?
+        .len();
+    let root_blocks = root_size.next_multiple_of(MIB) / gpt::BLOCK;
+    let size = (ROOT_START + root_blocks * gpt::BLOCK + MIB).next_multiple_of(GIB);
+    let blocks = size / gpt::BLOCK;
+    let serial = u32::from_le_bytes([uki_hash[0], uki_hash[1], uki_hash[2], uki_hash[3]]);
+    let esp = fat::fat32(
+        ESP_SIZE,
+        (ESP_START / gpt::BLOCK) as u32,
+        serial,
+        "ESP",
+        inputs.epoch,
+        &[fat::File {
+            path: UKI_PATH,
+            data: &uki,
+        }],
+    )?;
+    let derived = |what: &str| {
+        let mut h = Sha256::new();
+        h.update(what.as_bytes());
+        h.update(uki_hash);
+        h.update(inputs.root_hash.as_bytes());
+        gpt::Guid::from_hash(&h.finalize().into())
+    };
+    let partitions = [
+        gpt::Partition {
+            type_guid: gpt::ESP_TYPE,
+            guid: derived("esp"),
+            first: ESP_START / gpt::BLOCK,
+            last: (ESP_START + ESP_SIZE) / gpt::BLOCK - 1,
+            attributes: 0,
+            name: "ESP".into(),
+        },
+        gpt::Partition {
+            type_guid: gpt::ROOT_X86_64_TYPE,
+            guid: root_partition_guid(inputs.root_hash),
+            first: ROOT_START / gpt::BLOCK,
+            last: ROOT_START / gpt::BLOCK + root_blocks - 1,
+            attributes: READ_ONLY,
+            name: "sw-root".into(),
+        },
+    ];
+    let (head, tail) = gpt::table(blocks, derived("disk"), &partitions);
+
+    let mut made: Vec<(Container, Part)> = Vec::new();
+    let mut containers = inputs.containers.to_vec();
+    containers.sort();
+    containers.dedup();
+    let raw_path = inputs.out.join(RAW_FILE);
+    let needs_raw = !containers.is_empty();
+    if needs_raw {
+        let mut file = create(&raw_path)?;
+        write_disk(
+            &mut file,
+            &raw_path,
+            size,
+            &head,
+            &esp,
+            inputs.root_disk,
+            &tail,
+        )?;
+    }
+    for container in containers {
+        let path = inputs.out.join(container.file());
+        match container {
+            Container::Raw | Container::Aws => {}
+            Container::Gcp => {
+                let mut raw = File::open(&raw_path).map_err(|e| ToolError::io(&raw_path, e))?;
+                let out = std::io::BufWriter::new(create(&path)?);
+                container::write_gcp_tar_gz(&mut raw, size, u64::from(inputs.epoch), out)
+                    .map_err(|e| ToolError::io(&path, e))?;
+            }
+            Container::Azure => {
+                let mut file = create(&path)?;
+                write_disk(&mut file, &path, size, &head, &esp, inputs.root_disk, &tail)?;
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&derived("vhd").to_disk());
+                let footer = container::vhd_footer(size, inputs.epoch, id);
+                file.write_all(&footer)
+                    .map_err(|e| ToolError::io(&path, e))?;
+            }
+        }
+        let part = Part {
+            file: container.file().into(),
+            sha256: sha256_file(&path)?,
+            size: std::fs::metadata(&path)
+                .map_err(|e| ToolError::io(&path, e))?
+                .len(),
+        };
+        made.push((container, part));
+    }
+    if needs_raw
+        && !made
+            .iter()
+            .any(|(c, _)| matches!(c, Container::Raw | Container::Aws))
+    {
+        std::fs::remove_file(&raw_path).map_err(|e| ToolError::io(&raw_path, e))?;
+    }
+    Ok(Built {
+        gpt_event: gpt::gpt_event_data(&head),
+        uki,
+        kernel,
+        size,
+        disks: made,
+    })
+}
+
+fn create(path: &PathBuf) -> Result<File, ToolError> {
+    let _ = std::fs::remove_file(path);
+    File::create(path).map_err(|e| ToolError::io(path, e))
+}
+
+/// Writes the disk's non-zero parts at their offsets, leaving holes elsewhere; the file ends at
+/// `size` (the caller may append after it).
+fn write_disk(
+    file: &mut File,
+    path: &Path,
+    size: u64,
+    head: &[u8],
+    esp: &[u8],
+    root_disk: &Path,
+    tail: &[u8],
+) -> Result<(), ToolError> {
+    let io = |e| ToolError::io(path, e);
+    file.set_len(size).map_err(io)?;
+    write_sparse(file, 0, head).map_err(io)?;
+    write_sparse(file, ESP_START, esp).map_err(io)?;
+    let mut root = File::open(root_disk).map_err(|e| ToolError::io(root_disk, e))?;
+    file.seek(SeekFrom::Start(ROOT_START)).map_err(io)?;
+    std::io::copy(&mut root, file).map_err(io)?;
+    write_sparse(file, size - tail.len() as u64, tail).map_err(io)?;
+    file.seek(SeekFrom::Start(size)).map_err(io)?;
+    Ok(())
+}
+
+fn write_sparse(file: &mut File, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    for (i, chunk) in bytes.chunks(4096).enumerate() {
+        if chunk.iter().any(|&b| b != 0) {
+            file.seek(SeekFrom::Start(offset + (i * 4096) as u64))?;
+            file.write_all(chunk)?;
+        }
+    }
+    Ok(())
+}

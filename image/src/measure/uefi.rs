@@ -1,0 +1,319 @@
+//! What each platform's firmware measures when it boots the UEFI disk, predicted from the
+//! artifact alone (`manifest.json` → `uefi.predictions`).
+//!
+//! The boot: the firmware finds no boot entry of ours and boots the removable-media path
+//! `\EFI\BOOT\BOOTX64.EFI` on the disk — the UKI. edk2's measured boot (Tcg2Dxe /
+//! DxeTpm2MeasureBootLib for a TPM; TdTcg2Dxe for TDX, PCR 1/7 → RTMR[0], PCR 2–6 → RTMR[1],
+//! PCR 8–15 → RTMR[2]) logs, in order:
+//!
+//! ```text
+//! PCR 4  EV_EFI_ACTION "Calling EFI Application from Boot Option"   (ReadyToBoot, first boot)
+//! PCR 4  EV_SEPARATOR 00000000                                       (ReadyToBoot, PCR 0–7)
+//! PCR 5  EV_SEPARATOR 00000000
+//! PCR 5  EV_EFI_GPT_EVENT the disk's GPT header and used entries     (first image from the disk)
+//! PCR 4  EV_EFI_BOOT_SERVICES_APPLICATION the UKI's Authenticode digest
+//! PCR 4  EV_EFI_BOOT_SERVICES_APPLICATION the kernel's (.linux) Authenticode digest: systemd-stub
+//!        257 loads it with the firmware's LoadImage; its security override (which skips the
+//!        firmware's hooks, measurement included) is installed only under Secure Boot
+//! PCR 5  EV_EFI_ACTION "Exit Boot Services Invocation", "… Returned with Success"
+//! ```
+//!
+//! TDX logs the same events with SHA-384 (PCR 4 and 5 both into RTMR[1]; one separator for
+//! RTMR[1]). Then systemd-stub measures its sections into PCR 11 and the kernel's EFI stub the
+//! command line into PCR 9 (both RTMR[2] under TDX): those are listed where predicted, but the
+//! PCR 11 / RTMR[2] values are not computed here.
+//!
+//! Assumed, and said so in the manifest: no other boot option (PXE, another disk) runs first —
+//! it would add its own PCR 4 event — and no option ROM is measured. Under an edk2 firmware
+//! these are the values for a boot from the disk alone (`qemu/run` with `SW_DISK` sets the disk
+//! as the only boot device). The clouds' firmware is edk2-derived; their logs are not checked here.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256, Sha384};
+
+use crate::manifest::{Event, Prediction};
+
+pub const CALLING: &str = "Calling EFI Application from Boot Option";
+pub const EBS_INVOCATION: &str = "Exit Boot Services Invocation";
+pub const EBS_SUCCESS: &str = "Exit Boot Services Returned with Success";
+
+/// The digests the predictions need, from the artifact.
+pub struct Inputs<'a> {
+    pub uki_authenticode_sha256: &'a [u8],
+    pub uki_authenticode_sha384: &'a [u8],
+    pub kernel_authenticode_sha256: &'a [u8],
+    pub kernel_authenticode_sha384: &'a [u8],
+    /// UEFI_GPT_DATA as the firmware logs it ([`crate::disk::gpt::gpt_event_data`]).
+    pub gpt_event: &'a [u8],
+    /// The UKI's command line, for the kernel's own PCR 9 / RTMR[2] event.
+    pub cmdline: &'a str,
+}
+
+/// A register's value after extending each digest in turn from zero.
+pub fn replay<D: Digest>(digests: &[Vec<u8>]) -> Vec<u8> {
+    let mut value = vec![0u8; <D as Digest>::output_size()];
+    for digest in digests {
+        let mut h = D::new();
+        h.update(&value);
+        h.update(digest);
+        value = h.finalize().to_vec();
+    }
+    value
+}
+
+fn event(register: &str, event_type: &str, alg: &str, digest: &[u8], what: &str) -> Event {
+    Event {
+        register: register.into(),
+        event_type: event_type.into(),
+        digest_alg: alg.into(),
+        digest: hex::encode(digest),
+        what: what.into(),
+    }
+}
+
+/// The boot's PCR 4 and PCR 5 events (`pcr4`, `pcr5` names the registers: `PCR4`/`PCR5` for a
+/// TPM, `RTMR1` for both under TDX) with `D`'s digests.
+fn boot_events<D: Digest>(
+    inputs: &Inputs<'_>,
+    (pcr4, pcr5): (&str, &str),
+    alg: &str,
+    uki: &[u8],
+    kernel: &[u8],
+) -> Vec<Event> {
+    let h = |bytes: &[u8]| D::digest(bytes).to_vec();
+    let mut events = vec![
+        event(pcr4, "EV_EFI_ACTION", alg, &h(CALLING.as_bytes()), CALLING),
+        event(pcr4, "EV_SEPARATOR", alg, &h(&[0; 4]), "separator"),
+    ];
+    if pcr5 != pcr4 {
+        events.push(event(pcr5, "EV_SEPARATOR", alg, &h(&[0; 4]), "separator"));
+    }
+    events.extend([
+        event(
+            pcr5,
+            "EV_EFI_GPT_EVENT",
+            alg,
+            &h(inputs.gpt_event),
+            "the disk's GPT",
+        ),
+        event(
+            pcr4,
+            "EV_EFI_BOOT_SERVICES_APPLICATION",
+            alg,
+            uki,
+            "the UKI",
+        ),
+        event(
+            pcr4,
+            "EV_EFI_BOOT_SERVICES_APPLICATION",
+            alg,
+            kernel,
+            "the kernel (.linux), loaded by systemd-stub with LoadImage",
+        ),
+        event(
+            pcr5,
+            "EV_EFI_ACTION",
+            alg,
+            &h(EBS_INVOCATION.as_bytes()),
+            EBS_INVOCATION,
+        ),
+        event(
+            pcr5,
+            "EV_EFI_ACTION",
+            alg,
+            &h(EBS_SUCCESS.as_bytes()),
+            EBS_SUCCESS,
+        ),
+    ]);
+    events
+}
+
+fn value_of(events: &[Event], register: &str, replay: fn(&[Vec<u8>]) -> Vec<u8>) -> String {
+    let digests: Vec<Vec<u8>> = events
+        .iter()
+        .filter(|e| e.register == register)
+        .map(|e| hex::decode(&e.digest).unwrap_or_default())
+        .collect();
+    hex::encode(replay(&digests))
+}
+
+/// A vTPM platform: PCR 4 and PCR 5 (SHA-256 bank) with their values.
+fn vtpm(inputs: &Inputs<'_>, trust: &str) -> Prediction {
+    let events = boot_events::<Sha256>(
+        inputs,
+        ("PCR4", "PCR5"),
+        "sha256",
+        inputs.uki_authenticode_sha256,
+        inputs.kernel_authenticode_sha256,
+    );
+    let values = ["PCR4", "PCR5"]
+        .into_iter()
+        .map(|r| (r.to_owned(), value_of(&events, r, replay::<Sha256>)))
+        .collect();
+    Prediction {
+        trust: trust.into(),
+        events,
+        values,
+    }
+}
+
+/// The predictions for every platform.
+pub fn predictions(inputs: &Inputs<'_>) -> BTreeMap<String, Prediction> {
+    let mut out = BTreeMap::new();
+    out.insert(
+        "qemu-ovmf-tpm".to_owned(),
+        vtpm(
+            inputs,
+            "Nothing is measured by hardware: QEMU with Debian's OVMF measures the boot into a \
+             software TPM (swtpm) that the host controls, so this proves nothing against the host \
+             and serves to check the predictions.",
+        ),
+    );
+    out.insert(
+        "azure-vtpm".to_owned(),
+        vtpm(
+            inputs,
+            "The hardware (SNP or TDX) measures Azure's paravisor and firmware, which Microsoft \
+             vouches for through the vTPM's attestation key; the image is identified only by \
+             the vTPM's PCR 4 (the UKI and its kernel), kept by that paravisor inside the TEE.",
+        ),
+    );
+    out.insert(
+        "gcp-snp-vtpm".to_owned(),
+        vtpm(
+            inputs,
+            "The SNP launch digest covers only Google's firmware (check it against Google's \
+             signed launch endorsement); the image is identified by PCR 4 of the vTPM, which \
+             Google's hypervisor runs outside the TEE.",
+        ),
+    );
+    out.insert(
+        "aws-snp".to_owned(),
+        vtpm(
+            inputs,
+            "The SNP launch digest is that of AWS's published firmware (virtee sev-snp-measure \
+             --vmm-type ec2), not of this image; the image is identified by PCR 4 of the \
+             NitroTPM, a vTPM that AWS's Nitro hypervisor runs outside the TEE.",
+        ),
+    );
+    let mut tdx = boot_events::<Sha384>(
+        inputs,
+        ("RTMR1", "RTMR1"),
+        "sha384",
+        inputs.uki_authenticode_sha384,
+        inputs.kernel_authenticode_sha384,
+    );
+    let rtmr1 = value_of(&tdx, "RTMR1", replay::<Sha384>);
+    if let Ok(Some(options)) = super::tdx::load_options(inputs.cmdline, false) {
+        tdx.push(event(
+            "RTMR2",
+            "EV_EVENT_TAG",
+            "sha384",
+            &Sha384::digest(&options),
+            "the kernel's LoadOptions (the .cmdline in UTF-16 with a NUL), measured by Linux's \
+             EFI stub (PCR 9); systemd-stub's own PCR 11 events for its sections come first and \
+             are not predicted here",
+        ));
+    }
+    out.insert(
+        "gcp-tdx".to_owned(),
+        Prediction {
+            trust: "The TDX module measures Google's firmware into MRTD and that firmware the \
+                    boot configuration into RTMR[0] (both Google's: check them against Google's \
+                    signed launch endorsement, gs://gce_tcb_integrity/ovmf_x64_csm/tdx/<MRTD>.binarypb); \
+                    the firmware measures the UKI and its kernel into RTMR[1] inside the TEE, \
+                    with no vTPM involved."
+                .into(),
+            events: tdx,
+            values: BTreeMap::from([("RTMR1".to_owned(), rtmr1)]),
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs<'a>(a: &'a [u8], b: &'a [u8], gpt: &'a [u8]) -> Inputs<'a> {
+        Inputs {
+            uki_authenticode_sha256: a,
+            uki_authenticode_sha384: b,
+            kernel_authenticode_sha256: a,
+            kernel_authenticode_sha384: b,
+            gpt_event: gpt,
+            cmdline: "console=ttyS0",
+        }
+    }
+
+    #[test]
+    fn pcr4_matches_an_independent_extend_by_hand() {
+        let uki = Sha256::digest(b"uki").to_vec();
+        let kernel = Sha256::digest(b"kernel").to_vec();
+        let mut i = inputs(&uki, &[0; 48], b"gpt");
+        i.kernel_authenticode_sha256 = &kernel;
+        let p = predictions(&i);
+        // By hand: PCR4 = H(H(H(H(0 || H(action)) || H(sep)) || uki) || kernel).
+        let extend = |pcr: [u8; 32], d: &[u8]| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update(pcr);
+            h.update(d);
+            h.finalize().into()
+        };
+        let mut pcr = [0u8; 32];
+        pcr = extend(
+            pcr,
+            &Sha256::digest(b"Calling EFI Application from Boot Option"),
+        );
+        pcr = extend(pcr, &Sha256::digest([0u8; 4]));
+        pcr = extend(pcr, &uki);
+        pcr = extend(pcr, &kernel);
+        let qemu = &p["qemu-ovmf-tpm"];
+        assert_eq!(qemu.values["PCR4"], hex::encode(pcr));
+        assert_eq!(p["aws-snp"].values["PCR4"], hex::encode(pcr));
+        let pcr4: Vec<_> = qemu
+            .events
+            .iter()
+            .filter(|e| e.register == "PCR4")
+            .collect();
+        assert_eq!(pcr4.len(), 4);
+        assert_eq!(pcr4[2].digest, hex::encode(&uki));
+        assert_eq!(pcr4[2].what, "the UKI");
+        // A UKI one byte different gives another PCR 4.
+        let other = Sha256::digest(b"ukI").to_vec();
+        let mut j = inputs(&other, &[0; 48], b"gpt");
+        j.kernel_authenticode_sha256 = &kernel;
+        assert_ne!(
+            predictions(&j)["qemu-ovmf-tpm"].values["PCR4"],
+            hex::encode(pcr)
+        );
+    }
+
+    #[test]
+    fn tdx_puts_pcr4_and_pcr5_into_rtmr1_with_one_separator() {
+        let p = predictions(&inputs(&[1; 32], &[2; 48], b"gpt"));
+        let tdx = &p["gcp-tdx"];
+        let rtmr1: Vec<_> = tdx
+            .events
+            .iter()
+            .filter(|e| e.register == "RTMR1")
+            .collect();
+        assert_eq!(rtmr1.len(), 7);
+        assert_eq!(
+            rtmr1
+                .iter()
+                .filter(|e| e.event_type == "EV_SEPARATOR")
+                .count(),
+            1
+        );
+        assert!(rtmr1.iter().all(|e| e.digest.len() == 96));
+        let digests: Vec<Vec<u8>> = rtmr1
+            .iter()
+            .map(|e| hex::decode(&e.digest).unwrap())
+            .collect();
+        assert_eq!(tdx.values["RTMR1"], hex::encode(replay::<Sha384>(&digests)));
+        assert_eq!(tdx.events.last().unwrap().register, "RTMR2");
+        assert!(!tdx.values.contains_key("RTMR2"));
+    }
+}
