@@ -61,6 +61,8 @@ pub fn build(
     let uki_384 = disk::authenticode::<Sha384>(&built.uki)?;
     let kernel_256 = disk::authenticode::<Sha256>(&built.kernel)?;
     let kernel_384 = disk::authenticode::<Sha384>(&built.kernel)?;
+    let stub_sections =
+        crate::measure::uefi::stub_sections(&built.uki).map_err(disk::DiskError::Authenticode)?;
     let predictions = crate::measure::uefi::predictions(&crate::measure::uefi::Inputs {
         uki_authenticode_sha256: &uki_256,
         uki_authenticode_sha384: &uki_384,
@@ -68,6 +70,7 @@ pub fn build(
         kernel_authenticode_sha384: &kernel_384,
         gpt_event: &built.gpt_event,
         cmdline: &cmdline,
+        stub_sections: &stub_sections,
     });
     for (container, part) in &built.disks {
         crate::progress!(

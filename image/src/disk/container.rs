@@ -91,20 +91,21 @@ pub fn sparse_headers(name: &str, size: u64, regions: &[(u64, u64)], mtime: u64)
     out
 }
 
-/// Writes `disk` (of `size` bytes) as `disk.raw` in a sparse GNU tar, gzip'd, to `out`.
+/// Writes `disk` (of `size` bytes, its data in `regions`: sorted, 512-byte aligned, as
+/// [`data_regions`] finds them) as `disk.raw` in a sparse GNU tar, gzip'd, to `out`.
 pub fn write_gcp_tar_gz(
     disk: &mut (impl Read + Seek),
     size: u64,
+    regions: &[(u64, u64)],
     mtime: u64,
     out: impl Write,
 ) -> std::io::Result<()> {
-    let regions = data_regions(disk, size)?;
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
         .write(out, flate2::Compression::default());
     let mut written = 0usize;
-    let headers = sparse_headers("disk.raw", size, &regions, mtime);
+    let headers = sparse_headers("disk.raw", size, regions, mtime);
     gz.write_all(&headers)?;
     written += headers.len();
     let mut buffer = vec![0u8; 1 << 20];
@@ -230,16 +231,19 @@ mod tests {
             regions,
             [(0, 1024), ((1 << 20) + 512, 512), (size as u64 - 512, 512)]
         );
+        let write = |out: &mut Vec<u8>| {
+            write_gcp_tar_gz(
+                &mut Cursor::new(&disk),
+                size as u64,
+                &regions,
+                1_700_000_000,
+                out,
+            )
+        };
         let mut gz = Vec::new();
-        write_gcp_tar_gz(&mut Cursor::new(&disk), size as u64, 1_700_000_000, &mut gz).unwrap();
+        write(&mut gz).unwrap();
         let mut again = Vec::new();
-        write_gcp_tar_gz(
-            &mut Cursor::new(&disk),
-            size as u64,
-            1_700_000_000,
-            &mut again,
-        )
-        .unwrap();
+        write(&mut again).unwrap();
         assert_eq!(gz, again, "deterministic");
         assert_eq!(&gz[4..8], &[0, 0, 0, 0], "no gzip time stamp");
         assert_eq!(gz[3] & 0x08, 0, "no file name in the gzip header");

@@ -20,7 +20,7 @@ pub mod uki;
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -190,54 +190,73 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Built, DiskError> {
     containers.sort();
     containers.dedup();
     let raw_path = inputs.out.join(RAW_FILE);
-    let needs_raw = !containers.is_empty();
-    if needs_raw {
-        let mut file = create(&raw_path)?;
-        write_disk(
-            &mut file,
-            &raw_path,
-            size,
-            &head,
-            &esp,
-            inputs.root_disk,
-            &tail,
-        )?;
-    }
-    for container in containers {
-        let path = inputs.out.join(container.file());
-        match container {
-            Container::Raw | Container::Aws => {}
-            Container::Gcp => {
-                let mut raw = File::open(&raw_path).map_err(|e| ToolError::io(&raw_path, e))?;
-                let out = std::io::BufWriter::new(create(&path)?);
-                container::write_gcp_tar_gz(&mut raw, size, u64::from(inputs.epoch), out)
-                    .map_err(|e| ToolError::io(&path, e))?;
-            }
-            Container::Azure => {
-                let mut file = create(&path)?;
-                write_disk(&mut file, &path, size, &head, &esp, inputs.root_disk, &tail)?;
-                let mut id = [0u8; 16];
-                id.copy_from_slice(&derived("vhd").to_disk());
-                let footer = container::vhd_footer(size, inputs.epoch, id);
-                file.write_all(&footer)
-                    .map_err(|e| ToolError::io(&path, e))?;
-            }
-        }
-        let part = Part {
-            file: container.file().into(),
-            sha256: sha256_file(&path)?,
-            size: std::fs::metadata(&path)
-                .map_err(|e| ToolError::io(&path, e))?
-                .len(),
+    let vhd_id = derived("vhd").to_disk();
+    let footer = container::vhd_footer(size, inputs.epoch, vhd_id);
+    let pieces = Pieces {
+        size,
+        head: &head,
+        esp: &esp,
+        root_disk: inputs.root_disk,
+        tail: &tail,
+    };
+    if !containers.is_empty() {
+        let regions = pieces.write(&mut create(&raw_path)?, &raw_path)?;
+        // One pass over the raw disk gives its hash and the VHD's (the same bytes + the footer).
+        let raw_hash = if containers.iter().any(|c| *c != Container::Gcp) {
+            sha256_stream(&raw_path)?
+        } else {
+            Sha256::new()
         };
-        made.push((container, part));
-    }
-    if needs_raw
-        && !made
+        let raw_part = Part {
+            file: RAW_FILE.into(),
+            sha256: hex::encode(raw_hash.clone().finalize()),
+            size,
+        };
+        for container in containers {
+            let path = inputs.out.join(container.file());
+            let part = match container {
+                Container::Raw | Container::Aws => raw_part.clone(),
+                Container::Gcp => {
+                    let mut raw = File::open(&raw_path).map_err(|e| ToolError::io(&raw_path, e))?;
+                    let out = std::io::BufWriter::new(create(&path)?);
+                    container::write_gcp_tar_gz(
+                        &mut raw,
+                        size,
+                        &regions,
+                        u64::from(inputs.epoch),
+                        out,
+                    )
+                    .map_err(|e| ToolError::io(&path, e))?;
+                    Part {
+                        file: GCP_FILE.into(),
+                        sha256: sha256_file(&path)?,
+                        size: std::fs::metadata(&path)
+                            .map_err(|e| ToolError::io(&path, e))?
+                            .len(),
+                    }
+                }
+                Container::Azure => {
+                    let mut file = create(&path)?;
+                    pieces.write(&mut file, &path)?;
+                    file.write_all(&footer)
+                        .map_err(|e| ToolError::io(&path, e))?;
+                    let mut hash = raw_hash.clone();
+                    hash.update(footer);
+                    Part {
+                        file: VHD_FILE.into(),
+                        sha256: hex::encode(hash.finalize()),
+                        size: size + footer.len() as u64,
+                    }
+                }
+            };
+            made.push((container, part));
+        }
+        if !made
             .iter()
             .any(|(c, _)| matches!(c, Container::Raw | Container::Aws))
-    {
-        std::fs::remove_file(&raw_path).map_err(|e| ToolError::io(&raw_path, e))?;
+        {
+            std::fs::remove_file(&raw_path).map_err(|e| ToolError::io(&raw_path, e))?;
+        }
     }
     Ok(Built {
         gpt_event: gpt::gpt_event_data(&head),
@@ -248,40 +267,172 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Built, DiskError> {
     })
 }
 
-fn create(path: &PathBuf) -> Result<File, ToolError> {
+fn create(path: &Path) -> Result<File, ToolError> {
     let _ = std::fs::remove_file(path);
     File::create(path).map_err(|e| ToolError::io(path, e))
 }
 
-/// Writes the disk's non-zero parts at their offsets, leaving holes elsewhere; the file ends at
-/// `size` (the caller may append after it).
-fn write_disk(
-    file: &mut File,
-    path: &Path,
+/// The disk's parts: the partition table's head and tail, the ESP, the root disk.
+struct Pieces<'a> {
     size: u64,
-    head: &[u8],
-    esp: &[u8],
-    root_disk: &Path,
-    tail: &[u8],
-) -> Result<(), ToolError> {
-    let io = |e| ToolError::io(path, e);
-    file.set_len(size).map_err(io)?;
-    write_sparse(file, 0, head).map_err(io)?;
-    write_sparse(file, ESP_START, esp).map_err(io)?;
-    let mut root = File::open(root_disk).map_err(|e| ToolError::io(root_disk, e))?;
-    file.seek(SeekFrom::Start(ROOT_START)).map_err(io)?;
-    std::io::copy(&mut root, file).map_err(io)?;
-    write_sparse(file, size - tail.len() as u64, tail).map_err(io)?;
-    file.seek(SeekFrom::Start(size)).map_err(io)?;
-    Ok(())
+    head: &'a [u8],
+    esp: &'a [u8],
+    root_disk: &'a Path,
+    tail: &'a [u8],
 }
 
-fn write_sparse(file: &mut File, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+impl Pieces<'_> {
+    /// Writes the non-zero parts at their offsets, leaving holes elsewhere; the file ends at
+    /// `size` (the caller may append after it). Returns the data regions (sorted, merged,
+    /// 512-byte aligned) for the sparse tar.
+    fn write(&self, file: &mut File, path: &Path) -> Result<Vec<(u64, u64)>, ToolError> {
+        let io = |e| ToolError::io(path, e);
+        let mut regions = Vec::new();
+        file.set_len(self.size).map_err(io)?;
+        write_sparse(file, 0, self.head, &mut regions).map_err(io)?;
+        write_sparse(file, ESP_START, self.esp, &mut regions).map_err(io)?;
+        let mut root = File::open(self.root_disk).map_err(|e| ToolError::io(self.root_disk, e))?;
+        file.seek(SeekFrom::Start(ROOT_START)).map_err(io)?;
+        let copied = std::io::copy(&mut root, file).map_err(io)?;
+        push_region(
+            &mut regions,
+            ROOT_START,
+            copied.next_multiple_of(gpt::BLOCK),
+        );
+        let tail_at = self.size - self.tail.len() as u64;
+        write_sparse(file, tail_at, self.tail, &mut regions).map_err(io)?;
+        file.seek(SeekFrom::Start(self.size)).map_err(io)?;
+        Ok(regions)
+    }
+}
+
+fn push_region(regions: &mut Vec<(u64, u64)>, offset: u64, len: u64) {
+    match regions.last_mut() {
+        Some((start, l)) if *start + *l == offset => *l += len,
+        _ => regions.push((offset, len)),
+    }
+}
+
+fn write_sparse(
+    file: &mut File,
+    offset: u64,
+    bytes: &[u8],
+    regions: &mut Vec<(u64, u64)>,
+) -> std::io::Result<()> {
     for (i, chunk) in bytes.chunks(4096).enumerate() {
         if chunk.iter().any(|&b| b != 0) {
-            file.seek(SeekFrom::Start(offset + (i * 4096) as u64))?;
+            let at = offset + (i * 4096) as u64;
+            file.seek(SeekFrom::Start(at))?;
             file.write_all(chunk)?;
+            push_region(regions, at, chunk.len() as u64);
         }
     }
     Ok(())
+}
+
+/// SHA-256 state after the whole file (to finish, or to go on with more bytes).
+fn sha256_stream(path: &Path) -> Result<Sha256, ToolError> {
+    let mut file = File::open(path).map_err(|e| ToolError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| ToolError::io(path, e))?;
+    Ok(hasher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_container_holds_the_same_disk_with_the_uki_and_the_root_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let stub = dir.path().join("stub.efi");
+        std::fs::write(&stub, uki::tests::tiny_pe()).unwrap();
+        let kernel = dir.path().join("vmlinuz");
+        std::fs::write(&kernel, vec![0x4b; 10_000]).unwrap();
+        let root = dir.path().join("rootfs.img");
+        let root_bytes: Vec<u8> = (0..3 * 4096u32).map(|i| (i % 253) as u8 | 1).collect();
+        std::fs::write(&root, &root_bytes).unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let root_hash = "ab".repeat(32);
+        let built = build(&Inputs {
+            out: &out,
+            stub: &stub,
+            kernel: &kernel,
+            cmdline: "console=ttyS0",
+            root_disk: &root,
+            root_hash: &root_hash,
+            epoch: 1_700_000_000,
+            containers: &[
+                Container::Azure,
+                Container::Gcp,
+                Container::Raw,
+                Container::Aws,
+            ],
+        })
+        .unwrap();
+        assert_eq!(built.size, GIB);
+        let raw = std::fs::read(out.join(RAW_FILE)).unwrap();
+        assert_eq!(raw.len() as u64, GIB);
+        // The GPT names the root partition by the GUID the command line uses, over the root disk.
+        let entry = &raw[1024 + 128..1024 + 256];
+        assert_eq!(&entry[16..32], &root_partition_guid(&root_hash).to_disk());
+        let first = u64::from_le_bytes(entry[32..40].try_into().unwrap());
+        assert_eq!(first * gpt::BLOCK, ROOT_START);
+        let at = ROOT_START as usize;
+        assert_eq!(&raw[at..at + root_bytes.len()], &root_bytes[..]);
+        // The ESP holds the UKI.
+        let esp = &raw[ESP_START as usize..(ESP_START + ESP_SIZE) as usize];
+        assert_eq!(&esp[82..90], b"FAT32   ");
+        let cluster = esp
+            .chunks(512)
+            .position(|c| c.starts_with(&built.uki[..512]))
+            .expect("the UKI's first cluster on the ESP");
+        let at = cluster * 512;
+        assert_eq!(&esp[at..at + built.uki.len()], &built.uki[..]);
+        assert_eq!(std::fs::read(out.join(UKI_FILE)).unwrap(), built.uki);
+        // The VHD is the raw disk and its footer; the manifest's hashes are the files'.
+        let vhd = std::fs::read(out.join(VHD_FILE)).unwrap();
+        assert_eq!(&vhd[..raw.len()], &raw[..]);
+        assert_eq!(&vhd[raw.len()..raw.len() + 8], b"conectix");
+        let part = |c: Container| &built.disks.iter().find(|(k, _)| *k == c).unwrap().1;
+        let mut vhd_hash = Sha256::new();
+        vhd_hash.update(&vhd);
+        assert_eq!(
+            part(Container::Azure).sha256,
+            hex::encode(vhd_hash.finalize())
+        );
+        assert_eq!(part(Container::Azure).size, GIB + 512);
+        assert_eq!(part(Container::Aws), part(Container::Raw));
+        // Google's tar holds the same disk (GNU tar restores it, where it is installed).
+        let status = std::process::Command::new("tar")
+            .args(["-xzf", GCP_FILE])
+            .current_dir(&out)
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            assert_eq!(std::fs::read(out.join("disk.raw")).unwrap(), raw);
+        }
+        // Built again: the same bytes.
+        let again = dir.path().join("again");
+        std::fs::create_dir(&again).unwrap();
+        let rebuilt = build(&Inputs {
+            out: &again,
+            stub: &stub,
+            kernel: &kernel,
+            cmdline: "console=ttyS0",
+            root_disk: &root,
+            root_hash: &root_hash,
+            epoch: 1_700_000_000,
+            containers: &[Container::Gcp],
+        })
+        .unwrap();
+        assert_eq!(
+            rebuilt.disks,
+            [(Container::Gcp, part(Container::Gcp).clone())]
+        );
+        assert!(
+            !again.join(RAW_FILE).exists(),
+            "no raw disk left when not asked for"
+        );
+    }
 }

@@ -203,7 +203,7 @@ pub fn build_uki(stub: &[u8], cmdline: &str, kernel: &[u8]) -> Result<Vec<u8>, U
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use object::read::pe::PeFile64;
     use object::{Object, ObjectSection};

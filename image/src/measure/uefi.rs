@@ -19,9 +19,14 @@
 //! ```
 //!
 //! TDX logs the same events with SHA-384 (PCR 4 and 5 both into RTMR[1]; one separator for
-//! RTMR[1]). Then systemd-stub measures its sections into PCR 11 and the kernel's EFI stub the
-//! command line into PCR 9 (both RTMR[2] under TDX): those are listed where predicted, but the
-//! PCR 11 / RTMR[2] values are not computed here.
+//! RTMR[1]). Then systemd-stub measures its sections into PCR 11 (each present one of
+//! [`STUB_MEASURED_SECTIONS`]: name with NUL, then data) and the kernel's EFI stub its
+//! LoadOptions into PCR 9 (both RTMR[2] under TDX), followed by one more PCR 9 event we have not
+//! identified: PCR 9 / RTMR[2] get events but no value.
+//!
+//! Checked under QEMU with Debian 12's OVMF (2022.11) and swtpm, reading the PCRs after the
+//! boot: PCR 4, PCR 5 and PCR 11 equal these predictions, PCR 12 is zero (no command line
+//! from the boot entry), and PCR 9's first extend is the LoadOptions digest.
 //!
 //! Assumed, and said so in the manifest: no other boot option (PXE, another disk) runs first —
 //! it would add its own PCR 4 event — and no option ROM is measured. Under an edk2 firmware
@@ -48,6 +53,65 @@ pub struct Inputs<'a> {
     pub gpt_event: &'a [u8],
     /// The UKI's command line, for the kernel's own PCR 9 / RTMR[2] event.
     pub cmdline: &'a str,
+    /// The UKI's sections systemd-stub measures into PCR 11, in its order ([`stub_sections`]).
+    pub stub_sections: &'a [(String, Vec<u8>)],
+}
+
+/// The sections systemd-stub 257 measures (its `unified_sections`, `.pcrsig` excluded), in the
+/// order it measures them: for each one present, the name with a NUL, then the data
+/// (`VirtualSize` bytes), each its own PCR 11 extend. The stub's own `.sbat` is among them.
+pub const STUB_MEASURED_SECTIONS: &[&str] = &[
+    ".linux", ".osrel", ".cmdline", ".initrd", ".ucode", ".splash", ".dtb", ".uname", ".sbat",
+    ".pcrpkey", ".profile",
+];
+
+/// The measured sections of a UKI (PE32+), as [`Inputs::stub_sections`] wants them.
+pub fn stub_sections(uki: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    use object::read::pe::PeFile64;
+    use object::LittleEndian as LE;
+    let pe = PeFile64::parse(uki).map_err(|e| e.to_string())?;
+    let table = pe.section_table();
+    let mut out = Vec::new();
+    for name in STUB_MEASURED_SECTIONS {
+        let Some(header) = table.iter().find(|h| {
+            h.raw_name().starts_with(name.as_bytes())
+                && h.raw_name().get(name.len()).is_none_or(|&b| b == 0)
+        }) else {
+            continue;
+        };
+        let at = header.pointer_to_raw_data.get(LE) as usize;
+        let size = header.virtual_size.get(LE) as usize;
+        let data = uki
+            .get(at..at + size)
+            .ok_or_else(|| format!("section {name} lies outside the file"))?;
+        out.push(((*name).to_owned(), data.to_vec()));
+    }
+    Ok(out)
+}
+
+/// PCR 11's events (`register`: `PCR11`, or `RTMR2` under TDX) with `D`'s digests.
+fn stub_events<D: Digest>(inputs: &Inputs<'_>, register: &str, alg: &str) -> Vec<Event> {
+    let mut events = Vec::new();
+    for (name, data) in inputs.stub_sections {
+        let mut named = name.as_bytes().to_vec();
+        named.push(0);
+        let what = format!("systemd-stub: the UKI's {name} section");
+        events.push(event(
+            register,
+            "EV_IPL",
+            alg,
+            &D::digest(&named),
+            &format!("{what}'s name"),
+        ));
+        events.push(event(
+            register,
+            "EV_IPL",
+            alg,
+            &D::digest(data),
+            &format!("{what}'s data"),
+        ));
+    }
+    events
 }
 
 /// A register's value after extending each digest in turn from zero.
@@ -70,6 +134,20 @@ fn event(register: &str, event_type: &str, alg: &str, digest: &[u8], what: &str)
         digest: hex::encode(digest),
         what: what.into(),
     }
+}
+
+/// Linux's EFI stub's PCR 9 event for its LoadOptions (the `.cmdline` systemd-stub passes).
+fn load_options_event<D: Digest>(inputs: &Inputs<'_>, register: &str, alg: &str) -> Option<Event> {
+    let options = super::tdx::load_options(inputs.cmdline, false).ok()??;
+    Some(event(
+        register,
+        "EV_EVENT_TAG",
+        alg,
+        &D::digest(&options),
+        "the kernel's LoadOptions (the .cmdline in UTF-16 with a NUL), measured by Linux's EFI \
+         stub (PCR 9); one more PCR 9 event follows it under OVMF (seen with swtpm, not yet \
+         identified), so PCR 9 / RTMR[2] have no predicted value",
+    ))
 }
 
 /// The boot's PCR 4 and PCR 5 events (`pcr4`, `pcr5` names the registers: `PCR4`/`PCR5` for a
@@ -147,7 +225,10 @@ fn vtpm(inputs: &Inputs<'_>, trust: &str) -> Prediction {
         inputs.uki_authenticode_sha256,
         inputs.kernel_authenticode_sha256,
     );
-    let values = ["PCR4", "PCR5"]
+    let mut events = events;
+    events.extend(stub_events::<Sha256>(inputs, "PCR11", "sha256"));
+    events.extend(load_options_event::<Sha256>(inputs, "PCR9", "sha256"));
+    let values = ["PCR4", "PCR5", "PCR11"]
         .into_iter()
         .map(|r| (r.to_owned(), value_of(&events, r, replay::<Sha256>)))
         .collect();
@@ -205,17 +286,8 @@ pub fn predictions(inputs: &Inputs<'_>) -> BTreeMap<String, Prediction> {
         inputs.kernel_authenticode_sha384,
     );
     let rtmr1 = value_of(&tdx, "RTMR1", replay::<Sha384>);
-    if let Ok(Some(options)) = super::tdx::load_options(inputs.cmdline, false) {
-        tdx.push(event(
-            "RTMR2",
-            "EV_EVENT_TAG",
-            "sha384",
-            &Sha384::digest(&options),
-            "the kernel's LoadOptions (the .cmdline in UTF-16 with a NUL), measured by Linux's \
-             EFI stub (PCR 9); systemd-stub's own PCR 11 events for its sections come first and \
-             are not predicted here",
-        ));
-    }
+    tdx.extend(stub_events::<Sha384>(inputs, "RTMR2", "sha384"));
+    tdx.extend(load_options_event::<Sha384>(inputs, "RTMR2", "sha384"));
     out.insert(
         "gcp-tdx".to_owned(),
         Prediction {
@@ -244,6 +316,7 @@ mod tests {
             kernel_authenticode_sha384: b,
             gpt_event: gpt,
             cmdline: "console=ttyS0",
+            stub_sections: &[],
         }
     }
 
@@ -315,5 +388,35 @@ mod tests {
         assert_eq!(tdx.values["RTMR1"], hex::encode(replay::<Sha384>(&digests)));
         assert_eq!(tdx.events.last().unwrap().register, "RTMR2");
         assert!(!tdx.values.contains_key("RTMR2"));
+    }
+
+    #[test]
+    fn pcr11_is_the_stubs_sections_name_then_data_in_its_order() {
+        let kernel = vec![7u8; 3000];
+        let uki =
+            crate::disk::uki::build_uki(&crate::disk::uki::tests::tiny_pe(), "quiet", &kernel)
+                .unwrap();
+        let sections = stub_sections(&uki).unwrap();
+        let names: Vec<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [".linux", ".osrel", ".cmdline"],
+            "the stub's order, not the file's"
+        );
+        assert_eq!(sections[0].1, kernel, "VirtualSize bytes, no padding");
+        assert_eq!(sections[2].1, b"quiet");
+        let mut i = inputs(&[0; 32], &[0; 48], b"gpt");
+        i.stub_sections = &sections;
+        let p = predictions(&i);
+        let h = |b: &[u8]| Sha256::digest(b).to_vec();
+        let by_hand = replay::<Sha256>(&[
+            h(b".linux\0"),
+            h(&kernel),
+            h(b".osrel\0"),
+            h(crate::disk::uki::OS_RELEASE.as_bytes()),
+            h(b".cmdline\0"),
+            h(b"quiet"),
+        ]);
+        assert_eq!(p["qemu-ovmf-tpm"].values["PCR11"], hex::encode(by_hand));
     }
 }
