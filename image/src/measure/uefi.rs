@@ -293,7 +293,8 @@ pub fn predictions(inputs: &Inputs<'_>) -> BTreeMap<String, Prediction> {
         Prediction {
             trust: "The TDX module measures Google's firmware into MRTD and that firmware the \
                     boot configuration into RTMR[0] (both Google's: check them against Google's \
-                    signed launch endorsement, gs://gce_tcb_integrity/ovmf_x64_csm/tdx/<MRTD>.binarypb); \
+                    signed launch endorsement for the MRTD, which google/gce-tcb-verifier's \
+                    gcetcbendorsement extracts and verifies); \
                     the firmware measures the UKI and its kernel into RTMR[1] inside the TEE, \
                     with no vTPM involved."
                 .into(),
