@@ -902,6 +902,70 @@ async fn the_raw_uefi_disk_boots_under_stock_ovmf_from_the_disk_alone() {
     power_down(&mut vm).await;
 }
 
+/// What OVMF measures when it boots the UEFI disk equals the manifest's `qemu-ovmf-tpm`
+/// prediction: the same boot with a software TPM (swtpm, `tpm-crb`), QEMU killed once `/healthz`
+/// answers, then the PCRs read from swtpm — PCR 4 (the UKI and its kernel), PCR 5 (the GPT, the
+/// separators and ExitBootServices), PCR 11 (systemd-stub's sections) equal the predicted
+/// values, PCR 12 is empty (no command line from a boot entry).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_firmware_measures_the_uefi_disk_as_the_manifest_predicts() {
+    let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    if !qemu_installed() || !ovmf.exists() {
+        eprintln!("SKIPPED the_firmware_measures_the_uefi_disk...: needs {QEMU} and ovmf");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tpm) = e2e::swtpm::Swtpm::start(dir.path()) else {
+        eprintln!("SKIPPED the_firmware_measures_the_uefi_disk...: swtpm is not installed");
+        return;
+    };
+    let bundle = bundle().await;
+    let raw = bundle.path().join(disk::RAW_FILE);
+    let state = dir.path().join("state.img");
+    let started = Instant::now();
+    let mut vm = boot_qemu_run(
+        bundle.path(),
+        dir.path(),
+        1,
+        Some(&state),
+        None,
+        &tpm.qemu_args(),
+        "",
+        Some(&raw),
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    wait_healthy(&mut vm, &client, started).await;
+    // Killed, not shut down: QEMU's clean exit would end swtpm and its PCRs with it.
+    vm.child.kill().unwrap();
+    vm.child.wait().unwrap();
+    let read = tpm.pcr_read(&[4, 5, 11, 12]).expect("the PCRs from swtpm");
+    let uefi = bundle
+        .manifest
+        .uefi
+        .as_ref()
+        .expect("the manifest's uefi section");
+    let predicted = &uefi.predictions["qemu-ovmf-tpm"].values;
+    for (pcr, value) in ["PCR4", "PCR5", "PCR11"].iter().zip(&read) {
+        assert_eq!(
+            &hex_lower(value),
+            &predicted[*pcr],
+            "{pcr}: measured vs predicted"
+        );
+    }
+    assert_eq!(
+        read[3], [0u8; 32],
+        "PCR12: nothing replaced the UKI's command line"
+    );
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn which_curl() -> bool {
     Command::new("curl")
         .arg("--version")
