@@ -21,12 +21,15 @@
 //! TDX logs the same events with SHA-384 (PCR 4 and 5 both into RTMR[1]; one separator for
 //! RTMR[1]). Then systemd-stub measures its sections into PCR 11 (each present one of
 //! [`STUB_MEASURED_SECTIONS`]: name with NUL, then data) and the kernel's EFI stub its
-//! LoadOptions into PCR 9 (both RTMR[2] under TDX), followed by one more PCR 9 event we have not
-//! identified: PCR 9 / RTMR[2] get events but no value.
+//! LoadOptions into PCR 9, then the initrd systemd-stub hands it (LINUX_EFI_INITRD_MEDIA):
+//! with nothing on the ESP but the UKI that is a cpio of `/.extra/os-release` made from `.osrel`
+//! ([`stub_initrd`]). Under TDX these go to RTMR[2], whose value is not computed: that the stub
+//! measures its sections through the CC measurement protocol is not checked.
 //!
 //! Checked under QEMU with Debian 12's OVMF (2022.11) and swtpm, reading the PCRs after the
-//! boot: PCR 4, PCR 5 and PCR 11 equal these predictions, PCR 12 is zero (no command line
-//! from the boot entry), and PCR 9's first extend is the LoadOptions digest.
+//! boot: PCR 4, PCR 5, PCR 9 and PCR 11 equal these predictions, PCR 12 is zero (no command line
+//! from the boot entry). The initrd's bytes were read from the guest's memory (QMP `pmemsave`)
+//! before the kernel freed them; [`stub_initrd`] gives the same 420 bytes.
 //!
 //! Assumed, and said so in the manifest: no other boot option (PXE, another disk) runs first —
 //! it would add its own PCR 4 event — and no option ROM is measured. Under an edk2 firmware
@@ -136,18 +139,71 @@ fn event(register: &str, event_type: &str, alg: &str, digest: &[u8], what: &str)
     }
 }
 
-/// Linux's EFI stub's PCR 9 event for its LoadOptions (the `.cmdline` systemd-stub passes).
-fn load_options_event<D: Digest>(inputs: &Inputs<'_>, register: &str, alg: &str) -> Option<Event> {
-    let options = super::tdx::load_options(inputs.cmdline, false).ok()??;
-    Some(event(
-        register,
-        "EV_EVENT_TAG",
-        alg,
-        &D::digest(&options),
-        "the kernel's LoadOptions (the .cmdline in UTF-16 with a NUL), measured by Linux's EFI \
-         stub (PCR 9); one more PCR 9 event follows it under OVMF (seen with swtpm, not yet \
-         identified), so PCR 9 / RTMR[2] have no predicted value",
-    ))
+/// Linux's EFI stub's PCR 9 events: its LoadOptions (the `.cmdline` systemd-stub passes), then
+/// the initrd systemd-stub passes ([`stub_initrd`] of the UKI's `.osrel`).
+fn kernel_events<D: Digest>(inputs: &Inputs<'_>, register: &str, alg: &str) -> Vec<Event> {
+    let mut events = Vec::new();
+    if let Ok(Some(options)) = super::tdx::load_options(inputs.cmdline, false) {
+        events.push(event(
+            register,
+            "EV_EVENT_TAG",
+            alg,
+            &D::digest(&options),
+            "Linux's EFI stub: its LoadOptions (the .cmdline in UTF-16 with a NUL)",
+        ));
+    }
+    if let Some((_, osrel)) = inputs.stub_sections.iter().find(|(n, _)| n == ".osrel") {
+        events.push(event(
+            register,
+            "EV_EVENT_TAG",
+            alg,
+            &D::digest(stub_initrd(osrel)),
+            "Linux's EFI stub: the initrd systemd-stub passes (a cpio of /.extra/os-release)",
+        ));
+    }
+    events
+}
+
+/// The initrd systemd-stub 257 builds when the ESP holds nothing but the UKI: a newc cpio with the
+/// directory `.extra` (inode 1, mode 0555) and `.extra/os-release` (inode 2, mode 0444, the
+/// `.osrel` section), no times or owners, then its fixed trailer record.
+pub fn stub_initrd(osrel: &[u8]) -> Vec<u8> {
+    fn entry(out: &mut Vec<u8>, inode: u32, mode: u32, name: &str, data: &[u8]) {
+        let fields = [
+            inode,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            0,
+            0,
+            name.len() as u32 + 1,
+            0,
+        ];
+        out.extend_from_slice(b"070701");
+        for field in fields {
+            out.extend_from_slice(format!("{field:08x}").as_bytes());
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    let mut out = Vec::new();
+    entry(&mut out, 1, 0o040555, ".extra", b"");
+    entry(&mut out, 2, 0o100444, ".extra/os-release", osrel);
+    // systemd's trailer is a fixed string (upper-case B), 124 bytes.
+    out.extend_from_slice(b"070701");
+    for field in [0u32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0] {
+        out.extend_from_slice(format!("{field:08x}").as_bytes());
+    }
+    out.extend_from_slice(b"0000000B00000000TRAILER!!!\0\0\0\0");
+    out
 }
 
 /// The boot's PCR 4 and PCR 5 events (`pcr4`, `pcr5` names the registers: `PCR4`/`PCR5` for a
@@ -227,8 +283,8 @@ fn vtpm(inputs: &Inputs<'_>, trust: &str) -> Prediction {
     );
     let mut events = events;
     events.extend(stub_events::<Sha256>(inputs, "PCR11", "sha256"));
-    events.extend(load_options_event::<Sha256>(inputs, "PCR9", "sha256"));
-    let values = ["PCR4", "PCR5", "PCR11"]
+    events.extend(kernel_events::<Sha256>(inputs, "PCR9", "sha256"));
+    let values = ["PCR4", "PCR5", "PCR9", "PCR11"]
         .into_iter()
         .map(|r| (r.to_owned(), value_of(&events, r, replay::<Sha256>)))
         .collect();
@@ -287,7 +343,7 @@ pub fn predictions(inputs: &Inputs<'_>) -> BTreeMap<String, Prediction> {
     );
     let rtmr1 = value_of(&tdx, "RTMR1", replay::<Sha384>);
     tdx.extend(stub_events::<Sha384>(inputs, "RTMR2", "sha384"));
-    tdx.extend(load_options_event::<Sha384>(inputs, "RTMR2", "sha384"));
+    tdx.extend(kernel_events::<Sha384>(inputs, "RTMR2", "sha384"));
     out.insert(
         "gcp-tdx".to_owned(),
         Prediction {
@@ -419,5 +475,32 @@ mod tests {
             h(b"quiet"),
         ]);
         assert_eq!(p["qemu-ovmf-tpm"].values["PCR11"], hex::encode(by_hand));
+    }
+
+    #[test]
+    fn the_stubs_initrd_is_the_cpio_seen_in_the_guest() {
+        let osrel = br#"ID=smart-worker
+NAME="Smart Worker appliance"
+"#;
+        let cpio = stub_initrd(osrel);
+        // Read from the guest's memory under OVMF (image/README.md): 420 bytes with this hash,
+        // which is also PCR 9's second extend seen in swtpm.
+        assert_eq!(cpio.len(), 420);
+        assert_eq!(
+            hex::encode(Sha256::digest(&cpio)),
+            "88dfb383edb771ff0aa8f6e231afc091496e241f5c141843f51c69b299e35663"
+        );
+        assert!(cpio.ends_with(b"TRAILER!!!\0\0\0\0"));
+        // And the prediction uses it.
+        let sections = vec![(".osrel".to_owned(), osrel.to_vec())];
+        let mut i = inputs(&[0; 32], &[0; 48], b"gpt");
+        i.stub_sections = &sections;
+        let pcr9: Vec<_> = predictions(&i)["qemu-ovmf-tpm"]
+            .events
+            .iter()
+            .filter(|e| e.register == "PCR9")
+            .map(|e| e.digest.clone())
+            .collect();
+        assert_eq!(pcr9[1], hex::encode(Sha256::digest(&cpio)));
     }
 }

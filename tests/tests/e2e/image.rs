@@ -905,8 +905,9 @@ async fn the_raw_uefi_disk_boots_under_stock_ovmf_from_the_disk_alone() {
 /// What OVMF measures when it boots the UEFI disk equals the manifest's `qemu-ovmf-tpm`
 /// prediction: the same boot with a software TPM (swtpm, `tpm-crb`), QEMU killed once `/healthz`
 /// answers, then the PCRs read from swtpm — PCR 4 (the UKI and its kernel), PCR 5 (the GPT, the
-/// separators and ExitBootServices), PCR 11 (systemd-stub's sections) equal the predicted
-/// values, PCR 12 is empty (no command line from a boot entry).
+/// separators and ExitBootServices), PCR 9 (the kernel's command line and the stub's initrd),
+/// PCR 11 (systemd-stub's sections) equal the predicted values, PCR 12 is empty (no command line
+/// from a boot entry).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_firmware_measures_the_uefi_disk_as_the_manifest_predicts() {
     let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
@@ -942,14 +943,16 @@ async fn the_firmware_measures_the_uefi_disk_as_the_manifest_predicts() {
     // Killed, not shut down: QEMU's clean exit would end swtpm and its PCRs with it.
     vm.child.kill().unwrap();
     vm.child.wait().unwrap();
-    let read = tpm.pcr_read(&[4, 5, 11, 12]).expect("the PCRs from swtpm");
+    let read = tpm
+        .pcr_read(&[4, 5, 9, 11, 12])
+        .expect("the PCRs from swtpm");
     let uefi = bundle
         .manifest
         .uefi
         .as_ref()
         .expect("the manifest's uefi section");
     let predicted = &uefi.predictions["qemu-ovmf-tpm"].values;
-    for (pcr, value) in ["PCR4", "PCR5", "PCR11"].iter().zip(&read) {
+    for (pcr, value) in ["PCR4", "PCR5", "PCR9", "PCR11"].iter().zip(&read) {
         assert_eq!(
             &hex_lower(value),
             &predicted[*pcr],
@@ -957,7 +960,7 @@ async fn the_firmware_measures_the_uefi_disk_as_the_manifest_predicts() {
         );
     }
     assert_eq!(
-        read[3], [0u8; 32],
+        read[4], [0u8; 32],
         "PCR12: nothing replaced the UKI's command line"
     );
 }
