@@ -56,6 +56,7 @@ pub fn build(
         root_hash,
         epoch,
         containers: &options.formats,
+        size_unit: disk::DISK_SIZE_UNIT,
     })?;
     let uki_256 = disk::authenticode::<Sha256>(&built.uki)?;
     let uki_384 = disk::authenticode::<Sha384>(&built.uki)?;

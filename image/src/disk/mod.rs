@@ -30,7 +30,8 @@ use crate::util::{sha256_file, ToolError};
 pub use uki::{fetch_stub, UkiError, STUB_PIN};
 
 const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
+/// The disk's size is a multiple of this: Google wants whole GiB (Azure: 1 MiB).
+pub const DISK_SIZE_UNIT: u64 = 1 << 30;
 pub const ESP_START: u64 = MIB;
 pub const ESP_SIZE: u64 = 64 * MIB;
 pub const ROOT_START: u64 = ESP_START + ESP_SIZE;
@@ -105,6 +106,8 @@ pub struct Inputs<'a> {
     pub root_hash: &'a str,
     pub epoch: u32,
     pub containers: &'a [Container],
+    /// The disk's size is rounded up to a multiple of this ([`DISK_SIZE_UNIT`]; tests use less).
+    pub size_unit: u64,
 }
 
 /// What [`build`] made.
@@ -144,7 +147,8 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Built, DiskError> {
         .map_err(|e| ToolError::io(inputs.root_disk, e))?
         .len();
     let root_blocks = root_size.next_multiple_of(MIB) / gpt::BLOCK;
-    let size = (ROOT_START + root_blocks * gpt::BLOCK + MIB).next_multiple_of(GIB);
+    let size =
+        (ROOT_START + root_blocks * gpt::BLOCK + MIB).next_multiple_of(inputs.size_unit.max(MIB));
     let blocks = size / gpt::BLOCK;
     let serial = u32::from_le_bytes([uki_hash[0], uki_hash[1], uki_hash[2], uki_hash[3]]);
     let esp = fat::fat32(
@@ -369,11 +373,16 @@ mod tests {
                 Container::Raw,
                 Container::Aws,
             ],
+            size_unit: 16 * MIB,
         })
         .unwrap();
-        assert_eq!(built.size, GIB);
+        assert_eq!(
+            built.size,
+            80 * MIB,
+            "65 MiB + the root disk + room, in 16 MiB units"
+        );
         let raw = std::fs::read(out.join(RAW_FILE)).unwrap();
-        assert_eq!(raw.len() as u64, GIB);
+        assert_eq!(raw.len() as u64, built.size);
         // The GPT names the root partition by the GUID the command line uses, over the root disk.
         let entry = &raw[1024 + 128..1024 + 256];
         assert_eq!(&entry[16..32], &root_partition_guid(&root_hash).to_disk());
@@ -402,7 +411,7 @@ mod tests {
             part(Container::Azure).sha256,
             hex::encode(vhd_hash.finalize())
         );
-        assert_eq!(part(Container::Azure).size, GIB + 512);
+        assert_eq!(part(Container::Azure).size, built.size + 512);
         assert_eq!(part(Container::Aws), part(Container::Raw));
         // Google's tar holds the same disk (GNU tar restores it, where it is installed).
         let status = std::process::Command::new("tar")
@@ -424,6 +433,7 @@ mod tests {
             root_hash: &root_hash,
             epoch: 1_700_000_000,
             containers: &[Container::Gcp],
+            size_unit: 16 * MIB,
         })
         .unwrap();
         assert_eq!(
