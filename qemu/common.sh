@@ -16,13 +16,15 @@ if [ "${1:-}" = "--" ]; then shift; fi
 
 command -v "$QEMU" >/dev/null 2>&1 ||
   die "$QEMU not found: install qemu-system-x86 (scripts/setup.sh does, from bookworm-backports)"
-for part in vmlinuz cmdline; do
-  [ -f "$bundle/$part" ] || die "no $bundle/$part: build the image first (cargo run --release -p appliance-image -- --dev)"
-done
-[ -f "$bundle/rootfs.img" ] || [ -f "$bundle/initrd.img" ] ||
-  die "no $bundle/rootfs.img or initrd.img: build the image first (cargo run --release -p appliance-image -- --dev)"
-
-cmdline="$(cat "$bundle/cmdline")"
+cmdline=""
+if [ -z "${SW_DISK:-}" ]; then
+  for part in vmlinuz cmdline; do
+    [ -f "$bundle/$part" ] || die "no $bundle/$part: build the image first (cargo run --release -p appliance-image -- --dev)"
+  done
+  [ -f "$bundle/rootfs.img" ] || [ -f "$bundle/initrd.img" ] ||
+    die "no $bundle/rootfs.img or initrd.img: build the image first (cargo run --release -p appliance-image -- --dev)"
+  cmdline="$(cat "$bundle/cmdline")"
+fi
 if [ -n "${SW_CMDLINE_APPEND:-}" ]; then
   cmdline="$cmdline $SW_CMDLINE_APPEND"
 fi

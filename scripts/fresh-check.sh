@@ -30,7 +30,7 @@ fresh_home="$(mktemp -d "${TMPDIR:-/tmp}/sw-fresh-home.XXXXXX")"
 trap 'rm -rf "$fresh_home"' EXIT
 export HOME="$fresh_home"
 # Nothing may point back at the old HOME's state.
-unset XDG_CONFIG_HOME XDG_CACHE_HOME XDG_DATA_HOME XDG_STATE_HOME CONTRACTS_NPM_DIR
+unset XDG_CONFIG_HOME XDG_CACHE_HOME XDG_DATA_HOME XDG_STATE_HOME CONTRACTS_NPM_DIR WORKER_NPM_DIR
 unset npm_config_cache npm_config_userconfig
 if [ "$keep_image_cache" = true ]; then
   mkdir -p "$HOME/.cache/smart-worker" "$image_cache"

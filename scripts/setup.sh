@@ -153,6 +153,13 @@ enable_trixie_downloads() {
 }
 enable_trixie_downloads
 
+# The UEFI disk (image --format; image/src/disk/): `image` fetches systemd's EFI stub
+# (systemd-boot-efi, pinned, from trixie like the TDVF) with `apt-get download`; qemu/run's
+# SW_DISK boots the disk with Debian's stock OVMF (/usr/share/OVMF/OVMF_CODE_4M.fd), which the
+# e2e tests `the_raw_uefi_disk_boots_...` and `the_firmware_measures_the_uefi_disk_...` use, the
+# latter with a software TPM (swtpm) whose PCRs it compares with the manifest's predictions.
+apt_install_missing ovmf swtpm
+
 # The SEV-SNP firmware (image/src/measure/amdsev_ovmf.rs): OVMF's AmdSevX64 built from Debian's
 # pinned edk2 source tarballs, downloaded with curl (the mirror does not serve the .dsc that
 # `apt-get source` needs) and patched with patch. The tools whose versions change the firmware's

@@ -15,8 +15,10 @@
 //! Two builds of the same commit give the same bytes: nothing depends on paths, clocks, users or
 //! directory order (see the `initramfs` crate for the archive's rules and [`root_disk`]).
 
+mod bundle_info;
 mod cmdline;
 pub mod deb;
+pub mod disk;
 pub mod kernel;
 pub mod long_step;
 pub mod manifest;
@@ -24,20 +26,21 @@ pub mod measure;
 pub mod root_disk;
 pub mod rootfs;
 pub mod runner;
+pub mod uefi;
 #[macro_use]
 pub mod util;
 
 pub use cmdline::{cmdline, config_cmdline, PRODUCTION_CMDLINE};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use initramfs::Compression;
 
+use crate::bundle_info::{firmware, source_info};
 use crate::manifest::{
-    Cmdline, FileEntry, Firmware, FirmwareSpec, KernelInfo, Manifest, Measurement, Measurements,
-    Part, Parts, RootInfo, RunnerInfo, Source, VerityInfo,
+    Cmdline, FileEntry, KernelInfo, Manifest, Measurement, Measurements, Part, Parts, RootInfo,
+    RunnerInfo, VerityInfo,
 };
 use crate::root_disk::DiskFormat;
 use crate::util::{megabytes, sha256_file, sha256_hex, ToolError};
@@ -126,6 +129,8 @@ pub struct Options {
     /// A development image: without [`PRODUCTION_CMDLINE`] (the runner starts without a TEE
     /// and creates workers on plain HTTP), e.g. to boot under TCG. Default: off (fail closed).
     pub dev: bool,
+    /// UEFI disks to make besides the bundle (`--format`; [`uefi`]).
+    pub formats: Vec<disk::Container>,
 }
 
 impl Options {
@@ -145,6 +150,7 @@ impl Options {
             snp: None,
             tdx: None,
             dev: false,
+            formats: Vec::new(),
         }
     }
 }
@@ -165,6 +171,8 @@ pub enum BuildError {
     NoEpoch(PathBuf),
     #[error("manifest: {0}")]
     Manifest(#[from] serde_json::Error),
+    #[error("UEFI disk: {0}")]
+    Disk(#[from] disk::DiskError),
     #[error("measurement: {0}")]
     Measure(#[from] measure::MeasureError),
     #[error("runner configuration: {0}")]
@@ -320,6 +328,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     let files = file_entries(&archive, &inputs)?;
     let uncompressed_size = files.iter().map(|f| f.size).sum::<u64>();
     let writing = Instant::now();
+    let mut uki_root = None;
     let (initrd_part, root_disk_part, root_cmdline, root_info) = match options.root {
         RootFormat::Disk(format) => {
             let tree = work.path().join("tree");
@@ -349,6 +358,7 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                 salt: disk.verity.salt.clone(),
                 device: root_disk::ROOT_DEVICE.into(),
             };
+            uki_root = Some(uefi::root_words(&disk));
             (
                 None,
                 Some(Part {
@@ -433,7 +443,8 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
     let initrd_path = initrd_part
         .as_ref()
         .map(|part| options.out.join(&part.file));
-    let manifest = Manifest {
+    let epoch = source.source_date_epoch;
+    let mut manifest = Manifest {
         schema: manifest::SCHEMA,
         source,
         parts: Parts {
@@ -497,7 +508,10 @@ pub fn build(options: &Options) -> Result<Manifest, BuildError> {
                 },
             },
         },
+        uefi: None,
     };
+    let root_hash = manifest.root.verity.as_ref().map(|v| v.root_hash.clone());
+    manifest.uefi = uefi::build(options, &kernel_path, uki_root, root_hash.as_deref(), epoch)?;
     let manifest_path = options.out.join(MANIFEST_FILE);
     std::fs::write(&manifest_path, manifest.to_json()?)
         .map_err(|e| ToolError::io(&manifest_path, e))?;
@@ -596,60 +610,4 @@ fn archive_file_sha256(archive: &initramfs::Archive, path: &str) -> Result<Strin
         Some(initramfs::Contents::File(source)) => Ok(sha256_file(source)?),
         None => Ok(String::new()),
     }
-}
-
-fn firmware(
-    snp: Option<&measure::SnpParams>,
-    tdx: Option<&measure::TdxParams>,
-) -> Result<Firmware, BuildError> {
-    Ok(Firmware {
-        local: "QEMU's qboot or SeaBIOS with direct kernel boot (qemu/run); not measured".into(),
-        snp: match snp {
-            Some(params) => params.firmware_spec(SNP_FIRMWARE_FILE)?,
-            None => FirmwareSpec {
-                file: None,
-                sha256: None,
-                note: "OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc; none (--no-snp)".into(),
-            },
-        },
-        tdx: match tdx {
-            Some(params) => params.firmware_spec(TDX_FIRMWARE_FILE)?,
-            None => FirmwareSpec {
-                file: None,
-                sha256: None,
-                note: "the TDX host's TDVF (OVMF); none (--no-tdx)".into(),
-            },
-        },
-    })
-}
-
-/// Commit, dirtiness and the epoch every file's mtime is set to.
-fn source_info(workspace: &Path, epoch: Option<u32>) -> Result<Source, BuildError> {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(workspace)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
-    let commit = git(&["rev-parse", "HEAD"]);
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    let epoch = match epoch {
-        Some(epoch) => epoch,
-        None => match initramfs::source_date_epoch()? {
-            Some(epoch) => epoch,
-            None => git(&["log", "-1", "--format=%ct"])
-                .and_then(|t| initramfs::parse_epoch(&t).ok())
-                .ok_or_else(|| BuildError::NoEpoch(workspace.to_owned()))?,
-        },
-    };
-    Ok(Source {
-        commit,
-        dirty,
-        source_date_epoch: epoch,
-    })
 }

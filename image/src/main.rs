@@ -111,6 +111,13 @@ struct Cli {
     #[arg(long, conflicts_with = "tdx_ovmf")]
     no_tdx: bool,
 
+    /// UEFI disks to make as well, from the same build (repeatable or a list): raw (QEMU, AWS),
+    /// gcp (disk.raw in a tar.gz), azure (fixed VHD), aws (the raw disk). Each boots the UKI
+    /// `\EFI\BOOT\BOOTX64.EFI` (systemd's EFI stub + kernel + command line) with the root disk as
+    /// its second partition; the manifest's `uefi` section has the predicted measurements.
+    #[arg(long = "format", value_name = "FORMAT[,FORMAT]")]
+    formats: Vec<String>,
+
     /// SEV features in the SNP guest's VMSA.
     #[arg(long, default_value_t = DEFAULT_SNP_GUEST_FEATURES)]
     snp_guest_features: u64,
@@ -173,6 +180,9 @@ fn main() -> anyhow::Result<()> {
     options.dev = cli.dev;
     options.key_stores = cli.key_stores;
     options.chains = cli.chains;
+    options.formats = appliance_image::uefi::parse_formats(&cli.formats)
+        .map_err(anyhow::Error::msg)
+        .context("--format")?;
     let jobs = util::default_jobs();
     let snp_ovmf = match (cli.snp_ovmf, cli.no_snp) {
         (Some(ovmf), _) => Some((ovmf, false)),
@@ -200,5 +210,16 @@ fn main() -> anyhow::Result<()> {
         eprintln!("image: {} sha256 {}", part.file, part.sha256);
     }
     eprintln!("image: cmdline {:?}", manifest.parts.cmdline.value);
+    if let Some(uefi) = &manifest.uefi {
+        for (format, part) in &uefi.disk {
+            eprintln!("image: {format}: {} sha256 {}", part.file, part.sha256);
+        }
+        if let Some(p) = uefi.predictions.get("qemu-ovmf-tpm") {
+            eprintln!(
+                "image: PCR4 (edk2 + TPM) {}",
+                p.values.get("PCR4").map_or("", |v| v)
+            );
+        }
+    }
     Ok(())
 }

@@ -2,11 +2,13 @@
 //! measurements. Nothing in it depends on the build machine's paths or clock, so two builds of the
 //! same commit give the same manifest.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// 2: the root file system may be a dm-verity disk (`parts.root_disk`, `root.verity`); `initrd`
-/// became `root`; the kernel says how it was made.
-pub const SCHEMA: u32 = 2;
+/// became `root`; the kernel says how it was made. 3: `uefi` (the UKI, the disks, predictions).
+pub const SCHEMA: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -19,6 +21,57 @@ pub struct Manifest {
     pub root: RootInfo,
     pub firmware: Firmware,
     pub measurements: Measurements,
+    /// The UEFI disk (`image --format`): its UKI, the containers, and per platform the events
+    /// and registers a verifier should see.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub uefi: Option<Uefi>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uefi {
+    pub uki: Uki,
+    /// By container (`raw`, `gcp`, `azure`, `aws`).
+    pub disk: BTreeMap<String, Part>,
+    /// By platform (`qemu-ovmf-tpm`, `gcp-tdx`, `gcp-snp-vtpm`, `azure-vtpm`, `aws-snp`).
+    pub predictions: BTreeMap<String, Prediction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uki {
+    /// On the EFI system partition.
+    pub path: String,
+    pub size: u64,
+    /// Of the file.
+    pub sha256: String,
+    /// PE/COFF Authenticode digests: what the firmware measures for it.
+    pub authenticode_sha256: String,
+    pub authenticode_sha384: String,
+    /// The `.cmdline` section (measured with it): the root disk found by `PARTUUID=`.
+    pub cmdline: String,
+    /// The EFI stub it is built on: Debian package, version, `.deb` SHA-256.
+    pub stub: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// One plain sentence: what hardware, firmware and a vTPM outside the TEE measure.
+    pub trust: String,
+    /// In the order they are logged, per register.
+    pub events: Vec<Event>,
+    /// Register values computable from the artifact alone (hex), e.g. `PCR4`, `RTMR1`.
+    pub values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// `PCR4`, `PCR5`, `RTMR1`, `RTMR2`, …
+    pub register: String,
+    /// TCG event type name, e.g. `EV_EFI_BOOT_SERVICES_APPLICATION`.
+    pub event_type: String,
+    /// `sha256` (TPM SHA-256 bank) or `sha384` (TDX RTMRs).
+    pub digest_alg: String,
+    pub digest: String,
+    pub what: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

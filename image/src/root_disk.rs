@@ -243,6 +243,12 @@ impl RootDisk {
     /// The kernel command-line words that map the disk through dm-verity and mount it as root,
     /// read-only, with the runner as init.
     pub fn cmdline(&self) -> Vec<String> {
+        self.cmdline_for(ROOT_DEVICE)
+    }
+
+    /// [`Self::cmdline`] with the disk found as `device` (e.g. `PARTUUID=…` for the root
+    /// partition of the UEFI disk: dm-init resolves it and `dm-mod.waitfor` waits for it).
+    pub fn cmdline_for(&self, device: &str) -> Vec<String> {
         let v = &self.verity;
         // <name>,<uuid>,<minor>,<flags>,<table>: one verity target over the data sectors.
         // Table: <start> <sectors> verity <version> <data dev> <hash dev> <data block size>
@@ -251,6 +257,7 @@ impl RootDisk {
         let table = format!(
             "0 {sectors} verity 1 {ROOT_DEVICE} {ROOT_DEVICE} {BLOCK_SIZE} {BLOCK_SIZE} \
              {blocks} {start} {alg} {root} {salt} 1 panic_on_corruption",
+            ROOT_DEVICE = device,
             sectors = self.data_size / 512,
             blocks = v.data_blocks,
             start = v.hash_start_block,
@@ -260,7 +267,7 @@ impl RootDisk {
         );
         vec![
             format!("dm-mod.create=\"sw-root,,,ro,{table}\""),
-            format!("dm-mod.waitfor={ROOT_DEVICE}"),
+            format!("dm-mod.waitfor={device}"),
             format!("root={MAPPED_ROOT}"),
             format!("rootfstype={}", self.format.fs_type()),
             "ro".into(),

@@ -11,6 +11,7 @@ pub mod js;
 mod reply;
 mod runner;
 mod sink;
+pub mod swtpm;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

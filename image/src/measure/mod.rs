@@ -22,6 +22,7 @@ use crate::util::{sha256_file, ToolError};
 
 pub mod amdsev_ovmf;
 pub mod tdx;
+pub mod uefi;
 
 pub use tdx::{fetch_tdvf, tdx_measurements, TdvfPin, TdxParams, TDVF_PIN};
 

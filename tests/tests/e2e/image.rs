@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use appliance_image::disk::{self, Container};
 use appliance_image::manifest::{Manifest, Measurement};
 use appliance_image::measure::{
     amdsev_ovmf, fetch_tdvf, kernel_hashes_table, SnpParams, TdxParams,
@@ -83,6 +84,13 @@ fn options(out: &Path, runner: &Path, cache: &Path) -> Options {
     options.dev = true;
     options.key_stores = Some(config.join("key-stores.json"));
     options.chains = Some(config.join("chains.json"));
+    // The UEFI disk in every container (issue 18): the raw one boots below under OVMF.
+    options.formats = vec![
+        Container::Raw,
+        Container::Gcp,
+        Container::Azure,
+        Container::Aws,
+    ];
     // The expected TDX measurements, for the pinned TDVF (scripts/setup.sh makes it fetchable).
     options.tdx = Some(TdxParams::pinned(
         fetch_tdvf(cache).expect("the pinned TDVF (apt-get download; see scripts/setup.sh)"),
@@ -163,6 +171,57 @@ async fn two_builds_in_different_places_give_identical_bytes_and_manifests() {
         let a = std::fs::read(first.path().join(file)).unwrap();
         let b = std::fs::read(out.join(file)).unwrap();
         assert!(a == b, "{file} differs between the two builds");
+    }
+    // The UEFI disks: the UKI and Google's tar.gz byte for byte; the 1 GiB raw disk and VHD by
+    // the SHA-256 each build computed of its own files (in the equal manifests) and their sizes.
+    for file in [disk::UKI_FILE, disk::GCP_FILE] {
+        let a = std::fs::read(first.path().join(file)).unwrap();
+        let b = std::fs::read(out.join(file)).unwrap();
+        assert!(a == b, "{file} differs between the two builds");
+    }
+    let uefi = manifest.uefi.as_ref().expect("the manifest's uefi section");
+    for (format, part) in &uefi.disk {
+        let size = std::fs::metadata(out.join(&part.file)).unwrap().len();
+        assert_eq!(size, part.size, "{format}: {}", part.file);
+    }
+    assert_eq!(
+        uefi.disk.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["aws", "azure", "gcp", "raw"]
+    );
+    assert_eq!(
+        uefi.disk["raw"].size % (1 << 30),
+        0,
+        "a whole number of GiB"
+    );
+    let uki = std::fs::read(out.join(disk::UKI_FILE)).unwrap();
+    assert_eq!(uefi.uki.sha256, appliance_image::util::sha256_hex(&uki));
+    assert_eq!(uefi.uki.path, "EFI/BOOT/BOOTX64.EFI");
+    // The UKI's command line is the bundle's with the root disk found by its partition's GUID.
+    let root_hash = &manifest.root.verity.as_ref().expect("verity").root_hash;
+    let partuuid = format!("PARTUUID={}", disk::root_partition_guid(root_hash));
+    assert_eq!(
+        uefi.uki.cmdline,
+        manifest.parts.cmdline.value.replace("/dev/vda", &partuuid)
+    );
+    for platform in [
+        "qemu-ovmf-tpm",
+        "gcp-tdx",
+        "gcp-snp-vtpm",
+        "azure-vtpm",
+        "aws-snp",
+    ] {
+        let prediction = &uefi.predictions[platform];
+        assert!(!prediction.trust.is_empty(), "{platform}");
+        let uki_event = prediction
+            .events
+            .iter()
+            .find(|e| e.what == "the UKI")
+            .unwrap_or_else(|| panic!("{platform}: no UKI event"));
+        let expected = match uki_event.digest_alg.as_str() {
+            "sha256" => &uefi.uki.authenticode_sha256,
+            _ => &uefi.uki.authenticode_sha384,
+        };
+        assert_eq!(&uki_event.digest, expected, "{platform}");
     }
     // And the manifest describes what is there: the disk's hash, and a command line that maps
     // it through dm-verity with the root hash the manifest records.
@@ -385,6 +444,30 @@ fn boot_with(
     extra: &[String],
     cmdline_append: &str,
 ) -> Vm {
+    boot_qemu_run(
+        bundle,
+        dir,
+        n,
+        state_disk,
+        bios,
+        extra,
+        cmdline_append,
+        None,
+    )
+}
+
+/// [`boot_with`], or with `uefi_disk` the UEFI disk under OVMF (`SW_DISK`).
+#[allow(clippy::too_many_arguments)]
+fn boot_qemu_run(
+    bundle: &Path,
+    dir: &Path,
+    n: u32,
+    state_disk: Option<&Path>,
+    bios: Option<&Path>,
+    extra: &[String],
+    cmdline_append: &str,
+    uefi_disk: Option<&Path>,
+) -> Vm {
     let serial = dir.join(format!("serial-{n}.log"));
     let qmp = dir.join(format!("qmp-{n}.sock"));
     let http = format!("127.0.0.1:{}", free_port());
@@ -405,6 +488,10 @@ fn boot_with(
     match bios {
         Some(bios) => command.env("SW_BIOS", bios),
         None => command.env_remove("SW_BIOS"),
+    };
+    match uefi_disk {
+        Some(disk) => command.env("SW_DISK", disk),
+        None => command.env_remove("SW_DISK"),
     };
     if !extra.is_empty() {
         command.arg("--").args(extra);
@@ -739,6 +826,159 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     assert!(worker["runs"].as_u64().unwrap_or(0) >= 1, "{worker}");
     let serial = power_down(&mut vm).await;
     assert!(serial.contains("state disk unmounted cleanly"), "{serial}");
+}
+
+/// The UEFI disk (`image --format raw`) boots from the disk alone — Debian's stock OVMF, no
+/// `-kernel`/`-append`: the firmware finds `\EFI\BOOT\BOOTX64.EFI` on the ESP, systemd-stub
+/// starts the kernel with the UKI's command line, and dm-init finds the root partition by its
+/// PARTUUID — to `/healthz` and a worker created with the seed's curl that runs on its schedule;
+/// then a clean power-off.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_raw_uefi_disk_boots_under_stock_ovmf_from_the_disk_alone() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED the_raw_uefi_disk_boots...: {QEMU} is not installed");
+        return;
+    }
+    let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    if !ovmf.exists() {
+        eprintln!(
+            "SKIPPED the_raw_uefi_disk_boots...: no {} (scripts/setup.sh installs ovmf)",
+            ovmf.display()
+        );
+        return;
+    }
+    let bundle = bundle().await;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = bundle.path().join(disk::RAW_FILE);
+    // The image's key stores need a gas wallet key, which the runner makes and seals on the state
+    // disk: attached after the UEFI disk, found by its serial as on the direct boot.
+    let state = dir.path().join("state.img");
+    let started = Instant::now();
+    let mut vm = boot_qemu_run(
+        bundle.path(),
+        dir.path(),
+        1,
+        Some(&state),
+        None,
+        &[],
+        "",
+        Some(&raw),
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let boot_time = wait_healthy(&mut vm, &client, started).await;
+    let serial = vm.serial();
+    eprintln!(
+        "image: UEFI disk under OVMF: first 200 from /healthz {:.2} s after qemu/run started ({})",
+        boot_time.as_secs_f64(),
+        if serial.contains("with kvm") {
+            "KVM"
+        } else {
+            "TCG"
+        }
+    );
+    assert!(serial.contains("BdsDxe: starting Boot"), "{serial}");
+    assert!(serial.contains("runner is PID 1"), "{serial}");
+    assert!(
+        serial.contains("state disk (serial sw-state) mounted on /var/lib/runner"),
+        "{serial}"
+    );
+    let tag = format!("uefi-e2e-{}", std::process::id());
+    std::fs::write(
+        dir.path().join("w.js"),
+        format!(
+            "export default {{\n  async tasks(rnr, ctx) {{\n    const config = await rnr.getConfig();\n    \
+             console.log({}, \"ran with\", Object.keys(config).join(\",\"));\n  }},\n}};\n",
+            e2e::js::lit(&tag)
+        ),
+    )
+    .unwrap();
+    match curl_create(dir.path(), &vm.url("/")) {
+        Some(output) => assert!(output.starts_with("HTTP/1.1 201"), "curl:\n{output}"),
+        None => eprintln!("curl is not installed: the worker is not created"),
+    }
+    if which_curl() {
+        wait_for_runs(&mut vm, &tag, 2, "the worker's output").await;
+    }
+    power_down(&mut vm).await;
+}
+
+/// What OVMF measures when it boots the UEFI disk equals the manifest's `qemu-ovmf-tpm`
+/// prediction: the same boot with a software TPM (swtpm, `tpm-crb`), QEMU killed once `/healthz`
+/// answers, then the PCRs read from swtpm — PCR 4 (the UKI and its kernel), PCR 5 (the GPT, the
+/// separators and ExitBootServices), PCR 9 (the kernel's command line and the stub's initrd),
+/// PCR 11 (systemd-stub's sections) equal the predicted values, PCR 12 is empty (no command line
+/// from a boot entry).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_firmware_measures_the_uefi_disk_as_the_manifest_predicts() {
+    let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    if !qemu_installed() || !ovmf.exists() {
+        eprintln!("SKIPPED the_firmware_measures_the_uefi_disk...: needs {QEMU} and ovmf");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tpm) = e2e::swtpm::Swtpm::start(dir.path()) else {
+        eprintln!("SKIPPED the_firmware_measures_the_uefi_disk...: swtpm is not installed");
+        return;
+    };
+    let bundle = bundle().await;
+    let raw = bundle.path().join(disk::RAW_FILE);
+    let state = dir.path().join("state.img");
+    let started = Instant::now();
+    let mut vm = boot_qemu_run(
+        bundle.path(),
+        dir.path(),
+        1,
+        Some(&state),
+        None,
+        &tpm.qemu_args(),
+        "",
+        Some(&raw),
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    wait_healthy(&mut vm, &client, started).await;
+    // Killed, not shut down: QEMU's clean exit would end swtpm and its PCRs with it.
+    vm.child.kill().unwrap();
+    vm.child.wait().unwrap();
+    let read = tpm
+        .pcr_read(&[4, 5, 9, 11, 12])
+        .expect("the PCRs from swtpm");
+    let uefi = bundle
+        .manifest
+        .uefi
+        .as_ref()
+        .expect("the manifest's uefi section");
+    let predicted = &uefi.predictions["qemu-ovmf-tpm"].values;
+    for (pcr, value) in ["PCR4", "PCR5", "PCR9", "PCR11"].iter().zip(&read) {
+        assert_eq!(
+            &hex_lower(value),
+            &predicted[*pcr],
+            "{pcr}: measured vs predicted"
+        );
+    }
+    assert_eq!(
+        read[4], [0u8; 32],
+        "PCR12: nothing replaced the UKI's command line"
+    );
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn which_curl() -> bool {
+    Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The root disk comes from the host: the kernel checks every block it reads against the

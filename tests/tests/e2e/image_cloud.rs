@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,38 +14,6 @@ const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// The DMI chassis asset tag Azure's VMs carry.
 const AZURE_ASSET_TAG: &str = "7783-7084-3265-9085";
-
-/// `swtpm` serving one VM's TPM on a Unix socket; killed with the test.
-struct Swtpm(Child);
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_swtpm(dir: &Path) -> Swtpm {
-    let state = dir.join("tpm");
-    std::fs::create_dir(&state).unwrap();
-    let socket = dir.join("tpm.sock");
-    let child = Command::new("swtpm")
-        .arg("socket")
-        .arg("--tpm2")
-        .arg(format!("--tpmstate=dir={}", state.display()))
-        .arg(format!("--ctrl=type=unixio,path={}", socket.display()))
-        .args(["--flags", "not-need-init,startup-clear"])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start swtpm");
-    let swtpm = Swtpm(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "swtpm made no socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    swtpm
-}
 
 /// One request as the fake wire server saw it.
 #[derive(Debug, Clone)]
@@ -123,20 +91,16 @@ async fn on_an_azure_like_vm_with_a_tpm_init_reads_the_event_log_and_reports_rea
     let mut image = std::fs::read(OVMF_VARS).unwrap();
     image.extend(std::fs::read(OVMF_CODE).unwrap());
     std::fs::write(&firmware, image).unwrap();
-    let _tpm = start_swtpm(dir.path());
+    let tpm_dir = dir.path().join("tpm");
+    std::fs::create_dir(&tpm_dir).unwrap();
+    let tpm = e2e::swtpm::Swtpm::start(&tpm_dir).expect("swtpm starts");
     let (port, seen) = fake_wire_server().await;
 
-    let socket = dir.path().join("tpm.sock");
-    let extra = [
-        "-chardev".to_owned(),
-        format!("socket,id=chrtpm,path={}", socket.display()),
-        "-tpmdev".to_owned(),
-        "emulator,id=tpm0,chardev=chrtpm".to_owned(),
-        "-device".to_owned(),
-        "tpm-crb,tpmdev=tpm0".to_owned(),
+    let mut extra = tpm.qemu_args();
+    extra.extend([
         "-smbios".to_owned(),
         format!("type=3,asset={AZURE_ASSET_TAG}"),
-    ];
+    ]);
     // The image's key stores need a gas wallet key, which the runner keeps on the state disk.
     let disk = dir.path().join("state.img");
     let started = Instant::now();
