@@ -37,6 +37,18 @@ pub enum VtpmError {
     /// MAC'd, not signed); Azure turns it into a quote through its own service, not done here.
     #[error("Azure TDX vTPM evidence is not supported: its TDREPORT is MAC'd, not signed, and getting Azure's quote for it is not implemented")]
     AzureTdxNotSupported,
+    /// The log shows a measurement in PCR 12 or 13: systemd-stub measures there a command line
+    /// that replaces the UKI's (from boot options the host controls), credentials or system
+    /// extensions from the ESP (which the host can write) — none of which the image predicts.
+    #[error("PCR{pcr} has a {event_type} event at byte {offset} of the log: a command line, credentials or extensions from outside the UKI (the host's), which the image does not predict")]
+    UnpredictedStubEvent {
+        /// 12 or 13.
+        pcr: u32,
+        /// The event's type.
+        event_type: crate::eventlog::EventType,
+        /// Its byte offset in the log.
+        offset: usize,
+    },
     /// Azure: the HCL runtime data's user-data is not 64 bytes of report_data.
     #[error("the HCL report's user-data is not a 64-byte report_data ({0})")]
     BadUserData(String),

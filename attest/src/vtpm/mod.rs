@@ -181,6 +181,27 @@ fn ak_trust(
     }
 }
 
+/// A UKI booted by systemd-stub extends PCR 12 with a command line that replaces its own
+/// (the boot entry's LoadOptions: the host's, without Secure Boot) and with credentials, PCR 13
+/// with system extensions, both read from the ESP the host can write. The image predicts none:
+/// any such event (PCRs 12 and 13 are quoted, so the replay vouches for the log) is refused.
+fn refuse_stub_overrides(replayed: &crate::eventlog::ReplayedLog) -> Result<(), VtpmError> {
+    use crate::eventlog::{EventType, MeasuredRegister};
+    match replayed.log.events.iter().find(|e| {
+        matches!(e.register, MeasuredRegister::Pcr(12 | 13)) && e.event_type != EventType::NoAction
+    }) {
+        Some(e) => Err(VtpmError::UnpredictedStubEvent {
+            pcr: match e.register {
+                MeasuredRegister::Pcr(i) => i,
+                _ => 0,
+            },
+            event_type: e.event_type,
+            offset: e.offset,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The policy's TPM platforms (predictions over PCRs, not RTMRs), those of the manifest's
 /// platforms that fit where the TPM is first: the image's predictions for several platforms may
 /// be alike (the same UKI in PCR4), and the one named should be this evidence's.
@@ -252,6 +273,7 @@ pub(crate) fn check(
         if uefi_platform.is_none() {
             return Err(first_refusal.unwrap_or(EventLogError::Missing).into());
         }
+        refuse_stub_overrides(replayed)?;
     }
     tracing::info!(ak = %ak_name, trust = %ak_trust, platform = ?uefi_platform, "TPM quote accepted");
     Ok(VerifiedTpm {

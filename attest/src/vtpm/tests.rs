@@ -36,6 +36,12 @@ pub(crate) struct Machine {
 }
 
 pub(crate) fn machine(uki: &[u8]) -> Machine {
+    machine_with(uki, None)
+}
+
+/// [`machine`], and with `pcr12` a command line systemd-stub measured into PCR 12 (one that
+/// replaced the UKI's).
+pub(crate) fn machine_with(uki: &[u8], pcr12: Option<&[u8]>) -> Machine {
     let (swtpm, mut tpm) = Swtpm::start();
     let mut w = LogWriter::new(0, &[HashAlg::Sha256]);
     w.measure(0, EventType::SCrtmVersion, b"swtpm test firmware\0")
@@ -52,6 +58,9 @@ pub(crate) fn machine(uki: &[u8]) -> Machine {
             b"device path of the UKI",
         )
         .measure(7, EventType::Separator, &[0; 4]);
+    if let Some(cmdline) = pcr12 {
+        w.measure(12, EventType::Ipl, cmdline);
+    }
     let log = w.bytes();
     let parsed = crate::eventlog::EventLog::parse(&log, crate::eventlog::LogKind::Tpm).unwrap();
     for e in &parsed.events {
@@ -343,5 +352,21 @@ fn a_vtpm_outside_the_tee_needs_the_opt_in_or_a_pin() {
         Err(VerifyError::Measurement(
             crate::MeasurementError::NoneExpected { tee: "snp" }
         ))
+    ));
+}
+
+#[test]
+fn a_command_line_from_outside_the_uki_is_refused() {
+    let m = machine_with(
+        b"the UKI",
+        Some(b"console=ttyS0 root=/dev/sda1 init=/bin/sh"),
+    );
+    let e = m.attester().evidence(RD).unwrap();
+    assert!(matches!(
+        crate::verify(&e, &dev_policy(&m, b"the UKI"), now()),
+        Err(VerifyError::Vtpm(VtpmError::UnpredictedStubEvent {
+            pcr: 12,
+            ..
+        }))
     ));
 }
