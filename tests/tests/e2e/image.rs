@@ -35,6 +35,10 @@ use tempfile::TempDir;
 #[path = "image_cloud.rs"]
 mod cloud;
 
+/// The UEFI disk with a software TPM: the runner's evidence against the manifest's predictions.
+#[path = "image_vtpm.rs"]
+mod vtpm;
+
 /// Boot to the first `200 /healthz`: TCG on a busy CI machine is slow.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
