@@ -13,7 +13,12 @@
 //! - SEV-SNP: `keccak256(launch_digest)` (48 bytes);
 //! - TDX: `keccak256(MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2 ‖ RTMR3)` (5 × 48 bytes: MRTD alone covers
 //!   only the firmware);
-//! - `none` (development): `keccak256("smart-worker/measurement/none")`.
+//! - `none` (development): `keccak256("smart-worker/measurement/none")`;
+//! - a UEFI boot the verifier accepted by the image's predicted boot events (a cloud's TDX
+//!   with its CCEL log, or a TPM whose log identifies the image): [`uefi_measurement`], over the
+//!   platform's name and its predicted events and register values — one per (cloud, image)
+//!   pair. The launch digest or MRTD there is the cloud firmware's, the same for every image, so
+//!   it cannot be the on-chain measurement; the verifier holds that firmware to its allow-list.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,9 +26,12 @@ use alloy::primitives::{keccak256, Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use alloy::sol_types::{eip712_domain, SolStruct};
-use attest::{Digest48, Evidence, Measurements, Policy, TdxMeasurements};
+use attest::{Digest48, Evidence, Measurements, Policy, TdxMeasurements, UefiPlatform, Verified};
 
 use crate::keys::{typed, Authorization, AuthorizationRequest, BoxFuture, EvidenceVerifier};
+
+/// The domain of [`uefi_measurement`]'s hash.
+pub const UEFI_MEASUREMENT_DOMAIN: &[u8] = b"smart-worker/measurement/uefi/v1";
 
 /// The input of the `none` (development) measurement's hash.
 pub const NONE_MEASUREMENT_INPUT: &[u8] = b"smart-worker/measurement/none";
@@ -75,7 +83,7 @@ impl Verifier {
         policy.expected_report_data = Some(request.report_data());
         // The verifier's endorsements, and collateral fetched for what the evidence lacks.
         let verified = self.attest.verify_with_policy(&evidence, &policy, now)?;
-        let measurement = onchain_measurement(&verified.measurements);
+        let measurement = verified_measurement(&verified, &policy);
         let verified_at = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -135,6 +143,49 @@ pub fn onchain_measurement(m: &Measurements) -> B256 {
     }
 }
 
+/// The on-chain measurement of what `policy` accepted in `verified`: the image's platform
+/// prediction when the boot was accepted by its event log ([`uefi_measurement`]), else the
+/// launch measurements ([`onchain_measurement`]).
+pub fn verified_measurement(verified: &Verified, policy: &Policy) -> B256 {
+    let platform = verified
+        .tdx
+        .as_ref()
+        .and_then(|t| t.uefi_platform.as_deref())
+        .or_else(|| verified.tpm.as_ref()?.uefi_platform.as_deref());
+    match platform.and_then(|name| policy.expected.uefi.iter().find(|p| p.platform == name)) {
+        Some(platform) => uefi_measurement(platform),
+        None => onchain_measurement(&verified.measurements),
+    }
+}
+
+/// `keccak256(domain ‖ platform ‖ each predicted event ‖ each predicted value)`, every field
+/// length-prefixed (u32, big-endian): the events in the manifest's order as (register, event
+/// type, bank, digest), the values in register order as (register, value). The prose (`trust`,
+/// `what`) is left out, so rewording a manifest does not change it.
+pub fn uefi_measurement(platform: &UefiPlatform) -> B256 {
+    fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let mut bytes = Vec::new();
+    put(&mut bytes, UEFI_MEASUREMENT_DOMAIN);
+    put(&mut bytes, platform.platform.as_bytes());
+    let prediction = &platform.prediction;
+    put(&mut bytes, &(prediction.events.len() as u32).to_be_bytes());
+    for event in &prediction.events {
+        put(&mut bytes, event.register.to_string().as_bytes());
+        put(&mut bytes, event.event_type.to_string().as_bytes());
+        put(&mut bytes, event.digest_alg.to_string().as_bytes());
+        put(&mut bytes, &event.digest);
+    }
+    put(&mut bytes, &(prediction.values.len() as u32).to_be_bytes());
+    for (register, value) in &prediction.values {
+        put(&mut bytes, register.to_string().as_bytes());
+        put(&mut bytes, value);
+    }
+    keccak256(bytes)
+}
+
 /// `keccak256(launch_digest)`.
 pub fn snp_measurement(launch_digest: &Digest48) -> B256 {
     keccak256(launch_digest.as_bytes())
@@ -155,17 +206,35 @@ pub fn none_measurement() -> B256 {
 }
 
 /// The on-chain form of every measurement a verifier with `policy` signs (what the permitter's
-/// owner passes to `setMeasurement`): the expected SNP and TDX launches, and the `none`
-/// measurement when the policy allows development evidence.
+/// owner passes to `setMeasurement`): the expected SNP and TDX launches, one per (platform,
+/// image) of the image's predicted UEFI boots, and the `none` measurement when the policy
+/// allows development evidence.
 pub fn allowed_measurements(policy: &Policy) -> Vec<B256> {
+    allowed_measurements_named(policy)
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// [`allowed_measurements`], each with what it stands for ("snp", "tdx", "uefi gcp-tdx", …).
+pub fn allowed_measurements_named(policy: &Policy) -> Vec<(String, B256)> {
     let expected = &policy.expected;
     let snp = expected
         .snp
         .iter()
-        .map(|m| snp_measurement(&m.launch_digest));
-    let tdx = expected.tdx.iter().map(tdx_measurement);
-    let none = policy.allow_insecure_dev.then(none_measurement);
-    snp.chain(tdx).chain(none).collect()
+        .map(|m| ("snp".to_owned(), snp_measurement(&m.launch_digest)));
+    let tdx = expected
+        .tdx
+        .iter()
+        .map(|m| ("tdx".to_owned(), tdx_measurement(m)));
+    let uefi = expected
+        .uefi
+        .iter()
+        .map(|p| (format!("uefi {}", p.platform), uefi_measurement(p)));
+    let none = policy
+        .allow_insecure_dev
+        .then(|| ("none (development)".to_owned(), none_measurement()));
+    snp.chain(tdx).chain(uefi).chain(none).collect()
 }
 
 #[cfg(test)]
@@ -351,5 +420,100 @@ mod tests {
             allowed_measurements(&policy),
             vec![snp_measurement(&d), tdx_measurement(&t), none_measurement()]
         );
+    }
+
+    fn platform(name: &str, digest_byte: u8) -> UefiPlatform {
+        let prediction: attest::eventlog::PlatformPrediction =
+            serde_json::from_value(serde_json::json!({
+                "trust": "the firmware's word",
+                "events": [{
+                    "register": "PCR4",
+                    "event_type": "EV_EFI_BOOT_SERVICES_APPLICATION",
+                    "digest_alg": "sha256",
+                    "digest": hex::encode([digest_byte; 32]),
+                    "what": "the UKI"
+                }],
+                "values": { "PCR4": hex::encode([7u8; 32]) }
+            }))
+            .unwrap();
+        UefiPlatform {
+            platform: name.to_owned(),
+            prediction,
+        }
+    }
+
+    #[test]
+    fn each_cloud_and_image_gets_its_own_onchain_measurement_and_prose_does_not_count() {
+        let a = platform("gcp-tdx", 1);
+        let base = uefi_measurement(&a);
+        // Another cloud, same image: another measurement.
+        assert_ne!(uefi_measurement(&platform("azure-vtpm", 1)), base);
+        // Another image (one byte of the UKI's digest), same cloud: another measurement.
+        assert_ne!(uefi_measurement(&platform("gcp-tdx", 2)), base);
+        // A predicted register value changed: another measurement.
+        let mut value = a.clone();
+        value.prediction.values.values_mut().for_each(|v| v[0] ^= 1);
+        assert_ne!(uefi_measurement(&value), base);
+        // Rewording the manifest's prose changes nothing.
+        let mut reworded = a.clone();
+        reworded.prediction.trust = "other words".into();
+        reworded.prediction.events[0].what = "the kernel image".into();
+        assert_eq!(uefi_measurement(&reworded), base);
+        // The verifier lists one per platform, named.
+        let policy = Policy {
+            expected: ExpectedMeasurements {
+                uefi: vec![a.clone(), platform("azure-vtpm", 1)],
+                ..ExpectedMeasurements::default()
+            },
+            ..Policy::default()
+        };
+        let named = allowed_measurements_named(&policy);
+        assert_eq!(
+            named,
+            vec![
+                ("uefi gcp-tdx".to_owned(), base),
+                (
+                    "uefi azure-vtpm".to_owned(),
+                    uefi_measurement(&platform("azure-vtpm", 1))
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn a_boot_accepted_by_its_event_log_is_signed_as_its_platform_not_its_firmware() {
+        let a = platform("qemu-ovmf-tpm", 1);
+        let policy = Policy {
+            allow_insecure_dev: true,
+            expected: ExpectedMeasurements {
+                uefi: vec![a.clone()],
+                ..ExpectedMeasurements::default()
+            },
+            ..Policy::default()
+        };
+        let tpm = attest::VerifiedTpm {
+            ak_name: attest::AkName(vec![0; 34]),
+            ak_trust: attest::AkTrust::InsecureDev,
+            pcrs: Default::default(),
+            event_log_replayed: true,
+            uefi_platform: Some("qemu-ovmf-tpm".into()),
+        };
+        let mut verified = Verified {
+            tee: attest::Tee::None,
+            insecure: true,
+            report_data: [0; 64],
+            measurements: Measurements::None,
+            tcb: attest::Tcb::None,
+            snp: None,
+            tdx: None,
+            tpm: Some(tpm),
+        };
+        assert_eq!(
+            verified_measurement(&verified, &policy),
+            uefi_measurement(&a)
+        );
+        // Without an identified platform, the launch measurements as before.
+        verified.tpm.as_mut().unwrap().uefi_platform = None;
+        assert_eq!(verified_measurement(&verified, &policy), none_measurement());
     }
 }

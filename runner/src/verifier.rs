@@ -124,7 +124,10 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
         .as_ref()
         .map(|c| c.config().clone());
     // What the permitter's owner allows (setMeasurement).
-    let measurements = contracts::verifier::allowed_measurements(&attest_verifier.policy);
+    let measurements = contracts::verifier::allowed_measurements_named(&attest_verifier.policy);
+    for (what, measurement) in &measurements {
+        tracing::info!(%measurement, what, "on-chain measurement this verifier signs for");
+    }
     let signer = load_or_create_key(&args.key_file)?;
     let verifier = Arc::new(Verifier::new(attest_verifier, signer));
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -163,7 +166,10 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
         serde_json::json!({
             "signer": verifier.address().to_string(),
             "listen": local.to_string(),
-            "measurements": measurements.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "measurements": measurements.iter().map(|(_, m)| m.to_string()).collect::<Vec<_>>(),
+            // What each of `measurements` stands for, in the same order: "snp", "tdx",
+            // "uefi <platform>" (one per cloud the image's manifest predicts), "none (development)".
+            "measured": measurements.iter().map(|(what, _)| what.as_str()).collect::<Vec<_>>(),
         })
     );
     axum::serve(listener, router(verifier))
