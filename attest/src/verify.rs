@@ -199,6 +199,12 @@ pub fn verify_with(
                 tdx::verify::verify(e, endorsements.tdx_collateral.as_ref(), &policy.tdx, now)?;
             v.details.uefi_platform =
                 tdx::boot::check_launch(&policy.expected, &v.measurements, e.event_log.as_deref())?;
+            if v.details.uefi_platform.is_some() {
+                v.details.firmware_endorsement = policy
+                    .expected
+                    .tdx_endorsement(&v.measurements.mrtd)
+                    .cloned();
+            }
             // The TD is identified by its registers (or its CCEL log); a vTPM beside it is
             // checked, and its predictions too when the policy has TPM platforms.
             let tpm = check_tpm(
@@ -257,7 +263,8 @@ fn snp_verified(v: SnpVerified, tpm: Option<VerifiedTpm>) -> Verified {
 }
 
 /// Accepts an SNP launch digest: the image's (`expected.snp`: returns true, the image is
-/// identified), or, with a TPM quote, a cloud firmware's (`expected.snp_firmware`: returns
+/// identified), or, with a TPM quote, a cloud firmware's (`expected.snp_firmware` or one Google
+/// endorsed, `expected.endorsed_firmware`: returns
 /// false, the TPM must identify the image).
 fn check_snp_launch(
     expected: &ExpectedMeasurements,
@@ -267,12 +274,20 @@ fn check_snp_launch(
     let Err(exact) = expected.check_snp(digest) else {
         return Ok(true);
     };
-    if !expected
-        .snp_firmware
-        .iter()
-        .any(|m| &m.launch_digest == digest)
+    let endorsed = expected.snp_endorsement(digest);
+    if let Some(e) = endorsed {
+        tracing::info!(launch_digest = %digest, uefi = %e.uefi_digest, signed_at = e.signed_at,
+            "SNP launch digest endorsed by Google");
+    }
+    if endorsed.is_none()
+        && !expected
+            .snp_firmware
+            .iter()
+            .any(|m| &m.launch_digest == digest)
     {
-        if expected.snp.is_empty() && !expected.snp_firmware.is_empty() {
+        if expected.snp.is_empty()
+            && !(expected.snp_firmware.is_empty() && expected.endorsed_firmware.is_empty())
+        {
             return Err(MeasurementError::SnpFirmwareNotAllowed {
                 launch_digest: digest.to_string(),
             }
