@@ -196,6 +196,23 @@ impl GoogleEndorsement {
     }
 }
 
+/// A root certificate file's DER: the file itself (DER, as Google publishes
+/// `GCE-cc-tcb-root_1.crt`) or the first certificate of a PEM text.
+pub fn certificate_der(file: &[u8]) -> Result<Vec<u8>, EndorsementError> {
+    let text = match std::str::from_utf8(file) {
+        Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => text,
+        _ => return Ok(file.to_vec()),
+    };
+    crate::collateral::x509::pem_certificates(text, "root")
+        .map_err(|e| EndorsementError::Certificate {
+            what: "root",
+            reason: e.to_string(),
+        })?
+        .into_iter()
+        .next()
+        .ok_or(EndorsementError::Missing("root certificate"))
+}
+
 fn digest48(bytes: &[u8], at: usize) -> Result<Digest48, EndorsementError> {
     bytes
         .try_into()

@@ -153,3 +153,15 @@ fn a_truncated_endorsement_is_malformed_at_an_offset() {
         Err(EndorsementError::Missing("serialized_uefi_golden"))
     );
 }
+
+#[test]
+fn a_pem_root_is_read_as_its_der() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(ROOT);
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
+    assert_eq!(certificate_der(pem.as_bytes()).unwrap(), ROOT);
+    assert_eq!(certificate_der(ROOT).unwrap(), ROOT);
+    assert!(
+        certificate_der(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----").is_err()
+    );
+}
