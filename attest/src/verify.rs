@@ -183,8 +183,12 @@ pub fn verify_with(
             }
         }
         Evidence::Snp(e) => {
-            let v = snp::verify::verify(e, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
+            let mut v = snp::verify::verify(e, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
             let identified = check_snp_launch(&policy.expected, &v.launch_digest, e.tpm.is_some())?;
+            if !identified {
+                v.details.firmware_endorsement =
+                    policy.expected.snp_endorsement(&v.launch_digest).cloned();
+            }
             let tpm = check_tpm(
                 e.tpm.as_ref(),
                 &v.report_data,
@@ -322,6 +326,39 @@ fn check_tpm(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_google_endorsed_snp_launch_digest_is_a_cloud_firmware() {
+        let endorsed = crate::measurement::EndorsedFirmware {
+            uefi_digest: Digest48([1; 48]),
+            signed_at: 1_798_761_600,
+            tdx_mrtds: vec![],
+            snp_launch_digests: vec![Digest48([0x22; 48])],
+        };
+        let expected = ExpectedMeasurements {
+            endorsed_firmware: vec![endorsed.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            expected.snp_endorsement(&Digest48([0x22; 48])),
+            Some(&endorsed)
+        );
+        // Accepted as the firmware's (the TPM must then identify the image), never alone.
+        assert_eq!(
+            check_snp_launch(&expected, &Digest48([0x22; 48]), true),
+            Ok(false)
+        );
+        assert!(matches!(
+            check_snp_launch(&expected, &Digest48([0x22; 48]), false),
+            Err(VerifyError::Vtpm(VtpmError::NoTpmEvidence { .. }))
+        ));
+        assert!(matches!(
+            check_snp_launch(&expected, &Digest48([0x33; 48]), true),
+            Err(VerifyError::Measurement(
+                MeasurementError::SnpFirmwareNotAllowed { .. }
+            ))
+        ));
+    }
     use crate::measurement::SnpMeasurement;
     use crate::testing::vectors::*;
 
