@@ -139,11 +139,26 @@ impl GoogleEndorsement {
         for field in Fields::new(golden, base) {
             let (field, at) = field?;
             match field.number {
-                1 => timestamp = Some(seconds(proto::bytes(field.value, at, "timestamp")?, at)?),
+                1 => {
+                    timestamp = Some(seconds(
+                        proto::bytes(field.value, at, "timestamp is not a message")?,
+                        at,
+                    )?)
+                }
                 4 => cert = Some(proto::bytes(field.value, at, "cert is not bytes")?),
-                5 => digest = Some(digest48(proto::bytes(field.value, at, "digest")?, at)?),
-                7 => self.snp = snp(proto::bytes(field.value, at, "sev_snp")?, at)?,
-                8 => self.tdx = tdx(proto::bytes(field.value, at, "tdx")?, at)?,
+                5 => {
+                    digest = Some(digest48(
+                        proto::bytes(field.value, at, "digest is not bytes")?,
+                        at,
+                    )?)
+                }
+                7 => {
+                    self.snp = snp(
+                        proto::bytes(field.value, at, "sev_snp is not a message")?,
+                        at,
+                    )?
+                }
+                8 => self.tdx = tdx(proto::bytes(field.value, at, "tdx is not a message")?, at)?,
                 _ => {}
             }
         }
@@ -244,7 +259,10 @@ fn tdx(message: &[u8], base: usize) -> Result<Vec<EndorsedTdx>, EndorsementError
             continue;
         }
         let (mut ram_gib, mut early_accept, mut mrtd) = (0, false, None);
-        for inner in Fields::new(proto::bytes(field.value, at, "tdx measurement")?, at) {
+        for inner in Fields::new(
+            proto::bytes(field.value, at, "a tdx measurement is not a message")?,
+            at,
+        ) {
             let (inner, at) = inner?;
             match (inner.number, inner.value) {
                 (1, Value::Varint(v)) => {
@@ -283,7 +301,10 @@ fn snp(message: &[u8], base: usize) -> Result<Vec<EndorsedSnp>, EndorsementError
             continue;
         }
         let (mut vcpus, mut digest) = (0, None);
-        for inner in Fields::new(proto::bytes(field.value, at, "sev_snp measurement")?, at) {
+        for inner in Fields::new(
+            proto::bytes(field.value, at, "a sev_snp measurement is not a map entry")?,
+            at,
+        ) {
             let (inner, at) = inner?;
             match (inner.number, inner.value) {
                 (1, Value::Varint(v)) => {

@@ -15,7 +15,7 @@ pub(crate) enum Value<'a> {
     Fixed,
 }
 
-/// One field: its number, value and the offset of its key in the message.
+/// One field: its number and value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Field<'a> {
     pub number: u32,
@@ -140,7 +140,7 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
-/// A length-delimited field's bytes, or `Malformed` naming `what` at `offset`.
+/// A length-delimited field's bytes, or `Malformed` with `reason` at `offset`.
 pub(crate) fn bytes<'a>(
     value: Value<'a>,
     offset: usize,
