@@ -8,6 +8,7 @@ pub(crate) const ENDORSEMENT: &[u8] =
     include_bytes!("../../testdata/gce-endorsement/endorsement.binarypb");
 pub(crate) const ROOT: &[u8] = include_bytes!("../../testdata/gce-endorsement/root.der");
 const OTHER_ROOT: &[u8] = include_bytes!("../../testdata/gce-endorsement/other-root.der");
+const SAME_NAME_ROOT: &[u8] = include_bytes!("../../testdata/gce-endorsement/same-name-root.der");
 /// 2027-01-15, inside the signing certificate's validity (2026-12-04 .. 2027-12-04).
 pub(crate) const VALID_AT: u64 = 1_800_000_000;
 /// The recorded Google C3 quote's MRTD (`testdata/eventlog/gcp_tdx_cos113_quote.bin`).
@@ -97,16 +98,28 @@ fn a_signing_certificate_not_under_the_pinned_root_is_refused() {
         root_der.verify(ROOT, VALID_AT),
         Err(EndorsementError::NotASigningCertificate("it is a CA"))
     );
-    // A flipped bit in the certificate's body breaks the root's signature over it.
+    // A flipped bit in the certificate's subject (the issuer still names the root) breaks the
+    // root's signature over it.
     let mut cert = e.cert.clone();
-    let at = cert.windows(4).position(|w| w == b"TEST").unwrap();
-    let mut bad = e.clone();
-    cert[at + 30] ^= 1;
-    bad.cert = cert;
-    assert!(matches!(
+    let at = cert
+        .windows(b"GCE-uefi-signer".len())
+        .position(|w| w == b"GCE-uefi-signer")
+        .unwrap();
+    cert[at] ^= 1;
+    let bad = GoogleEndorsement { cert, ..e.clone() };
+    assert_eq!(
         bad.verify(ROOT, VALID_AT),
-        Err(EndorsementError::NotIssuedByRoot(_) | EndorsementError::Certificate { .. })
-    ));
+        Err(EndorsementError::NotIssuedByRoot(
+            "the root's signature does not verify"
+        ))
+    );
+    // A pinned root with the right name but another key: the name alone does not pass.
+    assert_eq!(
+        e.verify(SAME_NAME_ROOT, VALID_AT),
+        Err(EndorsementError::NotIssuedByRoot(
+            "the root's signature does not verify"
+        ))
+    );
     assert!(matches!(
         e.verify(b"not a certificate", VALID_AT),
         Err(EndorsementError::Certificate { what: "root", .. })

@@ -17,6 +17,11 @@ root() { # name subject
 }
 root root "TEST GCE-cc-tcb-root (not Google's)"
 root other-root "TEST another root"
+# Same name as the test root, another key: a name alone must not pass for the root.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/same-name.key" \
+  -subj "/CN=TEST GCE-cc-tcb-root (not Google's)" -sha256 -days 7300 \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+  -outform DER -out same-name-root.der 2>/dev/null
 
 # The signing key, certified by the test root for one year (RSA-PSS/SHA-256 signature).
 openssl req -newkey rsa:4096 -nodes -keyout "$tmp/leaf.key" -subj "/CN=TEST GCE-uefi-signer" \
@@ -68,4 +73,4 @@ g = open(f"{tmp}/golden.bin", "rb").read(); s = open(f"{tmp}/sig.bin", "rb").rea
 open("endorsement.binarypb", "wb").write(b"\x0a" + varint(len(g)) + g + b"\x12" + varint(len(s)) + s)
 PY
 openssl x509 -in "$tmp/leaf.der" -inform DER -noout -dates
-sha256sum root.der other-root.der endorsement.binarypb
+sha256sum root.der other-root.der same-name-root.der endorsement.binarypb
