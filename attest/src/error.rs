@@ -109,8 +109,8 @@ pub enum MeasurementError {
         tee: &'static str,
     },
     /// A UEFI-booted TD runs on firmware whose MRTD is not in the policy's allow-list
-    /// (`expected.tdx_firmware`).
-    #[error("MRTD {mrtd} is not a cloud TDX firmware the policy allows (expected.tdx_firmware)")]
+    /// (`expected.tdx_firmware`) nor Google-endorsed (`expected.endorsed_firmware`).
+    #[error("MRTD {mrtd} is not a cloud TDX firmware the policy allows (expected.tdx_firmware) or Google endorsed (expected.endorsed_firmware)")]
     FirmwareNotAllowed {
         /// The quote's MRTD, hex.
         mrtd: String,

@@ -26,6 +26,7 @@ pub mod boot_log;
 pub mod collateral;
 mod detect;
 mod encoding;
+pub mod endorsement;
 mod error;
 pub mod eventlog;
 mod evidence;
@@ -54,8 +55,8 @@ pub use evidence::{
     FORMAT_VERSION,
 };
 pub use measurement::{
-    Digest48, ExpectedMeasurements, ManifestError, SnpMeasurement, TdxFirmware, TdxMeasurements,
-    UefiPlatform,
+    Digest48, EndorsedFirmware, ExpectedMeasurements, ManifestError, SnpMeasurement, TdxFirmware,
+    TdxMeasurements, UefiPlatform,
 };
 pub use policy::{Policy, SnpPolicy, TdxPolicy, TdxTcbStatus};
 pub use snp::verify::SnpTcbs;

@@ -9,7 +9,8 @@
 //!   "tdx": [{ "mrtd": "…", "rtmr0": "…", "rtmr1": "…", "rtmr2": "…", "rtmr3": "…" }],
 //!   "uefi": [{ "platform": "gcp-tdx", "prediction": { "trust": "…", "events": […], "values": {…} } }],
 //!   "tdx_firmware": [{ "mrtd": "…", "label": "Google Cloud C3 TDX firmware" }],
-//!   "snp_firmware": [{ "launch_digest": "…", "label": "Azure paravisor (HCL)" }]
+//!   "snp_firmware": [{ "launch_digest": "…", "label": "Azure paravisor (HCL)" }],
+//!   "endorsed_firmware": [{ "uefi_digest": "…", "signed_at": 1798761600, "tdx_mrtds": ["…"], "snp_launch_digests": ["…"] }]
 //! }
 //! ```
 
@@ -131,6 +132,27 @@ pub struct ExpectedMeasurements {
     /// firmware is the cloud's: this allow-list is the only source, never the evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snp_firmware: Vec<SnpMeasurement>,
+    /// Cloud firmware Google endorsed: filled from launch endorsements verified under Google's
+    /// root (`runner … --gce-endorsement`, see `crate::endorsement`); accepted like
+    /// `tdx_firmware` (without an RTMR[0] pin) and `snp_firmware`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endorsed_firmware: Vec<EndorsedFirmware>,
+}
+
+/// The measurements of one UEFI build that Google signed in a launch endorsement which verified
+/// under the pinned root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndorsedFirmware {
+    /// SHA-384 of the UEFI binary.
+    pub uefi_digest: Digest48,
+    /// When Google signed the endorsement (Unix seconds).
+    pub signed_at: u64,
+    /// The TDX MRTDs it endorses (one per RAM size and memory-acceptance mode).
+    #[serde(default)]
+    pub tdx_mrtds: Vec<Digest48>,
+    /// The SEV-SNP launch digests it endorses (one per vCPU count).
+    #[serde(default)]
+    pub snp_launch_digests: Vec<Digest48>,
 }
 
 /// One platform's predicted UEFI boot of the image.
@@ -158,6 +180,20 @@ pub struct TdxFirmware {
 }
 
 impl ExpectedMeasurements {
+    /// The Google endorsement naming this TDX firmware MRTD, if any.
+    pub fn tdx_endorsement(&self, mrtd: &Digest48) -> Option<&EndorsedFirmware> {
+        self.endorsed_firmware
+            .iter()
+            .find(|e| e.tdx_mrtds.contains(mrtd))
+    }
+
+    /// The Google endorsement naming this SNP launch digest, if any.
+    pub fn snp_endorsement(&self, digest: &Digest48) -> Option<&EndorsedFirmware> {
+        self.endorsed_firmware
+            .iter()
+            .find(|e| e.snp_launch_digests.contains(digest))
+    }
+
     /// Accepts `got` if it equals one of the expected SNP launch digests.
     pub fn check_snp(&self, got: &Digest48) -> Result<(), MeasurementError> {
         if self.snp.is_empty() {

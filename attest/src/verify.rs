@@ -183,8 +183,12 @@ pub fn verify_with(
             }
         }
         Evidence::Snp(e) => {
-            let v = snp::verify::verify(e, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
+            let mut v = snp::verify::verify(e, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
             let identified = check_snp_launch(&policy.expected, &v.launch_digest, e.tpm.is_some())?;
+            if !identified {
+                v.details.firmware_endorsement =
+                    policy.expected.snp_endorsement(&v.launch_digest).cloned();
+            }
             let tpm = check_tpm(
                 e.tpm.as_ref(),
                 &v.report_data,
@@ -199,6 +203,12 @@ pub fn verify_with(
                 tdx::verify::verify(e, endorsements.tdx_collateral.as_ref(), &policy.tdx, now)?;
             v.details.uefi_platform =
                 tdx::boot::check_launch(&policy.expected, &v.measurements, e.event_log.as_deref())?;
+            if v.details.uefi_platform.is_some() {
+                v.details.firmware_endorsement = policy
+                    .expected
+                    .tdx_endorsement(&v.measurements.mrtd)
+                    .cloned();
+            }
             // The TD is identified by its registers (or its CCEL log); a vTPM beside it is
             // checked, and its predictions too when the policy has TPM platforms.
             let tpm = check_tpm(
@@ -257,7 +267,8 @@ fn snp_verified(v: SnpVerified, tpm: Option<VerifiedTpm>) -> Verified {
 }
 
 /// Accepts an SNP launch digest: the image's (`expected.snp`: returns true, the image is
-/// identified), or, with a TPM quote, a cloud firmware's (`expected.snp_firmware`: returns
+/// identified), or, with a TPM quote, a cloud firmware's (`expected.snp_firmware` or one Google
+/// endorsed, `expected.endorsed_firmware`: returns
 /// false, the TPM must identify the image).
 fn check_snp_launch(
     expected: &ExpectedMeasurements,
@@ -267,12 +278,20 @@ fn check_snp_launch(
     let Err(exact) = expected.check_snp(digest) else {
         return Ok(true);
     };
-    if !expected
-        .snp_firmware
-        .iter()
-        .any(|m| &m.launch_digest == digest)
+    let endorsed = expected.snp_endorsement(digest);
+    if let Some(e) = endorsed {
+        tracing::info!(launch_digest = %digest, uefi = %e.uefi_digest, signed_at = e.signed_at,
+            "SNP launch digest endorsed by Google");
+    }
+    if endorsed.is_none()
+        && !expected
+            .snp_firmware
+            .iter()
+            .any(|m| &m.launch_digest == digest)
     {
-        if expected.snp.is_empty() && !expected.snp_firmware.is_empty() {
+        if expected.snp.is_empty()
+            && !(expected.snp_firmware.is_empty() && expected.endorsed_firmware.is_empty())
+        {
             return Err(MeasurementError::SnpFirmwareNotAllowed {
                 launch_digest: digest.to_string(),
             }
@@ -307,6 +326,39 @@ fn check_tpm(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_google_endorsed_snp_launch_digest_is_a_cloud_firmware() {
+        let endorsed = crate::measurement::EndorsedFirmware {
+            uefi_digest: Digest48([1; 48]),
+            signed_at: 1_798_761_600,
+            tdx_mrtds: vec![],
+            snp_launch_digests: vec![Digest48([0x22; 48])],
+        };
+        let expected = ExpectedMeasurements {
+            endorsed_firmware: vec![endorsed.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            expected.snp_endorsement(&Digest48([0x22; 48])),
+            Some(&endorsed)
+        );
+        // Accepted as the firmware's (the TPM must then identify the image), never alone.
+        assert_eq!(
+            check_snp_launch(&expected, &Digest48([0x22; 48]), true),
+            Ok(false)
+        );
+        assert!(matches!(
+            check_snp_launch(&expected, &Digest48([0x22; 48]), false),
+            Err(VerifyError::Vtpm(VtpmError::NoTpmEvidence { .. }))
+        ));
+        assert!(matches!(
+            check_snp_launch(&expected, &Digest48([0x33; 48]), true),
+            Err(VerifyError::Measurement(
+                MeasurementError::SnpFirmwareNotAllowed { .. }
+            ))
+        ));
+    }
     use crate::measurement::SnpMeasurement;
     use crate::testing::vectors::*;
 

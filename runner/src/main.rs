@@ -107,8 +107,18 @@ fn verify(args: &runner::tls::verify::VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the TPM quote showed and why its key was trusted (loud when nothing vouches for it).
+/// What the TPM quote showed and why its key was trusted (loud when nothing vouches for it),
+/// and the Google launch endorsement the cloud firmware was accepted by, if any.
 fn print_tpm(verified: &attest::Verified) {
+    let endorsement = (verified.tdx.as_ref())
+        .and_then(|t| t.firmware_endorsement.as_ref())
+        .or_else(|| verified.snp.as_ref()?.firmware_endorsement.as_ref());
+    if let Some(e) = endorsement {
+        eprintln!(
+            "verified firmware: endorsed by Google (launch endorsement for UEFI {}, signed at {} Unix seconds)",
+            e.uefi_digest, e.signed_at
+        );
+    }
     if let Some(t) = &verified.tpm {
         eprintln!(
             "verified TPM: {} — AK {}; boot log {}; image platform {}",

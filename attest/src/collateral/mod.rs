@@ -12,7 +12,7 @@ mod error;
 mod http;
 mod intel;
 mod store;
-mod x509;
+pub(crate) mod x509;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

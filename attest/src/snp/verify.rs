@@ -65,6 +65,9 @@ pub struct SnpDetails {
     pub author_key_digest: [u8; 48],
     /// TCB versions.
     pub tcb: SnpTcbs,
+    /// Google's verified launch endorsement naming the launch digest, when the launch was
+    /// accepted as a cloud firmware's from `expected.endorsed_firmware`.
+    pub firmware_endorsement: Option<crate::measurement::EndorsedFirmware>,
 }
 
 /// The outcome of [`verify`].
@@ -118,6 +121,7 @@ pub(crate) fn verify(
                 committed: report.committed_tcb.into(),
                 launch: report.launch_tcb.into(),
             },
+            firmware_endorsement: None,
         },
     })
 }

@@ -1,5 +1,6 @@
 //! Which TDX launches the policy accepts: our direct-boot images by their exact MRTD and RTMRs
-//! (`expected.tdx`), and UEFI boots in a cloud by an allow-listed firmware MRTD plus the boot
+//! (`expected.tdx`), and UEFI boots in a cloud by an allow-listed (`expected.tdx_firmware`) or
+//! Google-endorsed (`expected.endorsed_firmware`) firmware MRTD plus the boot
 //! event log, replayed against the quote's RTMRs and checked against the image's predictions
 //! (`expected.uefi`).
 
@@ -36,15 +37,18 @@ pub(crate) fn check_launch(
         .iter()
         .filter(|f| f.mrtd == got.mrtd)
         .collect();
-    if firmware.is_empty() {
+    let endorsed = expected.tdx_endorsement(&got.mrtd);
+    if firmware.is_empty() && endorsed.is_none() {
         return Err(MeasurementError::FirmwareNotAllowed {
             mrtd: got.mrtd.to_string(),
         }
         .into());
     }
-    if !firmware
-        .iter()
-        .any(|f| f.rtmr0.is_none_or(|r| r == got.rtmr0))
+    // An allow-list entry for this MRTD decides RTMR[0]; an endorsement alone pins none.
+    if !firmware.is_empty()
+        && !firmware
+            .iter()
+            .any(|f| f.rtmr0.is_none_or(|r| r == got.rtmr0))
     {
         return Err(MeasurementError::Mismatch {
             register: Register::Rtmr0,

@@ -194,3 +194,63 @@ fn verify_uses_the_event_log_of_tdx_evidence() {
     };
     assert_eq!(old.event_log, None);
 }
+
+/// The TEST launch endorsement (made under a test root: `testdata/gce-endorsement/`), verified.
+fn endorsed_c3_firmware() -> crate::measurement::EndorsedFirmware {
+    use crate::endorsement::GoogleEndorsement;
+    let bytes = include_bytes!("../../testdata/gce-endorsement/endorsement.binarypb");
+    let root = include_bytes!("../../testdata/gce-endorsement/root.der");
+    GoogleEndorsement::parse(bytes)
+        .unwrap()
+        .verify(root, 1_800_000_000)
+        .unwrap()
+}
+
+#[test]
+fn a_google_endorsed_mrtd_is_accepted_like_an_allow_listed_one() {
+    let mut endorsed = gcp_policy();
+    endorsed.tdx_firmware.clear();
+    endorsed.endorsed_firmware.push(endorsed_c3_firmware());
+    assert_eq!(
+        endorsed.tdx_endorsement(&gcp_registers().mrtd),
+        endorsed.endorsed_firmware.first()
+    );
+    assert_eq!(
+        check_launch(&endorsed, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        Ok(Some("gcp-tdx".into()))
+    );
+    // The endorsement does not stand in for the boot log, nor for the image's events.
+    assert_eq!(
+        check_launch(&endorsed, &gcp_registers(), None),
+        Err(VerifyError::EventLog(EventLogError::Missing))
+    );
+    // An allow-list entry for the same MRTD keeps its RTMR[0] pin.
+    let mut pinned = endorsed.clone();
+    pinned.tdx_firmware = gcp_policy().tdx_firmware;
+    pinned.tdx_firmware[0].rtmr0 = Some(Digest48([7; 48]));
+    assert!(matches!(
+        check_launch(&pinned, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        Err(VerifyError::Measurement(MeasurementError::Mismatch {
+            register: Register::Rtmr0,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn an_mrtd_the_endorsement_does_not_name_is_not_allowed() {
+    let mut endorsed = gcp_policy();
+    endorsed.tdx_firmware.clear();
+    let mut other = endorsed_c3_firmware();
+    other.tdx_mrtds.retain(|m| *m != gcp_registers().mrtd);
+    assert_eq!(
+        other.tdx_mrtds.len(),
+        1,
+        "the endorsement's other MRTD stays"
+    );
+    endorsed.endorsed_firmware.push(other);
+    assert!(matches!(
+        check_launch(&endorsed, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        Err(VerifyError::Measurement(MeasurementError::FirmwareNotAllowed { mrtd })) if mrtd == gcp_registers().mrtd.to_string()
+    ));
+}

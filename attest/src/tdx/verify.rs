@@ -48,6 +48,9 @@ pub struct TdxDetails {
     /// The `expected.uefi` platform whose predicted boot the event log showed; `None` when the
     /// registers matched `expected.tdx` exactly (direct boot).
     pub uefi_platform: Option<String>,
+    /// For a UEFI boot: Google's verified launch endorsement naming the MRTD
+    /// (`expected.endorsed_firmware`), if the policy holds one.
+    pub firmware_endorsement: Option<crate::measurement::EndorsedFirmware>,
 }
 
 pub(crate) struct TdxVerified {
@@ -108,6 +111,7 @@ pub(crate) fn verify(
             mr_owner: td.mr_owner,
             mr_owner_config: td.mr_owner_config,
             uefi_platform: None,
+            firmware_endorsement: None,
         },
     })
 }

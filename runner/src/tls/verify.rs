@@ -111,7 +111,7 @@ impl PolicyArgs {
         for spec in &self.snp_min_tcb {
             policy.snp.min_tcb.apply(spec);
         }
-        self.tpm.apply(&mut policy);
+        self.tpm.apply(&mut policy)?;
         Ok(policy)
     }
 
@@ -142,6 +142,8 @@ pub enum VerifyCommandError {
     Header(String),
     #[error("collateral: {0}")]
     Collateral(String),
+    #[error(transparent)]
+    CloudFirmware(#[from] super::tpm_policy::TpmPolicyError),
 }
 
 /// Checks the server's certificate evidence, then its handshake signature.
