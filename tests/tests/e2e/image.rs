@@ -515,6 +515,25 @@ fn boot_qemu_run(
     }
 }
 
+/// An HTTP client for the guest's forwarded ports (no proxy), `timeout` per request.
+fn guest_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// The bundle's raw UEFI disk (`image --format raw`) booted by `qemu/run` (`SW_DISK`) under
+/// Debian's OVMF, from the disk alone, with `extra` QEMU arguments. The image's key stores need a
+/// gas wallet key, which the runner makes and seals on the state disk (`dir/state.img`):
+/// attached after the UEFI disk, found by its serial as on the direct boot.
+fn boot_uefi_disk(bundle: &Path, dir: &Path, extra: &[String]) -> Vm {
+    let raw = bundle.join(disk::RAW_FILE);
+    let state = dir.join("state.img");
+    boot_qemu_run(bundle, dir, 1, Some(&state), None, extra, "", Some(&raw))
+}
+
 /// Waits for the first `200` from `/healthz`; returns the time since `started`.
 async fn wait_healthy(vm: &mut Vm, client: &reqwest::Client, started: Instant) -> Duration {
     loop {
@@ -627,11 +646,7 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     let disk = dir.path().join("state.img");
     let started = Instant::now();
     let mut vm = boot(bundle.path(), dir.path(), 1, Some(&disk));
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let client = guest_client(Duration::from_secs(60));
 
     // 1. Boot to the first 200.
     let boot_time = wait_healthy(&mut vm, &client, started).await;
@@ -853,26 +868,9 @@ async fn the_raw_uefi_disk_boots_under_stock_ovmf_from_the_disk_alone() {
     }
     let bundle = bundle().await;
     let dir = tempfile::tempdir().unwrap();
-    let raw = bundle.path().join(disk::RAW_FILE);
-    // The image's key stores need a gas wallet key, which the runner makes and seals on the state
-    // disk: attached after the UEFI disk, found by its serial as on the direct boot.
-    let state = dir.path().join("state.img");
     let started = Instant::now();
-    let mut vm = boot_qemu_run(
-        bundle.path(),
-        dir.path(),
-        1,
-        Some(&state),
-        None,
-        &[],
-        "",
-        Some(&raw),
-    );
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let mut vm = boot_uefi_disk(bundle.path(), dir.path(), &[]);
+    let client = guest_client(Duration::from_secs(60));
     let boot_time = wait_healthy(&mut vm, &client, started).await;
     let serial = vm.serial();
     eprintln!(
@@ -929,24 +927,9 @@ async fn the_firmware_measures_the_uefi_disk_as_the_manifest_predicts() {
         return;
     };
     let bundle = bundle().await;
-    let raw = bundle.path().join(disk::RAW_FILE);
-    let state = dir.path().join("state.img");
     let started = Instant::now();
-    let mut vm = boot_qemu_run(
-        bundle.path(),
-        dir.path(),
-        1,
-        Some(&state),
-        None,
-        &tpm.qemu_args(),
-        "",
-        Some(&raw),
-    );
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let mut vm = boot_uefi_disk(bundle.path(), dir.path(), &tpm.qemu_args());
+    let client = guest_client(Duration::from_secs(60));
     wait_healthy(&mut vm, &client, started).await;
     // Killed, not shut down: QEMU's clean exit would end swtpm and its PCRs with it.
     vm.child.kill().unwrap();
@@ -1146,11 +1129,7 @@ async fn a_server_killed_for_memory_is_restarted_by_init_without_a_reboot() {
         &[],
         settings,
     );
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let client = guest_client(Duration::from_secs(60));
     let boot_time = wait_healthy(&mut vm, &client, started).await;
     let serial = vm.serial();
     eprintln!(

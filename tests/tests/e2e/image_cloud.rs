@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{boot_with, bundle, power_down, qemu_installed, wait_healthy, QEMU};
+use super::{boot_with, bundle, guest_client, power_down, qemu_installed, wait_healthy, QEMU};
 
 /// Debian's `ovmf` (no Secure Boot): the code and the variable store's template.
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -113,11 +113,7 @@ async fn on_an_azure_like_vm_with_a_tpm_init_reads_the_event_log_and_reports_rea
         &extra,
         &format!("RUNNER_AZURE_WIRE_SERVER=10.0.2.2:{port}"),
     );
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let client = guest_client(Duration::from_secs(60));
     let boot_time = wait_healthy(&mut vm, &client, started).await;
     eprintln!(
         "image: OVMF + swtpm + Azure asset tag: first 200 after {:.2} s",

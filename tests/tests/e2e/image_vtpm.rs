@@ -7,10 +7,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use appliance_image::disk;
 use attest::eventlog::{EventLog, EventLogError, EventType, HashAlg, LogKind, MeasuredRegister};
 
-use super::{boot_qemu_run, bundle, power_down, qemu_installed, wait_healthy, QEMU};
+use super::{boot_uefi_disk, bundle, guest_client, power_down, qemu_installed, wait_healthy, QEMU};
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 
@@ -42,24 +41,9 @@ async fn the_uefi_disk_with_a_swtpm_attests_its_uki_and_another_uki_is_refused()
         return;
     };
     let bundle = bundle().await;
-    let raw = bundle.path().join(disk::RAW_FILE);
-    let state = dir.path().join("state.img");
     let started = Instant::now();
-    let mut vm = boot_qemu_run(
-        bundle.path(),
-        dir.path(),
-        1,
-        Some(&state),
-        None,
-        &tpm.qemu_args(),
-        "",
-        Some(&raw),
-    );
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let mut vm = boot_uefi_disk(bundle.path(), dir.path(), &tpm.qemu_args());
+    let client = guest_client(Duration::from_secs(120));
     let boot_time = wait_healthy(&mut vm, &client, started).await;
     eprintln!(
         "image: UEFI disk + swtpm: first 200 after {:.2} s",
