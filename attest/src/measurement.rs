@@ -147,6 +147,10 @@ pub struct EndorsedFirmware {
     pub uefi_digest: Digest48,
     /// When Google signed the endorsement (Unix seconds).
     pub signed_at: u64,
+    /// Until when its signing chain is valid (Unix seconds): evidence verified later does not
+    /// get the endorsement. Absent in a hand-written policy: no end.
+    #[serde(default = "no_end")]
+    pub valid_until: u64,
     /// The TDX MRTDs it endorses (one per RAM size and memory-acceptance mode).
     #[serde(default)]
     pub tdx_mrtds: Vec<Digest48>,
@@ -179,19 +183,25 @@ pub struct TdxFirmware {
     pub label: Option<String>,
 }
 
+fn no_end() -> u64 {
+    u64::MAX
+}
+
 impl ExpectedMeasurements {
-    /// The Google endorsement naming this TDX firmware MRTD, if any.
-    pub fn tdx_endorsement(&self, mrtd: &Digest48) -> Option<&EndorsedFirmware> {
+    /// The Google endorsement naming this TDX firmware MRTD and still valid at `now` (Unix
+    /// seconds), if any.
+    pub fn tdx_endorsement(&self, mrtd: &Digest48, now: u64) -> Option<&EndorsedFirmware> {
         self.endorsed_firmware
             .iter()
-            .find(|e| e.tdx_mrtds.contains(mrtd))
+            .find(|e| now <= e.valid_until && e.tdx_mrtds.contains(mrtd))
     }
 
-    /// The Google endorsement naming this SNP launch digest, if any.
-    pub fn snp_endorsement(&self, digest: &Digest48) -> Option<&EndorsedFirmware> {
+    /// The Google endorsement naming this SNP launch digest and still valid at `now` (Unix
+    /// seconds), if any.
+    pub fn snp_endorsement(&self, digest: &Digest48, now: u64) -> Option<&EndorsedFirmware> {
         self.endorsed_firmware
             .iter()
-            .find(|e| e.snp_launch_digests.contains(digest))
+            .find(|e| now <= e.valid_until && e.snp_launch_digests.contains(digest))
     }
 
     /// Accepts `got` if it equals one of the expected SNP launch digests.

@@ -184,10 +184,13 @@ pub fn verify_with(
         }
         Evidence::Snp(e) => {
             let mut v = snp::verify::verify(e, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
-            let identified = check_snp_launch(&policy.expected, &v.launch_digest, e.tpm.is_some())?;
+            let identified =
+                check_snp_launch(&policy.expected, &v.launch_digest, e.tpm.is_some(), now)?;
             if !identified {
-                v.details.firmware_endorsement =
-                    policy.expected.snp_endorsement(&v.launch_digest).cloned();
+                v.details.firmware_endorsement = policy
+                    .expected
+                    .snp_endorsement(&v.launch_digest, now)
+                    .cloned();
             }
             let tpm = check_tpm(
                 e.tpm.as_ref(),
@@ -201,12 +204,16 @@ pub fn verify_with(
         Evidence::Tdx(e) => {
             let mut v =
                 tdx::verify::verify(e, endorsements.tdx_collateral.as_ref(), &policy.tdx, now)?;
-            v.details.uefi_platform =
-                tdx::boot::check_launch(&policy.expected, &v.measurements, e.event_log.as_deref())?;
+            v.details.uefi_platform = tdx::boot::check_launch(
+                &policy.expected,
+                &v.measurements,
+                e.event_log.as_deref(),
+                now,
+            )?;
             if v.details.uefi_platform.is_some() {
                 v.details.firmware_endorsement = policy
                     .expected
-                    .tdx_endorsement(&v.measurements.mrtd)
+                    .tdx_endorsement(&v.measurements.mrtd, now)
                     .cloned();
             }
             // The TD is identified by its registers (or its CCEL log); a vTPM beside it is
@@ -274,11 +281,12 @@ fn check_snp_launch(
     expected: &ExpectedMeasurements,
     digest: &Digest48,
     has_tpm: bool,
+    now: u64,
 ) -> Result<bool, VerifyError> {
     let Err(exact) = expected.check_snp(digest) else {
         return Ok(true);
     };
-    let endorsed = expected.snp_endorsement(digest);
+    let endorsed = expected.snp_endorsement(digest, now);
     if let Some(e) = endorsed {
         tracing::info!(launch_digest = %digest, uefi = %e.uefi_digest, signed_at = e.signed_at,
             "SNP launch digest endorsed by Google");
@@ -332,6 +340,7 @@ mod tests {
         let endorsed = crate::measurement::EndorsedFirmware {
             uefi_digest: Digest48([1; 48]),
             signed_at: 1_798_761_600,
+            valid_until: 1_900_000_000,
             tdx_mrtds: vec![],
             snp_launch_digests: vec![Digest48([0x22; 48])],
         };
@@ -340,20 +349,31 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            expected.snp_endorsement(&Digest48([0x22; 48])),
+            expected.snp_endorsement(&Digest48([0x22; 48]), 0),
             Some(&endorsed)
         );
+        // Not once its signing chain has expired.
+        assert_eq!(
+            expected.snp_endorsement(&Digest48([0x22; 48]), 1_900_000_001),
+            None
+        );
+        assert!(matches!(
+            check_snp_launch(&expected, &Digest48([0x22; 48]), true, 1_900_000_001),
+            Err(VerifyError::Measurement(
+                MeasurementError::SnpFirmwareNotAllowed { .. }
+            ))
+        ));
         // Accepted as the firmware's (the TPM must then identify the image), never alone.
         assert_eq!(
-            check_snp_launch(&expected, &Digest48([0x22; 48]), true),
+            check_snp_launch(&expected, &Digest48([0x22; 48]), true, 0),
             Ok(false)
         );
         assert!(matches!(
-            check_snp_launch(&expected, &Digest48([0x22; 48]), false),
+            check_snp_launch(&expected, &Digest48([0x22; 48]), false, 0),
             Err(VerifyError::Vtpm(VtpmError::NoTpmEvidence { .. }))
         ));
         assert!(matches!(
-            check_snp_launch(&expected, &Digest48([0x33; 48]), true),
+            check_snp_launch(&expected, &Digest48([0x33; 48]), true, 0),
             Err(VerifyError::Measurement(
                 MeasurementError::SnpFirmwareNotAllowed { .. }
             ))

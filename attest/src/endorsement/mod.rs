@@ -191,10 +191,11 @@ impl GoogleEndorsement {
     /// Verifies it at `now` (Unix seconds) under `root_der` (DER of Google's
     /// `GCE-cc-tcb-root`): the signing certificate issued and signed by that root, both valid
     /// at `now`, the signature over the golden measurement RSA-PSS/SHA-256 by the certificate's
-    /// key. Returns the measurements a policy may then accept.
+    /// key. Returns the measurements a policy may then accept, until the chain expires
+    /// (`valid_until`: each verification of evidence checks it again at its own time).
     pub fn verify(&self, root_der: &[u8], now: u64) -> Result<EndorsedFirmware, EndorsementError> {
-        verify::signing_certificate(&self.cert, root_der, now)
-            .and_then(|spki| verify::signature(&spki, &self.signed, &self.signature))?;
+        let key = verify::signing_certificate(&self.cert, root_der, now)?;
+        verify::signature(&key.spki, &self.signed, &self.signature)?;
         tracing::info!(
             uefi = %self.uefi_digest,
             signed_at = self.signed_at,
@@ -205,6 +206,7 @@ impl GoogleEndorsement {
         Ok(EndorsedFirmware {
             uefi_digest: self.uefi_digest,
             signed_at: self.signed_at,
+            valid_until: key.valid_until,
             tdx_mrtds: self.tdx.iter().map(|t| t.mrtd).collect(),
             snp_launch_digests: self.snp.iter().map(|s| s.launch_digest).collect(),
         })

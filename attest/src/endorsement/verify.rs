@@ -44,13 +44,21 @@ fn check_validity(
     Ok(())
 }
 
-/// Checks the signing certificate `cert_der` against the pinned root at `now`; returns its DER
-/// SubjectPublicKeyInfo.
+/// The signing certificate's key and until when the chain is valid.
+pub(super) struct SigningKey {
+    /// DER SubjectPublicKeyInfo.
+    pub spki: Vec<u8>,
+    /// The earlier of the two certificates' notAfter (Unix seconds).
+    pub valid_until: u64,
+}
+
+/// Checks the signing certificate `cert_der` against the pinned root at `now`; returns its key
+/// and the end of the chain's validity.
 pub(super) fn signing_certificate(
     cert_der: &[u8],
     root_der: &[u8],
     now: u64,
-) -> Result<Vec<u8>, EndorsementError> {
+) -> Result<SigningKey, EndorsementError> {
     let root = parse(root_der, "root")?;
     let leaf = parse(cert_der, "signing")?;
     if leaf.tbs_certificate.issuer != root.tbs_certificate.subject {
@@ -111,9 +119,20 @@ pub(super) fn signing_certificate(
             _ => {}
         }
     }
-    x509::spki_der(&leaf, "signing").map_err(|e| EndorsementError::Certificate {
+    let spki = x509::spki_der(&leaf, "signing").map_err(|e| EndorsementError::Certificate {
         what: "signing",
         reason: e.to_string(),
+    })?;
+    let not_after = |c: &Certificate| {
+        c.tbs_certificate
+            .validity
+            .not_after
+            .to_unix_duration()
+            .as_secs()
+    };
+    Ok(SigningKey {
+        spki,
+        valid_until: not_after(&leaf).min(not_after(&root)),
     })
 }
 

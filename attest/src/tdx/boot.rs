@@ -8,12 +8,14 @@ use crate::error::{MeasurementError, Register, VerifyError};
 use crate::eventlog::{check_image_events, verify_tdx_event_log, EventLogError};
 use crate::measurement::{ExpectedMeasurements, TdxMeasurements, UefiPlatform};
 
-/// Accepts the verified quote's registers `got` (with the evidence's `event_log`). Returns the
-/// UEFI platform whose predictions matched, or `None` for an exact-register match.
+/// Accepts the verified quote's registers `got` (with the evidence's `event_log`) at `now` (Unix
+/// seconds: an endorsement counts only while its chain is valid). Returns the UEFI platform
+/// whose predictions matched, or `None` for an exact-register match.
 pub(crate) fn check_launch(
     expected: &ExpectedMeasurements,
     got: &TdxMeasurements,
     event_log: Option<&[u8]>,
+    now: u64,
 ) -> Result<Option<String>, VerifyError> {
     let platforms: Vec<&UefiPlatform> = expected
         .uefi
@@ -37,7 +39,7 @@ pub(crate) fn check_launch(
         .iter()
         .filter(|f| f.mrtd == got.mrtd)
         .collect();
-    let endorsed = expected.tdx_endorsement(&got.mrtd);
+    let endorsed = expected.tdx_endorsement(&got.mrtd, now);
     if firmware.is_empty() && endorsed.is_none() {
         return Err(MeasurementError::FirmwareNotAllowed {
             mrtd: got.mrtd.to_string(),

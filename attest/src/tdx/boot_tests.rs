@@ -75,16 +75,16 @@ fn gcp_policy() -> ExpectedMeasurements {
 #[test]
 fn a_uefi_boot_is_accepted_by_allowed_firmware_and_a_matching_log() {
     assert_eq!(
-        check_launch(&gcp_policy(), &gcp_registers(), Some(GCP_TDX_CCEL)),
+        check_launch(&gcp_policy(), &gcp_registers(), Some(GCP_TDX_CCEL), 0),
         Ok(Some("gcp-tdx".into()))
     );
     // Pinning RTMR[0] too.
     let mut pinned = gcp_policy();
     pinned.tdx_firmware[0].rtmr0 = Some(gcp_registers().rtmr0);
-    assert!(check_launch(&pinned, &gcp_registers(), Some(GCP_TDX_CCEL)).is_ok());
+    assert!(check_launch(&pinned, &gcp_registers(), Some(GCP_TDX_CCEL), 0).is_ok());
     pinned.tdx_firmware[0].rtmr0 = Some(Digest48([0; 48]));
     assert!(matches!(
-        check_launch(&pinned, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        check_launch(&pinned, &gcp_registers(), Some(GCP_TDX_CCEL), 0),
         Err(VerifyError::Measurement(MeasurementError::Mismatch {
             register: Register::Rtmr0,
             ..
@@ -95,13 +95,13 @@ fn a_uefi_boot_is_accepted_by_allowed_firmware_and_a_matching_log() {
 #[test]
 fn a_uefi_boot_needs_the_log_and_an_allowed_firmware() {
     assert_eq!(
-        check_launch(&gcp_policy(), &gcp_registers(), None),
+        check_launch(&gcp_policy(), &gcp_registers(), None, 0),
         Err(VerifyError::EventLog(EventLogError::Missing))
     );
     let mut no_firmware = gcp_policy();
     no_firmware.tdx_firmware.clear();
     assert!(matches!(
-        check_launch(&no_firmware, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        check_launch(&no_firmware, &gcp_registers(), Some(GCP_TDX_CCEL), 0),
         Err(VerifyError::Measurement(MeasurementError::FirmwareNotAllowed { mrtd })) if mrtd == gcp_registers().mrtd.to_string()
     ));
 }
@@ -117,7 +117,7 @@ fn a_tampered_log_or_another_image_is_refused() {
     let mut tampered = GCP_TDX_CCEL.to_vec();
     tampered[app.offset + 20] ^= 4;
     assert!(matches!(
-        check_launch(&gcp_policy(), &gcp_registers(), Some(&tampered)),
+        check_launch(&gcp_policy(), &gcp_registers(), Some(&tampered), 0),
         Err(VerifyError::EventLog(EventLogError::DoesNotReplay { .. }))
     ));
     // The image predicts another second application (its UKI): the recorded GRUB is refused.
@@ -126,7 +126,7 @@ fn a_tampered_log_or_another_image_is_refused() {
     let mut other_image = gcp_policy();
     other_image.uefi = vec![gcp_prediction(&apps)];
     assert!(matches!(
-        check_launch(&other_image, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        check_launch(&other_image, &gcp_registers(), Some(GCP_TDX_CCEL), 0),
         Err(VerifyError::EventLog(EventLogError::WrongUkiDigest { .. }))
     ));
 }
@@ -136,11 +136,11 @@ fn the_exact_register_path_is_kept() {
     let got = gcp_registers();
     let mut policy = gcp_policy();
     policy.tdx.push(got.clone());
-    assert_eq!(check_launch(&policy, &got, None), Ok(None));
+    assert_eq!(check_launch(&policy, &got, None, 0), Ok(None));
     // Exact values that differ, and no log: the exact mismatch is the reason given.
     policy.tdx[0].rtmr2 = Digest48([9; 48]);
     assert!(matches!(
-        check_launch(&policy, &got, None),
+        check_launch(&policy, &got, None, 0),
         Err(VerifyError::Measurement(MeasurementError::Mismatch {
             register: Register::Rtmr2,
             ..
@@ -151,7 +151,7 @@ fn the_exact_register_path_is_kept() {
     vtpm.uefi[0].prediction.events.clear();
     vtpm.uefi[0].prediction.values = [(MeasuredRegister::Pcr(4), vec![0; 32])].into();
     assert!(matches!(
-        check_launch(&vtpm, &got, Some(GCP_TDX_CCEL)),
+        check_launch(&vtpm, &got, Some(GCP_TDX_CCEL), 0),
         Err(VerifyError::Measurement(MeasurementError::NoneExpected {
             tee: "tdx"
         }))
@@ -212,16 +212,34 @@ fn a_google_endorsed_mrtd_is_accepted_like_an_allow_listed_one() {
     endorsed.tdx_firmware.clear();
     endorsed.endorsed_firmware.push(endorsed_c3_firmware());
     assert_eq!(
-        endorsed.tdx_endorsement(&gcp_registers().mrtd),
+        endorsed.tdx_endorsement(&gcp_registers().mrtd, 0),
         endorsed.endorsed_firmware.first()
     );
     assert_eq!(
-        check_launch(&endorsed, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        check_launch(&endorsed, &gcp_registers(), Some(GCP_TDX_CCEL), 0),
+        Ok(Some("gcp-tdx".into()))
+    );
+    // Once its signing chain has expired, the endorsement no longer counts.
+    let valid_until = endorsed.endorsed_firmware[0].valid_until;
+    assert!(valid_until > 1_800_000_000 && valid_until < u64::MAX);
+    assert!(matches!(
+        check_launch(
+            &endorsed,
+            &gcp_registers(),
+            Some(GCP_TDX_CCEL),
+            valid_until + 1
+        ),
+        Err(VerifyError::Measurement(
+            MeasurementError::FirmwareNotAllowed { .. }
+        ))
+    ));
+    assert_eq!(
+        check_launch(&endorsed, &gcp_registers(), Some(GCP_TDX_CCEL), valid_until),
         Ok(Some("gcp-tdx".into()))
     );
     // The endorsement does not stand in for the boot log, nor for the image's events.
     assert_eq!(
-        check_launch(&endorsed, &gcp_registers(), None),
+        check_launch(&endorsed, &gcp_registers(), None, 0),
         Err(VerifyError::EventLog(EventLogError::Missing))
     );
     // An allow-list entry for the same MRTD keeps its RTMR[0] pin.
@@ -229,7 +247,7 @@ fn a_google_endorsed_mrtd_is_accepted_like_an_allow_listed_one() {
     pinned.tdx_firmware = gcp_policy().tdx_firmware;
     pinned.tdx_firmware[0].rtmr0 = Some(Digest48([7; 48]));
     assert!(matches!(
-        check_launch(&pinned, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        check_launch(&pinned, &gcp_registers(), Some(GCP_TDX_CCEL), 0),
         Err(VerifyError::Measurement(MeasurementError::Mismatch {
             register: Register::Rtmr0,
             ..
@@ -250,7 +268,7 @@ fn an_mrtd_the_endorsement_does_not_name_is_not_allowed() {
     );
     endorsed.endorsed_firmware.push(other);
     assert!(matches!(
-        check_launch(&endorsed, &gcp_registers(), Some(GCP_TDX_CCEL)),
+        check_launch(&endorsed, &gcp_registers(), Some(GCP_TDX_CCEL), 0),
         Err(VerifyError::Measurement(MeasurementError::FirmwareNotAllowed { mrtd })) if mrtd == gcp_registers().mrtd.to_string()
     ));
 }
