@@ -420,17 +420,8 @@ mod tests {
         let Evidence::Tdx(t) = &back else {
             panic!("tdx")
         };
-        let q = dcap_qvl::quote::Quote::parse(&t.quote).unwrap();
-        let td = q.report.as_td10().unwrap();
         let mut p = Policy::default();
-        p.expected.tdx.push(TdxMeasurements {
-            mrtd: Digest48(td.mr_td),
-            rtmr0: Digest48(td.rt_mr0),
-            rtmr1: Digest48(td.rt_mr1),
-            rtmr2: Digest48(td.rt_mr2),
-            rtmr3: Digest48(td.rt_mr3),
-            label: None,
-        });
+        p.expected.tdx.push(quote_registers(&t.quote));
         assert!(verify(&back, &p, now).is_ok());
     }
 

@@ -108,9 +108,8 @@ pub(super) fn pcrs(values: &[(u32, &str)]) -> BTreeMap<u32, Vec<u8>> {
 
 /// RTMR[0..3] of the recorded GCP quote, read with dcap-qvl's parser.
 pub(super) fn gcp_quote_rtmrs() -> [Digest48; 4] {
-    let quote = dcap_qvl::quote::Quote::parse(GCP_TDX_QUOTE).unwrap();
-    let td = quote.report.as_td10().unwrap();
-    [td.rt_mr0, td.rt_mr1, td.rt_mr2, td.rt_mr3].map(Digest48)
+    let r = crate::testing::vectors::quote_registers(GCP_TDX_QUOTE);
+    [r.rtmr0, r.rtmr1, r.rtmr2, r.rtmr3]
 }
 
 fn rtmr(i: u8) -> MeasuredRegister {

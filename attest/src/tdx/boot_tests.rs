@@ -11,16 +11,7 @@ use crate::testing::vectors::*;
 
 /// The recorded GCP quote's registers (its signature is not checked here: no collateral).
 fn gcp_registers() -> TdxMeasurements {
-    let quote = dcap_qvl::quote::Quote::parse(GCP_TDX_QUOTE).unwrap();
-    let td = quote.report.as_td10().unwrap();
-    TdxMeasurements {
-        mrtd: Digest48(td.mr_td),
-        rtmr0: Digest48(td.rt_mr0),
-        rtmr1: Digest48(td.rt_mr1),
-        rtmr2: Digest48(td.rt_mr2),
-        rtmr3: Digest48(td.rt_mr3),
-        label: None,
-    }
+    quote_registers(GCP_TDX_QUOTE)
 }
 
 /// Predictions for the recorded boot: its two boot applications in RTMR[1], RTMR[1..2] values.
@@ -162,12 +153,11 @@ fn the_exact_register_path_is_kept() {
 fn verify_uses_the_event_log_of_tdx_evidence() {
     let mut evidence = tdx(TDX_V4, TDX_V4_COLLATERAL);
     let now = tdx_now(&evidence);
-    let quote = dcap_qvl::quote::Quote::parse(TDX_V4).unwrap();
     let mut policy = crate::Policy {
         expected: gcp_policy(),
         ..Default::default()
     };
-    policy.expected.tdx_firmware[0].mrtd = Digest48(quote.report.as_td10().unwrap().mr_td);
+    policy.expected.tdx_firmware[0].mrtd = quote_registers(TDX_V4).mrtd;
     let check =
         |e: &crate::TdxEvidence| crate::verify(&crate::Evidence::Tdx(e.clone()), &policy, now);
     assert_eq!(

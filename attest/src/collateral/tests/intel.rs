@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use super::*;
 use crate::collateral::CollateralError;
-use crate::measurement::{Digest48, TdxMeasurements};
 use crate::testing::vectors::*;
 use crate::{Evidence, Policy, TdxCollateral, TdxEvidence, VerifyError};
 
@@ -86,17 +85,8 @@ fn policy() -> Policy {
 }
 
 fn policy_for(quote: &[u8]) -> Policy {
-    let q = dcap_qvl::quote::Quote::parse(quote).unwrap();
-    let td = q.report.as_td10().unwrap();
     let mut p = Policy::default();
-    p.expected.tdx.push(TdxMeasurements {
-        mrtd: Digest48(td.mr_td),
-        rtmr0: Digest48(td.rt_mr0),
-        rtmr1: Digest48(td.rt_mr1),
-        rtmr2: Digest48(td.rt_mr2),
-        rtmr3: Digest48(td.rt_mr3),
-        label: None,
-    });
+    p.expected.tdx.push(quote_registers(quote));
     p
 }
 
