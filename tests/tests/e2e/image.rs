@@ -515,6 +515,34 @@ fn boot_qemu_run(
     }
 }
 
+/// Debian's stock OVMF (package `ovmf`, no Secure Boot), what `qemu/run` boots the UEFI disk
+/// with (`SW_OVMF_CODE`'s default): the code, and the variable store's template.
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Which accelerator the boot in `serial` ran under (`qemu/run` says so on the console).
+fn accelerator(serial: &str) -> &'static str {
+    if serial.contains("with kvm") {
+        "KVM"
+    } else {
+        "TCG"
+    }
+}
+
+/// `dir/w.js`: the seed's worker, logging `tag` and its config's keys on each run (what
+/// [`wait_for_runs`] looks for).
+fn write_seed_worker(dir: &Path, tag: &str) {
+    std::fs::write(
+        dir.join("w.js"),
+        format!(
+            "export default {{\n  async tasks(rnr, ctx) {{\n    const config = await rnr.getConfig();\n    \
+             console.log({}, \"ran with\", Object.keys(config).join(\",\"));\n  }},\n}};\n",
+            e2e::js::lit(tag)
+        ),
+    )
+    .unwrap();
+}
+
 /// An HTTP client for the guest's forwarded ports (no proxy), `timeout` per request.
 fn guest_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
@@ -654,11 +682,7 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
     eprintln!(
         "image: first 200 from /healthz {:.2} s after qemu/run started ({}, state disk created)",
         boot_time.as_secs_f64(),
-        if serial.contains("with kvm") {
-            "KVM"
-        } else {
-            "TCG"
-        }
+        accelerator(&serial)
     );
     assert!(serial.contains("runner is PID 1"), "{serial}");
     assert!(serial.contains("network up"), "{serial}");
@@ -684,15 +708,7 @@ async fn the_image_boots_under_qemu_serves_workers_and_powers_off_cleanly() {
 
     // 2. The seed's curl, every second; the worker's console output reaches the serial console.
     let tag = format!("image-e2e-{}", std::process::id());
-    std::fs::write(
-        dir.path().join("w.js"),
-        format!(
-            "export default {{\n  async tasks(rnr, ctx) {{\n    const config = await rnr.getConfig();\n    \
-             console.log({}, \"ran with\", Object.keys(config).join(\",\"));\n  }},\n}};\n",
-            e2e::js::lit(&tag)
-        ),
-    )
-    .unwrap();
+    write_seed_worker(dir.path(), &tag);
     let created: Value = match curl_create(dir.path(), &vm.url("/")) {
         Some(output) => {
             assert!(output.starts_with("HTTP/1.1 201"), "curl:\n{output}");
@@ -858,7 +874,7 @@ async fn the_raw_uefi_disk_boots_under_stock_ovmf_from_the_disk_alone() {
         eprintln!("SKIPPED the_raw_uefi_disk_boots...: {QEMU} is not installed");
         return;
     }
-    let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    let ovmf = Path::new(OVMF_CODE);
     if !ovmf.exists() {
         eprintln!(
             "SKIPPED the_raw_uefi_disk_boots...: no {} (scripts/setup.sh installs ovmf)",
@@ -876,11 +892,7 @@ async fn the_raw_uefi_disk_boots_under_stock_ovmf_from_the_disk_alone() {
     eprintln!(
         "image: UEFI disk under OVMF: first 200 from /healthz {:.2} s after qemu/run started ({})",
         boot_time.as_secs_f64(),
-        if serial.contains("with kvm") {
-            "KVM"
-        } else {
-            "TCG"
-        }
+        accelerator(&serial)
     );
     assert!(serial.contains("BdsDxe: starting Boot"), "{serial}");
     assert!(serial.contains("runner is PID 1"), "{serial}");
@@ -889,15 +901,7 @@ async fn the_raw_uefi_disk_boots_under_stock_ovmf_from_the_disk_alone() {
         "{serial}"
     );
     let tag = format!("uefi-e2e-{}", std::process::id());
-    std::fs::write(
-        dir.path().join("w.js"),
-        format!(
-            "export default {{\n  async tasks(rnr, ctx) {{\n    const config = await rnr.getConfig();\n    \
-             console.log({}, \"ran with\", Object.keys(config).join(\",\"));\n  }},\n}};\n",
-            e2e::js::lit(&tag)
-        ),
-    )
-    .unwrap();
+    write_seed_worker(dir.path(), &tag);
     match curl_create(dir.path(), &vm.url("/")) {
         Some(output) => assert!(output.starts_with("HTTP/1.1 201"), "curl:\n{output}"),
         None => eprintln!("curl is not installed: the worker is not created"),
@@ -916,7 +920,7 @@ async fn the_raw_uefi_disk_boots_under_stock_ovmf_from_the_disk_alone() {
 /// from a boot entry).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_firmware_measures_the_uefi_disk_as_the_manifest_predicts() {
-    let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    let ovmf = Path::new(OVMF_CODE);
     if !qemu_installed() || !ovmf.exists() {
         eprintln!("SKIPPED the_firmware_measures_the_uefi_disk...: needs {QEMU} and ovmf");
         return;

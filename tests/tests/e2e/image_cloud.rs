@@ -7,11 +7,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{boot_with, bundle, guest_client, power_down, qemu_installed, wait_healthy, QEMU};
+use super::{
+    boot_with, bundle, guest_client, power_down, qemu_installed, wait_healthy, OVMF_CODE,
+    OVMF_VARS, QEMU,
+};
 
-/// Debian's `ovmf` (no Secure Boot): the code and the variable store's template.
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// The DMI chassis asset tag Azure's VMs carry.
 const AZURE_ASSET_TAG: &str = "7783-7084-3265-9085";
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use attest::eventlog::{EventLog, EventLogError, EventType, HashAlg, LogKind, MeasuredRegister};
 
-use super::{boot_uefi_disk, bundle, guest_client, power_down, qemu_installed, wait_healthy, QEMU};
-
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+use super::{
+    boot_uefi_disk, bundle, guest_client, power_down, qemu_installed, wait_healthy, OVMF_CODE, QEMU,
+};
 
 /// The policy a verifier holding only the manifest builds, in dev mode (no TEE here), trusting
 /// the swtpm whose AK name is `ak`.
