@@ -158,9 +158,10 @@ pub fn verified_measurement(verified: &Verified, policy: &Policy) -> B256 {
     }
 }
 
-/// `keccak256(domain ‖ platform ‖ each predicted event ‖ each predicted value)`, every field
-/// length-prefixed (u32, big-endian): the events in the manifest's order as (register, event
-/// type, bank, digest), the values in register order as (register, value). The prose (`trust`,
+/// `keccak256(domain ‖ platform ‖ each predicted event ‖ each predicted value ‖ each closed
+/// register)`, every field length-prefixed (u32, big-endian): the events in the manifest's order
+/// as (register, event type, bank, digest, optional as one byte), the values in register order as
+/// (register, value), then the closed registers in order. The prose (`trust`,
 /// `what`) is left out, so rewording a manifest does not change it.
 pub fn uefi_measurement(platform: &UefiPlatform) -> B256 {
     fn put(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -177,11 +178,16 @@ pub fn uefi_measurement(platform: &UefiPlatform) -> B256 {
         put(&mut bytes, event.event_type.to_string().as_bytes());
         put(&mut bytes, event.digest_alg.to_string().as_bytes());
         put(&mut bytes, &event.digest);
+        put(&mut bytes, &[u8::from(event.optional)]);
     }
     put(&mut bytes, &(prediction.values.len() as u32).to_be_bytes());
     for (register, value) in &prediction.values {
         put(&mut bytes, register.to_string().as_bytes());
         put(&mut bytes, value);
+    }
+    put(&mut bytes, &(prediction.closed.len() as u32).to_be_bytes());
+    for register in &prediction.closed {
+        put(&mut bytes, register.to_string().as_bytes());
     }
     keccak256(bytes)
 }
@@ -454,6 +460,16 @@ mod tests {
         let mut value = a.clone();
         value.prediction.values.values_mut().for_each(|v| v[0] ^= 1);
         assert_ne!(uefi_measurement(&value), base);
+        // An event made optional, or a register closed: another policy, another measurement.
+        let mut optional = a.clone();
+        optional.prediction.events[0].optional = true;
+        assert_ne!(uefi_measurement(&optional), base);
+        let mut closed = a.clone();
+        closed
+            .prediction
+            .closed
+            .insert(attest::eventlog::MeasuredRegister::Pcr(4));
+        assert_ne!(uefi_measurement(&closed), base);
         // Rewording the manifest's prose changes nothing.
         let mut reworded = a.clone();
         reworded.prediction.trust = "other words".into();

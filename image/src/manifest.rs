@@ -60,6 +60,10 @@ pub struct Prediction {
     pub events: Vec<Event>,
     /// Register values computable from the artifact alone (hex), e.g. `PCR4`, `RTMR1`.
     pub values: BTreeMap<String, String>,
+    /// Registers that may hold nothing but the events listed (`RTMR2` under TDX, whose value
+    /// depends on optional events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +76,9 @@ pub struct Event {
     pub digest_alg: String,
     pub digest: String,
     pub what: String,
+    /// Logged on some platforms of this kind only (see `closed`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

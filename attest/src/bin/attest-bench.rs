@@ -132,6 +132,7 @@ fn boot_log_case() -> Result<([Digest48; 4], attest::eventlog::PlatformPredictio
             digest_alg: HashAlg::Sha384,
             digest: e.digest(HashAlg::Sha384).unwrap_or_default().to_vec(),
             what: "boot application".into(),
+            optional: false,
         })
         .collect();
     let values = [1, 2]
@@ -141,6 +142,7 @@ fn boot_log_case() -> Result<([Digest48; 4], attest::eventlog::PlatformPredictio
         rtmrs,
         attest::eventlog::PlatformPrediction {
             trust: String::new(),
+            closed: Default::default(),
             events,
             values,
         },

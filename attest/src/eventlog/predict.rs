@@ -32,6 +32,11 @@ pub struct PredictedEvent {
     /// For people: what it is ("the UKI"); named in errors.
     #[serde(default)]
     pub what: String,
+    /// The event may be absent: e.g. Linux's EFI stub measures into RTMR[2] only when the
+    /// firmware offers no TPM. When logged it must be where predicted, with this digest; an
+    /// absent optional event is safe only in a [`PlatformPrediction::closed`] register.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// The predictions for one platform (a cloud and its firmware's way of measuring).
@@ -46,6 +51,11 @@ pub struct PlatformPrediction {
     /// Register values the replayed log must have (hex).
     #[serde(default, with = "hex_map")]
     pub values: BTreeMap<MeasuredRegister, Vec<u8>>,
+    /// Registers that may hold nothing but the predicted events: any other event logged in them
+    /// (EV_NO_ACTION aside) is refused. For a register whose value cannot be predicted as one
+    /// number (it has optional events), this is what still pins it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub closed: BTreeSet<MeasuredRegister>,
 }
 
 impl PlatformPrediction {
@@ -55,6 +65,7 @@ impl PlatformPrediction {
             .iter()
             .map(|e| e.register)
             .chain(self.values.keys().copied())
+            .chain(self.closed.iter().copied())
             .collect()
     }
 
@@ -79,6 +90,12 @@ impl PlatformPrediction {
             return Err(bad("mixes PCRs and RTMRs".into()));
         }
         for e in &self.events {
+            if e.optional && !self.closed.contains(&e.register) {
+                return Err(bad(format!(
+                    "{} {} is optional but {} is not closed: its absence could hide another event",
+                    e.register, e.event_type, e.register
+                )));
+            }
             if e.digest.len() != e.digest_alg.size() {
                 return Err(bad(format!(
                     "{} {} digest is {} bytes, {} has {}",
@@ -123,10 +140,10 @@ impl ImagePredictions {
     }
 }
 
-/// Checks a replayed log against one platform's predictions: every predicted event is in its
-/// register with its digest, in the predicted order; the register has no
-/// EV_EFI_BOOT_SERVICES_APPLICATION (nor boot/runtime services driver) the prediction does not
-/// name (another boot path, other code); each
+/// Checks a replayed log against one platform's predictions: every predicted event (optional
+/// ones if logged) is in its register with its digest, in the predicted order; the register has
+/// no EV_EFI_BOOT_SERVICES_APPLICATION (nor boot/runtime services driver) the prediction does not
+/// name (another boot path, other code), and a closed register no other event at all; each
 /// predicted value equals the replayed one. Every register used must be one the quote vouched
 /// for ([`ReplayedLog::verified`]).
 pub fn check_image_events(
@@ -153,6 +170,9 @@ pub fn check_image_events(
         }
         by_register.entry(e.register).or_default().push(e);
     }
+    for register in &prediction.closed {
+        by_register.entry(*register).or_default();
+    }
     for (register, predicted) in by_register {
         let logged: Vec<&Event> = replayed
             .log
@@ -160,7 +180,8 @@ pub fn check_image_events(
             .iter()
             .filter(|e| e.register == register && e.event_type != EventType::NoAction)
             .collect();
-        check_register(register, &predicted, &logged, replayed.alg)?;
+        let closed = prediction.closed.contains(&register);
+        check_register(register, &predicted, &logged, replayed.alg, closed)?;
     }
     for (register, expected) in &prediction.values {
         let value = replayed.value(*register).unwrap_or_default();
@@ -188,6 +209,7 @@ fn check_register(
     predicted: &[&PredictedEvent],
     logged: &[&Event],
     replay_alg: HashAlg,
+    closed: bool,
 ) -> Result<(), EventLogError> {
     let mut matched = vec![false; logged.len()];
     let mut next = 0;
@@ -199,6 +221,9 @@ fn check_register(
         if let Some(j) = found {
             matched[j] = true;
             next = j + 1;
+            continue;
+        }
+        if p.optional {
             continue;
         }
         let other_app = (next..logged.len())
@@ -227,7 +252,9 @@ fn check_register(
         .first()
         .map(|p| p.digest_alg)
         .unwrap_or(replay_alg);
-    if let Some(j) = (0..logged.len()).find(|&j| !matched[j] && is_code(logged[j].event_type)) {
+    if let Some(j) =
+        (0..logged.len()).find(|&j| !matched[j] && (closed || is_code(logged[j].event_type)))
+    {
         return Err(EventLogError::UnexpectedEvent {
             register,
             event_type: logged[j].event_type,

@@ -68,6 +68,7 @@ fn predicted(
         digest_alg: alg,
         digest: digest.to_vec(),
         what: what.into(),
+        optional: false,
     }
 }
 
@@ -77,6 +78,7 @@ fn tdx_prediction() -> PlatformPrediction {
     let rtmr1 = MeasuredRegister::Rtmr(1);
     PlatformPrediction {
         trust: "Google's TDX firmware (MRTD allow-list)".into(),
+        closed: Default::default(),
         events: vec![
             predicted(
                 rtmr1,
@@ -244,6 +246,7 @@ fn events_in_registers_no_quote_covers_prove_nothing() {
         .unwrap();
     let prediction = PlatformPrediction {
         trust: String::new(),
+        closed: Default::default(),
         events: vec![predicted(
             MeasuredRegister::Pcr(4),
             BSA,
@@ -283,6 +286,7 @@ const GCE_PCR4: &str = "abe8b3fa6aecb36c2fd93c6f6edde661c21b353d007410a2739d69bf
 fn gce_prediction(apps: &[&str]) -> PlatformPrediction {
     PlatformPrediction {
         trust: "the vTPM (outside the TEE on N2D)".into(),
+        closed: Default::default(),
         events: apps
             .iter()
             .map(|d| {
@@ -336,6 +340,7 @@ fn the_recorded_gcp_tdx_boot_matches_its_boot_applications() {
     let rtmr1 = MeasuredRegister::Rtmr(1);
     let prediction = PlatformPrediction {
         trust: String::new(),
+        closed: Default::default(),
         events: apps
             .iter()
             .map(|d| predicted(rtmr1, BSA, HashAlg::Sha384, d, "boot application"))
@@ -416,6 +421,8 @@ fn malformed_predictions_are_refused() {
         uki_event("RTMR1", "sha1", "55".repeat(20)),   // SHA-1
         serde_json::json!([{"register": "RTMR1", "event_type": "EV_BOOT", "digest_alg": "sha384", "digest": "55".repeat(48)}]),
         serde_json::json!([{"register": "RTMR1", "event_type": "EV_IPL", "digest_alg": "sha384", "digest": "zz"}]),
+        // optional in a register that is not closed: its absence could hide another event
+        serde_json::json!([{"register": "RTMR2", "event_type": "EV_EVENT_TAG", "digest_alg": "sha384", "digest": "55".repeat(48), "optional": true}]),
     ] {
         let m = manifest(events.clone());
         assert!(
@@ -426,4 +433,108 @@ fn malformed_predictions_are_refused() {
             "{events}"
         );
     }
+}
+
+/// A TDX boot of the UKI whose RTMR[2] holds `rtmr2` (event type, data), in order.
+fn tdx_boot_rtmr2(rtmr2: &[(EventType, &[u8])]) -> Vec<u8> {
+    let mut w = LogWriter::new(1, &[HashAlg::Sha384]);
+    w.measure(2, EventType::EfiGptEvent, GPT).event(
+        2,
+        BSA,
+        &[(HashAlg::Sha384, UKI.to_vec())],
+        b"\\EFI\\BOOT\\BOOTX64.EFI",
+    );
+    for (event_type, data) in rtmr2 {
+        w.measure(3, *event_type, data);
+    }
+    w.bytes()
+}
+
+const STUB_SECTION: &[u8] = b".linux\0";
+const KERNEL_OPTIONS: &[u8] = b"console=ttyS0 root=/dev/dm-0";
+
+/// RTMR[2] as the image tool predicts it under TDX: the stub's section required, Linux's own
+/// event optional (logged to a vTPM instead when the firmware has one), the register closed.
+fn closed_rtmr2_prediction() -> PlatformPrediction {
+    let rtmr2 = MeasuredRegister::Rtmr(2);
+    let mut kernel = predicted(
+        rtmr2,
+        EventType::EventTag,
+        HashAlg::Sha384,
+        &HashAlg::Sha384.hash(KERNEL_OPTIONS),
+        "Linux's LoadOptions",
+    );
+    kernel.optional = true;
+    PlatformPrediction {
+        trust: String::new(),
+        closed: [rtmr2].into(),
+        events: vec![
+            predicted(
+                MeasuredRegister::Rtmr(1),
+                BSA,
+                HashAlg::Sha384,
+                &UKI,
+                "the UKI",
+            ),
+            predicted(
+                rtmr2,
+                EventType::Ipl,
+                HashAlg::Sha384,
+                &HashAlg::Sha384.hash(STUB_SECTION),
+                "the stub's section",
+            ),
+            kernel,
+        ],
+        values: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn an_optional_event_may_be_absent_but_a_closed_register_holds_nothing_else() {
+    let prediction = closed_rtmr2_prediction();
+    let stub = (EventType::Ipl, STUB_SECTION);
+    let kernel = (EventType::EventTag, KERNEL_OPTIONS);
+    // Linux logged into RTMR[2] (no TPM), or into a vTPM instead: both accepted.
+    assert_eq!(
+        check_tdx(&tdx_boot_rtmr2(&[stub, kernel]), &prediction),
+        Ok(())
+    );
+    assert_eq!(check_tdx(&tdx_boot_rtmr2(&[stub]), &prediction), Ok(()));
+    // A command line from the boot entry: the stub logs it as one more EV_IPL event.
+    let other_cmdline = (EventType::Ipl, &b"init=/bin/sh"[..]);
+    for rtmr2 in [
+        vec![stub, other_cmdline, kernel],
+        vec![stub, other_cmdline],
+        // Linux's event with another command line.
+        vec![
+            stub,
+            (EventType::EventTag, &b"console=ttyS0 init=/bin/sh"[..]),
+        ],
+    ] {
+        assert!(
+            matches!(
+                check_tdx(&tdx_boot_rtmr2(&rtmr2), &prediction),
+                Err(EventLogError::UnexpectedEvent {
+                    register: MeasuredRegister::Rtmr(2),
+                    ..
+                })
+            ),
+            "{rtmr2:?}"
+        );
+    }
+    // The required event is still required.
+    assert!(matches!(
+        check_tdx(&tdx_boot_rtmr2(&[kernel]), &prediction),
+        Err(EventLogError::MissingEvent {
+            register: MeasuredRegister::Rtmr(2),
+            ..
+        })
+    ));
+    // Not closed, the same extra event would pass (it is no code): closing is what pins it.
+    let mut open = prediction.clone();
+    open.closed.clear();
+    assert_eq!(
+        check_tdx(&tdx_boot_rtmr2(&[stub, other_cmdline]), &open),
+        Ok(())
+    );
 }

@@ -22,6 +22,7 @@ fn gcp_prediction(app_digests: &[Vec<u8>]) -> UefiPlatform {
         platform: "gcp-tdx".into(),
         prediction: PlatformPrediction {
             trust: "Google's TDX firmware".into(),
+            closed: Default::default(),
             events: app_digests
                 .iter()
                 .map(|d| PredictedEvent {
@@ -30,6 +31,7 @@ fn gcp_prediction(app_digests: &[Vec<u8>]) -> UefiPlatform {
                     digest_alg: HashAlg::Sha384,
                     digest: d.clone(),
                     what: "boot application".into(),
+                    optional: false,
                 })
                 .collect(),
             values: [

@@ -23,8 +23,11 @@
 //! [`STUB_MEASURED_SECTIONS`]: name with NUL, then data) and the kernel's EFI stub its
 //! LoadOptions into PCR 9, then the initrd systemd-stub hands it (LINUX_EFI_INITRD_MEDIA):
 //! with nothing on the ESP but the UKI that is a cpio of `/.extra/os-release` made from `.osrel`
-//! ([`stub_initrd`]). Under TDX these go to RTMR[2], whose value is not computed: that the stub
-//! measures its sections through the CC measurement protocol is not checked.
+//! ([`stub_initrd`]). Under TDX these go to RTMR[2]: systemd-stub 257 measures its sections into
+//! both the TPM and the CC protocol, but Linux's EFI stub uses the CC protocol only when the
+//! firmware has no TCG2 protocol, so its two events are predicted as optional and RTMR[2] as
+//! closed (no other event may be in it); its value is therefore one of two and not written.
+//! Neither path is checked here (no TDX hardware).
 //!
 //! Checked under QEMU with Debian 12's OVMF (2022.11) and swtpm, reading the PCRs after the
 //! boot: PCR 4, PCR 5, PCR 9 and PCR 11 equal these predictions, PCR 12 is zero (no command line
@@ -136,6 +139,7 @@ fn event(register: &str, event_type: &str, alg: &str, digest: &[u8], what: &str)
         digest_alg: alg.into(),
         digest: hex::encode(digest),
         what: what.into(),
+        optional: false,
     }
 }
 
@@ -292,6 +296,7 @@ fn vtpm(inputs: &Inputs<'_>, trust: &str) -> Prediction {
         trust: trust.into(),
         events,
         values,
+        closed: Vec::new(),
     }
 }
 
@@ -343,7 +348,19 @@ pub fn predictions(inputs: &Inputs<'_>) -> BTreeMap<String, Prediction> {
     );
     let rtmr1 = value_of(&tdx, "RTMR1", replay::<Sha384>);
     tdx.extend(stub_events::<Sha384>(inputs, "RTMR2", "sha384"));
-    tdx.extend(kernel_events::<Sha384>(inputs, "RTMR2", "sha384"));
+    // Linux's EFI stub measures into the CC protocol only when the firmware offers no TCG2
+    // protocol (6.12 `efi_measure_tagged_event`); Google's TDX firmware may offer its vTPM's.
+    // systemd-stub 257 measures its sections into both. So the kernel's two events are optional,
+    // and RTMR[2] is closed: nothing but these events may be in it (a command line or initrd
+    // from the ESP would add the stub's own events).
+    tdx.extend(
+        kernel_events::<Sha384>(inputs, "RTMR2", "sha384")
+            .into_iter()
+            .map(|e| Event {
+                optional: true,
+                ..e
+            }),
+    );
     out.insert(
         "gcp-tdx".to_owned(),
         Prediction {
@@ -352,10 +369,13 @@ pub fn predictions(inputs: &Inputs<'_>) -> BTreeMap<String, Prediction> {
                     signed launch endorsement for the MRTD, which google/gce-tcb-verifier's \
                     gcetcbendorsement extracts and verifies); \
                     the firmware measures the UKI and its kernel into RTMR[1] inside the TEE, \
-                    with no vTPM involved."
+                    and systemd-stub the UKI's sections into RTMR[2], which may hold nothing \
+                    else (Linux's own two events there are optional: it logs them to a vTPM \
+                    instead when the firmware has one); no vTPM is relied on."
                 .into(),
             events: tdx,
             values: BTreeMap::from([("RTMR1".to_owned(), rtmr1)]),
+            closed: vec!["RTMR2".to_owned()],
         },
     );
     out
@@ -422,7 +442,10 @@ mod tests {
 
     #[test]
     fn tdx_puts_pcr4_and_pcr5_into_rtmr1_with_one_separator() {
-        let p = predictions(&inputs(&[1; 32], &[2; 48], b"gpt"));
+        let sections = [(".osrel".to_owned(), b"ID=appliance\n".to_vec())];
+        let mut i = inputs(&[1; 32], &[2; 48], b"gpt");
+        i.stub_sections = &sections;
+        let p = predictions(&i);
         let tdx = &p["gcp-tdx"];
         let rtmr1: Vec<_> = tdx
             .events
@@ -445,6 +468,25 @@ mod tests {
         assert_eq!(tdx.values["RTMR1"], hex::encode(replay::<Sha384>(&digests)));
         assert_eq!(tdx.events.last().unwrap().register, "RTMR2");
         assert!(!tdx.values.contains_key("RTMR2"));
+        // RTMR[2] is closed; only Linux's own events in it (EV_EVENT_TAG) are optional, the
+        // stub's sections are required.
+        assert_eq!(tdx.closed, ["RTMR2"]);
+        let rtmr2: Vec<_> = tdx
+            .events
+            .iter()
+            .filter(|e| e.register == "RTMR2")
+            .collect();
+        assert!(rtmr2.iter().any(|e| !e.optional));
+        for e in &rtmr2 {
+            assert_eq!(e.optional, e.event_type == "EV_EVENT_TAG", "{}", e.what);
+        }
+        assert!(tdx
+            .events
+            .iter()
+            .all(|e| e.register == "RTMR2" || !e.optional));
+        // The TPM platforms predict everything, closed or not.
+        assert!(p["qemu-ovmf-tpm"].closed.is_empty());
+        assert!(p["qemu-ovmf-tpm"].events.iter().all(|e| !e.optional));
     }
 
     #[test]
