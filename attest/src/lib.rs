@@ -55,8 +55,8 @@ pub use evidence::{
     FORMAT_VERSION,
 };
 pub use measurement::{
-    Digest48, EndorsedFirmware, ExpectedMeasurements, ManifestError, SnpMeasurement, TdxFirmware,
-    TdxMeasurements, UefiPlatform,
+    Digest48, EndorsedFirmware, ExpectedMeasurements, ManifestError, SnpIdKey, SnpMeasurement,
+    TdxFirmware, TdxMeasurements, UefiPlatform,
 };
 pub use policy::{Policy, SnpPolicy, TdxPolicy, TdxTcbStatus};
 pub use snp::verify::SnpTcbs;

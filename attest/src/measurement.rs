@@ -77,6 +77,21 @@ pub struct SnpMeasurement {
     pub label: Option<String>,
 }
 
+/// A key whose signature over a cloud's SNP launch the verifier accepts in place of each launch
+/// digest: the launch's ID block, which the AMD secure processor checks at launch and whose key
+/// it reports as `ID_KEY_DIGEST` (SHA-384 of the key). Azure signs its paravisor's launches with
+/// Microsoft's ID key, and recommends pinning that key rather than the launch digest, which
+/// changes with every paravisor update. Trusting it means trusting whatever firmware the key's
+/// holder signs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnpIdKey {
+    /// SHA-384 of the ID public key, as the report's `ID_KEY_DIGEST` carries it.
+    pub digest: Digest48,
+    /// Free text for people (whose key); not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
 /// One accepted TDX launch: the build-time measurement and the four runtime registers as they
 /// are when the runner asks for its quote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +147,11 @@ pub struct ExpectedMeasurements {
     /// firmware is the cloud's: this allow-list is the only source, never the evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snp_firmware: Vec<SnpMeasurement>,
+    /// Cloud SNP firmware accepted by the key that signed its launch (`SnpIdKey`; Azure's
+    /// paravisor: Microsoft's ID key), with the same role as `snp_firmware`. Only from the
+    /// policy, never the evidence; an all-zero digest (no ID block) never matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snp_id_keys: Vec<SnpIdKey>,
     /// Cloud firmware Google endorsed: filled from launch endorsements verified under Google's
     /// root (`runner … --gce-endorsement`, see `crate::endorsement`); accepted like
     /// `tdx_firmware` (without an RTMR[0] pin) and `snp_firmware`.
@@ -202,6 +222,47 @@ impl ExpectedMeasurements {
         self.endorsed_firmware
             .iter()
             .find(|e| now <= e.valid_until && e.snp_launch_digests.contains(digest))
+    }
+
+    /// Why an SNP launch is a cloud firmware this policy accepts (a TPM must then identify the
+    /// image): its digest allow-listed, endorsed by Google and valid at `now`, or signed by an
+    /// allowed ID key. `None` if none of these.
+    pub fn snp_cloud_firmware(
+        &self,
+        launch_digest: &Digest48,
+        id_key_digest: &[u8; 48],
+        now: u64,
+    ) -> Option<String> {
+        if let Some(m) = self
+            .snp_firmware
+            .iter()
+            .find(|m| &m.launch_digest == launch_digest)
+        {
+            return Some(format!(
+                "allow-listed ({})",
+                m.label.as_deref().unwrap_or("snp_firmware")
+            ));
+        }
+        if let Some(e) = self.snp_endorsement(launch_digest, now) {
+            return Some(format!(
+                "endorsed by Google (UEFI {}, signed at {})",
+                e.uefi_digest, e.signed_at
+            ));
+        }
+        if id_key_digest.iter().any(|b| *b != 0) {
+            if let Some(k) = self
+                .snp_id_keys
+                .iter()
+                .find(|k| &k.digest.0 == id_key_digest)
+            {
+                return Some(format!(
+                    "signed by ID key {} ({})",
+                    k.digest,
+                    k.label.as_deref().unwrap_or("snp_id_keys")
+                ));
+            }
+        }
+        None
     }
 
     /// Accepts `got` if it equals one of the expected SNP launch digests.

@@ -184,8 +184,13 @@ pub fn verify_with(
         }
         Evidence::Snp(e) => {
             let mut v = snp::verify::verify(e, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
-            let identified =
-                check_snp_launch(&policy.expected, &v.launch_digest, e.tpm.is_some(), now)?;
+            let identified = check_snp_launch(
+                &policy.expected,
+                &v.launch_digest,
+                &v.details.id_key_digest,
+                e.tpm.is_some(),
+                now,
+            )?;
             if !identified {
                 v.details.firmware_endorsement = policy
                     .expected
@@ -274,31 +279,24 @@ fn snp_verified(v: SnpVerified, tpm: Option<VerifiedTpm>) -> Verified {
 }
 
 /// Accepts an SNP launch digest: the image's (`expected.snp`: returns true, the image is
-/// identified), or, with a TPM quote, a cloud firmware's (`expected.snp_firmware` or one Google
-/// endorsed, `expected.endorsed_firmware`: returns
-/// false, the TPM must identify the image).
+/// identified), or, with a TPM quote, a cloud firmware's
+/// ([`ExpectedMeasurements::snp_cloud_firmware`]: allow-listed, endorsed by Google, or signed by
+/// an allowed ID key; returns false, the TPM must identify the image).
 fn check_snp_launch(
     expected: &ExpectedMeasurements,
     digest: &Digest48,
+    id_key_digest: &[u8; 48],
     has_tpm: bool,
     now: u64,
 ) -> Result<bool, VerifyError> {
     let Err(exact) = expected.check_snp(digest) else {
         return Ok(true);
     };
-    let endorsed = expected.snp_endorsement(digest, now);
-    if let Some(e) = endorsed {
-        tracing::info!(launch_digest = %digest, uefi = %e.uefi_digest, signed_at = e.signed_at,
-            "SNP launch digest endorsed by Google");
-    }
-    if endorsed.is_none()
-        && !expected
-            .snp_firmware
-            .iter()
-            .any(|m| &m.launch_digest == digest)
-    {
+    let Some(why) = expected.snp_cloud_firmware(digest, id_key_digest, now) else {
         if expected.snp.is_empty()
-            && !(expected.snp_firmware.is_empty() && expected.endorsed_firmware.is_empty())
+            && !(expected.snp_firmware.is_empty()
+                && expected.endorsed_firmware.is_empty()
+                && expected.snp_id_keys.is_empty())
         {
             return Err(MeasurementError::SnpFirmwareNotAllowed {
                 launch_digest: digest.to_string(),
@@ -306,7 +304,8 @@ fn check_snp_launch(
             .into());
         }
         return Err(exact.into());
-    }
+    };
+    tracing::info!(launch_digest = %digest, accepted = %why, "SNP launch is a cloud firmware");
     if !has_tpm {
         return Err(VtpmError::NoTpmEvidence {
             launch_digest: digest.to_string(),
@@ -358,22 +357,28 @@ mod tests {
             None
         );
         assert!(matches!(
-            check_snp_launch(&expected, &Digest48([0x22; 48]), true, 1_900_000_001),
+            check_snp_launch(
+                &expected,
+                &Digest48([0x22; 48]),
+                &[0; 48],
+                true,
+                1_900_000_001
+            ),
             Err(VerifyError::Measurement(
                 MeasurementError::SnpFirmwareNotAllowed { .. }
             ))
         ));
         // Accepted as the firmware's (the TPM must then identify the image), never alone.
         assert_eq!(
-            check_snp_launch(&expected, &Digest48([0x22; 48]), true, 0),
+            check_snp_launch(&expected, &Digest48([0x22; 48]), &[0; 48], true, 0),
             Ok(false)
         );
         assert!(matches!(
-            check_snp_launch(&expected, &Digest48([0x22; 48]), false, 0),
+            check_snp_launch(&expected, &Digest48([0x22; 48]), &[0; 48], false, 0),
             Err(VerifyError::Vtpm(VtpmError::NoTpmEvidence { .. }))
         ));
         assert!(matches!(
-            check_snp_launch(&expected, &Digest48([0x33; 48]), true, 0),
+            check_snp_launch(&expected, &Digest48([0x33; 48]), &[0; 48], true, 0),
             Err(VerifyError::Measurement(
                 MeasurementError::SnpFirmwareNotAllowed { .. }
             ))
@@ -381,6 +386,60 @@ mod tests {
     }
     use crate::measurement::SnpMeasurement;
     use crate::testing::vectors::*;
+
+    #[test]
+    fn a_cloud_snp_launch_signed_by_an_allowed_id_key_is_firmware_not_the_image() {
+        // Azure's paravisor, as an HCL report recorded on an Azure CVM carries it (az-cvm-vtpm
+        // 0.8.2, testdata/azure): the PSP put the ID key's digest in the report.
+        let hcl = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/azure/hcl-report-snp.bin"
+        ))
+        .unwrap();
+        let report = &hcl[32..32 + 1184];
+        let id_key: [u8; 48] = report[0xe0..0x110].try_into().unwrap();
+        let launch = Digest48(report[0x90..0xc0].try_into().unwrap());
+        let expected = ExpectedMeasurements {
+            snp_id_keys: vec![crate::SnpIdKey {
+                digest: Digest48(id_key),
+                label: Some("Microsoft (Azure paravisor)".into()),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            check_snp_launch(&expected, &launch, &id_key, true, 0),
+            Ok(false)
+        );
+        assert!(expected
+            .snp_cloud_firmware(&launch, &id_key, 0)
+            .unwrap()
+            .contains("Microsoft (Azure paravisor)"));
+        // Never alone: the vTPM must identify the image.
+        assert!(matches!(
+            check_snp_launch(&expected, &launch, &id_key, false, 0),
+            Err(VerifyError::Vtpm(VtpmError::NoTpmEvidence { .. }))
+        ));
+        // Another key (one bit), or none (no ID block: all zero), is not allowed.
+        let mut other = id_key;
+        other[47] ^= 1;
+        for key in [other, [0; 48]] {
+            assert!(matches!(
+                check_snp_launch(&expected, &launch, &key, true, 0),
+                Err(VerifyError::Measurement(
+                    MeasurementError::SnpFirmwareNotAllowed { .. }
+                ))
+            ));
+        }
+        // An all-zero key in the policy does not make launches without an ID block acceptable.
+        let zero = ExpectedMeasurements {
+            snp_id_keys: vec![crate::SnpIdKey {
+                digest: Digest48([0; 48]),
+                label: None,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(zero.snp_cloud_firmware(&launch, &[0; 48], 0), None);
+    }
 
     fn milan_policy() -> Policy {
         let mut p = Policy::default();

@@ -42,17 +42,17 @@ pub(crate) fn verify_azure(
     if hw.report_data != hcl.report_data {
         return Err(crate::tpm::TpmError::from(HclError::RuntimeDataNotBound).into());
     }
-    if !policy
-        .expected
-        .snp_firmware
-        .iter()
-        .any(|m| m.launch_digest == hw.launch_digest)
-    {
+    let Some(why) =
+        policy
+            .expected
+            .snp_cloud_firmware(&hw.launch_digest, &hw.details.id_key_digest, now)
+    else {
         return Err(MeasurementError::SnpFirmwareNotAllowed {
             launch_digest: hw.launch_digest.to_string(),
         }
         .into());
-    }
+    };
+    tracing::info!(launch_digest = %hw.launch_digest, accepted = %why, "Azure paravisor");
     let verified = verify_azure_vtpm(evidence, &report_data)?;
     let tpm = check(&evidence.tpm, verified.tpm, TpmHost::Azure, policy, true)?;
     Ok((hw, report_data, tpm))

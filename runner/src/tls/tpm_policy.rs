@@ -25,6 +25,11 @@ pub struct TpmPolicyArgs {
     /// Google's firmware) accepted when a TPM quote identifies the image (repeatable).
     #[arg(long = "snp-firmware", value_name = "HEX")]
     pub snp_firmware: Vec<attest::Digest48>,
+    /// The digest of a key whose signed SNP launches are accepted as cloud firmware (the
+    /// report's ID_KEY_DIGEST, 96 hex digits; repeatable): Azure signs its paravisor with
+    /// Microsoft's ID key, stable across paravisor updates, unlike the launch digest.
+    #[arg(long = "snp-id-key", value_name = "HEX")]
+    pub snp_id_keys: Vec<attest::Digest48>,
     /// A Google launch endorsement (`<measurement>.binarypb` from
     /// storage.googleapis.com/gce_tcb_integrity/ovmf_x64_csm/{tdx,sevsnp}/), verified now
     /// under `--gce-root`: the TDX MRTDs and SNP launch digests it names are accepted like
@@ -131,6 +136,13 @@ impl TpmPolicyArgs {
                 launch_digest: *d,
                 label: Some("--snp-firmware".into()),
             }));
+        policy
+            .expected
+            .snp_id_keys
+            .extend(self.snp_id_keys.iter().map(|d| attest::SnpIdKey {
+                digest: *d,
+                label: Some("--snp-id-key".into()),
+            }));
     }
 }
 
@@ -154,6 +166,7 @@ mod tests {
         let name = format!("000b{}", "ab".repeat(32));
         let mrtd = "11".repeat(48);
         let snp = "22".repeat(48);
+        let id_key = "33".repeat(48);
         let cli = Cli::parse_from([
             "x",
             "--allow-untrusted-vtpm",
@@ -163,6 +176,8 @@ mod tests {
             &mrtd,
             "--snp-firmware",
             &snp,
+            "--snp-id-key",
+            &id_key,
         ]);
         let mut p = attest::Policy::default();
         cli.tpm.apply(&mut p).unwrap();
@@ -170,6 +185,8 @@ mod tests {
         assert_eq!(p.trusted_tpm_aks, [name.parse::<attest::AkName>().unwrap()]);
         assert_eq!(p.expected.tdx_firmware[0].mrtd.to_string(), mrtd);
         assert_eq!(p.expected.snp_firmware[0].launch_digest.to_string(), snp);
+        assert_eq!(p.expected.snp_id_keys[0].digest.to_string(), id_key);
+        assert!(Cli::try_parse_from(["x", "--snp-id-key", "33"]).is_err());
         assert!(Cli::try_parse_from(["x", "--tpm-ak", "abcd"]).is_err());
     }
 
