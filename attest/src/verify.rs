@@ -115,14 +115,25 @@ impl Verifier {
     }
 
     /// Verifies `evidence` against `policy` (e.g. this verifier's with a per-request
-    /// `expected_report_data`) with this verifier's endorsements and collateral client. Fetching
-    /// blocks: call it off async workers (`spawn_blocking`) where that matters.
+    /// `expected_report_data`) with this verifier's endorsements and collateral client: what the
+    /// evidence lacks (an SNP VCEK, TDX collateral) and, with a Google root configured, Google's
+    /// launch endorsement of a cloud firmware measurement the policy does not already accept.
+    /// Fetching blocks: call it off async workers (`spawn_blocking`) where that matters.
     pub fn verify_with_policy(
         &self,
         evidence: &Evidence,
         policy: &Policy,
         now: SystemTime,
     ) -> Result<Verified, VerifyError> {
+        let endorsed = self.fetch_firmware_endorsement(evidence, policy, now)?;
+        let policy = match endorsed {
+            Some(endorsed) => {
+                let mut with = policy.clone();
+                with.expected.endorsed_firmware.push(endorsed);
+                std::borrow::Cow::Owned(with)
+            }
+            None => std::borrow::Cow::Borrowed(policy),
+        };
         let mut endorsements = self.endorsements.clone();
         if let Some(client) = &self.collateral {
             if crate::collateral::needs_collateral(evidence, &endorsements) {
@@ -132,7 +143,31 @@ impl Verifier {
                     endorsements.tdx_collateral.or(fetched.tdx_collateral);
             }
         }
-        verify_with(evidence, policy, &endorsements, now)
+        verify_with(evidence, &policy, &endorsements, now)
+    }
+
+    /// Google's endorsement of the evidence's cloud firmware measurement, when the policy does
+    /// not accept that measurement otherwise and the collateral client has a Google root.
+    pub(crate) fn fetch_firmware_endorsement(
+        &self,
+        evidence: &Evidence,
+        policy: &Policy,
+        now: SystemTime,
+    ) -> Result<Option<crate::measurement::EndorsedFirmware>, VerifyError> {
+        let Some(client) = self
+            .collateral
+            .as_ref()
+            .filter(|c| c.config().google_root.is_some())
+        else {
+            return Ok(None);
+        };
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let Some((tee, measurement)) =
+            crate::collateral::wanted_endorsement(evidence, &policy.expected, secs)
+        else {
+            return Ok(None);
+        };
+        Ok(client.google_endorsement_blocking(tee, &measurement, now)?)
     }
 }
 

@@ -156,7 +156,9 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
             intel = %config.intel_url,
             offline = ?config.offline,
             cache = ?config.cache_dir,
-            "collateral the evidence lacks is fetched (VCEK, TDX collateral)"
+            max_per_minute = config.max_fetches_per_minute,
+            google_endorsements = config.google_root.is_some(),
+            "collateral the evidence lacks is fetched (VCEK, TDX collateral; Google launch endorsements with --gce-root), within a budget of requests per minute"
         ),
         None => tracing::info!("collateral fetching is off: evidence must carry its own"),
     }
@@ -191,6 +193,14 @@ async fn shutdown() {
 
 async fn signer(State(verifier): State<Arc<Verifier>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "signer": verifier.address().to_string() }))
+}
+
+/// For a refusal because the collateral budget is spent: seconds until a retry may succeed.
+fn retry_after(refusal: &VerifierError) -> Option<u64> {
+    match refusal {
+        VerifierError::Refused(attest::VerifyError::Collateral(e)) => e.retry_after(),
+        _ => None,
+    }
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -236,6 +246,15 @@ async fn authorize(State(verifier): State<Arc<Verifier>>, body: axum::body::Byte
                 %refusal,
                 "evidence refused"
             );
+            if let Some(seconds) = retry_after(&refusal) {
+                // Not a verdict on the evidence: the verifier's budget of requests to AMD, Intel
+                // and Google is spent for now.
+                let mut response = error(StatusCode::SERVICE_UNAVAILABLE, refusal.to_string());
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, seconds.into());
+                return response;
+            }
             let status = match refusal {
                 VerifierError::Malformed(_) => StatusCode::BAD_REQUEST,
                 VerifierError::Refused(_) => StatusCode::FORBIDDEN,
@@ -272,6 +291,12 @@ mod tests {
     /// Serves the verifier built from `args` on a loopback port and posts SNP evidence that
     /// lacks its VCEK; returns the status and error message.
     async fn authorize_with(args: &[&str]) -> (u16, String) {
+        let (status, error, _) = authorize_with_retry(args).await;
+        (status, error)
+    }
+
+    /// The same, with the Retry-After header's seconds.
+    async fn authorize_with_retry(args: &[&str]) -> (u16, String, Option<u64>) {
         let cli =
             Cli::try_parse_from(std::iter::once("verifier").chain(args.iter().copied())).unwrap();
         let verifier = Arc::new(Verifier::new(
@@ -304,8 +329,16 @@ mod tests {
             .await
             .unwrap();
         let status = response.status().as_u16();
+        let retry = response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().parse().unwrap());
         let answer: serde_json::Value = response.json().await.unwrap();
-        (status, answer["error"].as_str().unwrap_or("").to_owned())
+        (
+            status,
+            answer["error"].as_str().unwrap_or("").to_owned(),
+            retry,
+        )
     }
 
     #[tokio::test]
@@ -344,5 +377,30 @@ mod tests {
         let (status, error) = authorize_with(&["--no-collateral-fetch"]).await;
         assert_eq!(status, 403);
         assert!(error.contains("no VCEK"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_spent_collateral_budget_is_503_with_retry_after_not_a_refusal() {
+        let kds = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let kds_url = format!("http://{}", kds.local_addr().unwrap());
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        let app = axum::Router::new().fallback(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { StatusCode::NOT_FOUND }
+        });
+        tokio::spawn(async move { axum::serve(kds, app).await });
+        // One request a minute: Milan is asked (404), Genoa is not.
+        let (status, error, retry) = authorize_with_retry(&[
+            "--collateral-url-amd",
+            &kds_url,
+            "--collateral-max-fetches-per-minute",
+            "1",
+        ])
+        .await;
+        assert_eq!(status, 503, "{error}");
+        assert!(error.contains("budget"), "{error}");
+        assert!(retry.is_some_and(|s| (1..=60).contains(&s)), "{retry:?}");
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

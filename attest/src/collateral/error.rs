@@ -79,12 +79,38 @@ pub enum CollateralError {
         /// What failed.
         reason: String,
     },
+    /// The verifier's budget of outbound requests is spent (see `CollateralConfig::
+    /// max_fetches_per_minute`): nothing was asked; answers already cached are still served.
+    #[error("collateral request {url} not sent: the verifier's budget of outbound requests is spent, retry in {retry_after} s")]
+    RateLimited {
+        /// The request URL.
+        url: String,
+        /// Seconds until the budget allows a request again.
+        retry_after: u64,
+    },
+    /// A Google launch endorsement fetched by measurement was refused.
+    #[error("Google launch endorsement {url}: {error}")]
+    Endorsement {
+        /// Where it came from.
+        url: String,
+        /// Why it was refused.
+        #[source]
+        error: crate::endorsement::EndorsementError,
+    },
     /// This evidence names nothing a collateral service can answer for.
     #[error("no collateral can be fetched for this evidence: {0}")]
     Unsupported(String),
 }
 
 impl CollateralError {
+    /// For [`CollateralError::RateLimited`]: seconds until a request may be sent again.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            CollateralError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     pub(crate) fn malformed(what: impl Into<String>, reason: impl ToString) -> Self {
         CollateralError::Malformed {
             what: what.into(),

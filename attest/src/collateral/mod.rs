@@ -9,8 +9,10 @@
 mod amd;
 mod crl;
 mod error;
+mod google;
 mod http;
 mod intel;
+mod limit;
 mod store;
 pub(crate) mod x509;
 
@@ -19,6 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use amd::{AmdCertChain, AmdProduct, AmdSigningKey};
 pub use error::CollateralError;
+pub(crate) use google::wanted as wanted_endorsement;
+pub use google::{GoogleTee, GOOGLE_ENDORSEMENTS_URL};
 pub use store::Entry;
 
 use crate::evidence::{CertKind, Evidence};
@@ -35,6 +39,10 @@ pub const INTEL_ROOT_CA_CRL_URL: &str =
 
 /// How long a 404 is remembered (seconds): no request for the same answer until then.
 pub const NOT_FOUND_KEPT: u64 = 600;
+/// Default budget of outbound requests per minute, all services together.
+pub const MAX_FETCHES_PER_MINUTE: u32 = 60;
+/// Default bound on the 404s remembered.
+pub const MAX_NOT_FOUND: usize = 10_000;
 
 /// Where to get collateral and how to keep it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +57,19 @@ pub struct CollateralConfig {
     pub cache_dir: Option<PathBuf>,
     /// Offline: answer only from this bundle (a JSON file or a directory), never the network.
     pub offline: Option<PathBuf>,
+    /// Outbound requests per minute, all services together (`0`: no limit). Past it a fetch
+    /// fails with [`CollateralError::RateLimited`]; cached answers are still served.
+    pub max_fetches_per_minute: u32,
+    /// At most this many 404s are remembered (each for [`NOT_FOUND_KEPT`] seconds).
+    pub max_not_found: usize,
+    /// Google's launch endorsements: the base under which `tdx/<MRTD hex>.binarypb` and
+    /// `sevsnp/<launch digest hex>.binarypb` are published (or a mirror of it).
+    pub google_url: String,
+    /// Google's root for launch endorsements (DER). Without it no endorsement is fetched.
+    pub google_root: Option<Vec<u8>>,
+    /// Read endorsements from this directory (laid out as `google_url`: `tdx/…`, `sevsnp/…`)
+    /// instead of the network.
+    pub google_dir: Option<PathBuf>,
 }
 
 impl Default for CollateralConfig {
@@ -59,6 +80,11 @@ impl Default for CollateralConfig {
             timeout: Duration::from_secs(20),
             cache_dir: None,
             offline: None,
+            max_fetches_per_minute: MAX_FETCHES_PER_MINUTE,
+            max_not_found: MAX_NOT_FOUND,
+            google_url: GOOGLE_ENDORSEMENTS_URL.into(),
+            google_root: None,
+            google_dir: None,
         }
     }
 }
@@ -71,7 +97,11 @@ pub struct CollateralClient {
     store: store::Store,
     /// Requests answered 404, and until when (unix seconds) not to ask again: an unknown chip ID
     /// or FMSPC costs the service one request per [`NOT_FOUND_KEPT`], not one per evidence.
-    not_found: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    not_found: limit::NotFound,
+    /// Outbound requests per minute.
+    budget: limit::Budget,
+    /// One request per key at a time.
+    flights: limit::Flights,
     /// Tests only: the key that signs the AMD CRL (AMD's ARK otherwise).
     #[cfg(test)]
     amd_crl_signer: Option<Vec<u8>>,
@@ -114,9 +144,11 @@ impl CollateralClient {
         let store = store::Store::new(config.cache_dir.clone(), config.offline.as_deref())?;
         Ok(CollateralClient {
             http: http::Http::new(config.timeout)?,
-            config,
             store,
-            not_found: Default::default(),
+            not_found: limit::NotFound::new(config.max_not_found),
+            budget: limit::Budget::new(config.max_fetches_per_minute),
+            flights: limit::Flights::default(),
+            config,
             #[cfg(test)]
             amd_crl_signer: None,
         })
@@ -163,25 +195,7 @@ impl CollateralClient {
         evidence: &Evidence,
         now: SystemTime,
     ) -> Result<Endorsements, CollateralError> {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| CollateralError::Transport {
-                            url: String::new(),
-                            reason: format!("cannot start a runtime: {e}"),
-                        })?;
-                    runtime.block_on(self.endorsements(evidence, now))
-                })
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(CollateralError::Unsupported(
-                        "the collateral fetch panicked".into(),
-                    ))
-                })
-        })
+        block_on(self.endorsements(evidence, now))
     }
 
     /// Writes every answer held in memory as an offline bundle: a JSON file, or one file per
@@ -211,26 +225,53 @@ impl CollateralClient {
             check(&entry)?;
             return Ok(entry);
         }
-        if let Some(entry) = self.store.get(&key, now) {
+        if let Some(known) = self.known(&key, &url, now, &check) {
+            return known;
+        }
+        let fetch = || self.fetch(key.clone(), url.clone(), headers, now, &check);
+        self.flights.run(&key, fetch).await
+    }
+
+    /// A cached answer `check` still accepts, or a remembered 404.
+    fn known(
+        &self,
+        key: &str,
+        url: &str,
+        now: u64,
+        check: &impl Fn(&Entry) -> Result<Option<u64>, CollateralError>,
+    ) -> Option<Result<Entry, CollateralError>> {
+        if let Some(entry) = self.store.get(key, now) {
             if check(&entry).is_ok() {
                 tracing::debug!(%key, "collateral from the cache");
-                return Ok(entry);
+                return Some(Ok(entry));
             }
         }
-        let until = self
-            .not_found
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .copied();
-        if until.is_some_and(|until| now <= until) {
-            return Err(CollateralError::NotFound { url });
+        self.not_found
+            .remembered(key, now)
+            .then(|| Err(CollateralError::NotFound { url: url.into() }))
+    }
+
+    /// Sends the request for `key` (the only one under way for it), within the budget.
+    async fn fetch(
+        &self,
+        key: String,
+        url: String,
+        headers: &[&str],
+        now: u64,
+        check: &impl Fn(&Entry) -> Result<Option<u64>, CollateralError>,
+    ) -> Result<Entry, CollateralError> {
+        // A fetch for the same key that ended just before this one began may have answered.
+        if let Some(known) = self.known(&key, &url, now, check) {
+            return known;
+        }
+        if let Err(retry_after) = self.budget.take() {
+            tracing::warn!(%url, retry_after, "collateral request not sent: the budget of outbound requests is spent");
+            return Err(CollateralError::RateLimited { url, retry_after });
         }
         let (body, found) = match self.http.get(&url, headers).await {
             Err(e @ CollateralError::NotFound { .. }) => {
-                let mut not_found = self.not_found.lock().unwrap_or_else(|p| p.into_inner());
-                not_found.retain(|_, until| *until >= now);
-                not_found.insert(key, now.saturating_add(NOT_FOUND_KEPT));
+                self.not_found
+                    .remember(key, now.saturating_add(NOT_FOUND_KEPT), now);
                 return Err(e);
             }
             other => other?,
@@ -246,6 +287,32 @@ impl CollateralClient {
         self.store.put(entry.clone())?;
         Ok(entry)
     }
+}
+
+/// Runs `future` to completion on its own thread and runtime: callable from synchronous code,
+/// including code already on a Tokio worker (such as a TLS certificate verifier).
+fn block_on<T: Send>(
+    future: impl std::future::Future<Output = Result<T, CollateralError>> + Send,
+) -> Result<T, CollateralError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| CollateralError::Transport {
+                        url: String::new(),
+                        reason: format!("cannot start a runtime: {e}"),
+                    })?;
+                runtime.block_on(future)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(CollateralError::Unsupported(
+                    "the collateral fetch panicked".into(),
+                ))
+            })
+    })
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! of google/gce-tcb-verifier's `proto/endorsement.proto`): the MRTDs (TDX) and launch digests
 //! (SEV-SNP, per vCPU count) of one UEFI build, signed RSA-PSS/SHA-256 by a key whose
 //! certificate must chain to Google's root `GCE-cc-tcb-root`. A verified endorsement becomes an
-//! [`EndorsedFirmware`] in the policy (`expected.endorsed_firmware`); the root is the caller's
-//! (no built-in root: Google's root bytes were not reachable when this was written).
+//! [`EndorsedFirmware`] in the policy (`expected.endorsed_firmware`): from files given to the
+//! verifier, or fetched by the measurement evidence names (`crate::collateral`, which also
+//! checks that the endorsement names it). The root is the caller's (no built-in root: Google's
+//! root bytes were not reachable when this was written).
 
 mod proto;
 mod verify;
@@ -66,6 +68,41 @@ pub enum EndorsementError {
     /// The RSA-PSS/SHA-256 signature over the golden measurement does not verify.
     #[error("the launch endorsement's signature does not verify")]
     BadSignature,
+    /// A valid endorsement, fetched for a measurement it does not name (a mirror answering with
+    /// another firmware's endorsement).
+    #[error("the launch endorsement does not name the {tee} measurement {measurement}")]
+    NotNamed {
+        /// "TDX MRTD" or "SEV-SNP launch digest".
+        tee: &'static str,
+        /// The measurement asked for (hex).
+        measurement: String,
+    },
+}
+
+/// Which of Google's endorsement series: TDX MRTDs or SEV-SNP launch digests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GoogleTee {
+    /// Intel TDX: endorsements by MRTD.
+    Tdx,
+    /// AMD SEV-SNP: endorsements by launch digest.
+    Snp,
+}
+
+impl GoogleTee {
+    /// The directory Google publishes them under: `tdx` or `sevsnp`.
+    pub fn dir(self) -> &'static str {
+        match self {
+            GoogleTee::Tdx => "tdx",
+            GoogleTee::Snp => "sevsnp",
+        }
+    }
+
+    fn measurement_name(self) -> &'static str {
+        match self {
+            GoogleTee::Tdx => "TDX MRTD",
+            GoogleTee::Snp => "SEV-SNP launch digest",
+        }
+    }
 }
 
 /// One TDX launch configuration Google endorses.
@@ -210,6 +247,29 @@ impl GoogleEndorsement {
             tdx_mrtds: self.tdx.iter().map(|t| t.mrtd).collect(),
             snp_launch_digests: self.snp.iter().map(|s| s.launch_digest).collect(),
         })
+    }
+}
+
+impl GoogleEndorsement {
+    /// [`Self::verify`], and the endorsement must name `measurement` for `tee`.
+    pub fn verify_naming(
+        &self,
+        root_der: &[u8],
+        now: u64,
+        tee: GoogleTee,
+        measurement: &Digest48,
+    ) -> Result<EndorsedFirmware, EndorsementError> {
+        let named = match tee {
+            GoogleTee::Tdx => self.tdx.iter().any(|t| &t.mrtd == measurement),
+            GoogleTee::Snp => self.snp.iter().any(|s| &s.launch_digest == measurement),
+        };
+        if !named {
+            return Err(EndorsementError::NotNamed {
+                tee: tee.measurement_name(),
+                measurement: measurement.to_string(),
+            });
+        }
+        self.verify(root_der, now)
     }
 }
 

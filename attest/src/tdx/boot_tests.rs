@@ -264,3 +264,90 @@ fn an_mrtd_the_endorsement_does_not_name_is_not_allowed() {
         Err(VerifyError::Measurement(MeasurementError::FirmwareNotAllowed { mrtd })) if mrtd == gcp_registers().mrtd.to_string()
     ));
 }
+
+/// A verifier whose collateral client has the TEST root and reads endorsements from `dir`.
+fn fetching_verifier(dir: &std::path::Path) -> crate::Verifier {
+    let client = crate::collateral::CollateralClient::new(crate::collateral::CollateralConfig {
+        google_url: "http://127.0.0.1:9".into(),
+        google_root: Some(include_bytes!("../../testdata/gce-endorsement/root.der").to_vec()),
+        google_dir: Some(dir.to_owned()),
+        ..Default::default()
+    })
+    .unwrap();
+    crate::Verifier::new(crate::Policy::default()).with_collateral(std::sync::Arc::new(client))
+}
+
+fn gcp_evidence() -> crate::Evidence {
+    crate::Evidence::Tdx(crate::TdxEvidence {
+        quote: GCP_TDX_QUOTE.to_vec(),
+        collateral: None,
+        event_log: Some(GCP_TDX_CCEL.to_vec()),
+        tpm: None,
+    })
+}
+
+#[test]
+fn an_mrtd_nothing_accepts_is_looked_up_by_the_verifier_and_accepted_once_endorsed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tdx")).unwrap();
+    let file = dir
+        .path()
+        .join(format!("tdx/{}.binarypb", gcp_registers().mrtd));
+    std::fs::write(
+        &file,
+        include_bytes!("../../testdata/gce-endorsement/endorsement.binarypb"),
+    )
+    .unwrap();
+    let verifier = fetching_verifier(dir.path());
+    let mut policy = crate::Policy {
+        expected: gcp_policy(),
+        ..Default::default()
+    };
+    policy.expected.tdx_firmware.clear();
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let endorsed = verifier
+        .fetch_firmware_endorsement(&gcp_evidence(), &policy, at)
+        .unwrap()
+        .expect("fetched by the quote's MRTD");
+    assert_eq!(endorsed, endorsed_c3_firmware());
+    policy.expected.endorsed_firmware.push(endorsed);
+    assert_eq!(
+        check_launch(
+            &policy.expected,
+            &gcp_registers(),
+            Some(GCP_TDX_CCEL),
+            1_800_000_000
+        ),
+        Ok(Some("gcp-tdx".into()))
+    );
+
+    // Nothing is looked up once the MRTD is accepted: endorsed (just above), allow-listed, or
+    // when the policy accepts no UEFI boot at all.
+    std::fs::remove_file(&file).unwrap();
+    let wanted = |expected: &ExpectedMeasurements| {
+        crate::collateral::wanted_endorsement(&gcp_evidence(), expected, 1_800_000_000)
+    };
+    assert_eq!(wanted(&policy.expected), None);
+    assert_eq!(wanted(&gcp_policy()), None);
+    assert_eq!(wanted(&ExpectedMeasurements::default()), None);
+    let mut unknown = gcp_policy();
+    unknown.tdx_firmware.clear();
+    assert_eq!(
+        wanted(&unknown),
+        Some((crate::collateral::GoogleTee::Tdx, gcp_registers().mrtd))
+    );
+    // Google has none (absent from the directory): no endorsement, the launch is refused.
+    policy.expected.endorsed_firmware.clear();
+    assert_eq!(
+        verifier.fetch_firmware_endorsement(&gcp_evidence(), &policy, at),
+        Ok(None)
+    );
+    // Without a Google root the verifier looks nothing up.
+    let rootless = crate::Verifier::new(crate::Policy::default()).with_collateral(
+        std::sync::Arc::new(crate::collateral::CollateralClient::new(Default::default()).unwrap()),
+    );
+    assert_eq!(
+        rootless.fetch_firmware_endorsement(&gcp_evidence(), &policy, at),
+        Ok(None)
+    );
+}

@@ -33,6 +33,12 @@ pub struct CollateralArgs {
     /// Timeout of one collateral request, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     pub collateral_timeout: u64,
+    /// At most this many collateral requests a minute, to AMD, Intel and Google together (0:
+    /// no limit). Evidence needing more is refused for now ("retry in N s"); answers already
+    /// cached are still served. Bounds what requesters can make a verifier ask on their behalf.
+    /// Default: 60.
+    #[arg(long, value_name = "N")]
+    pub collateral_max_fetches_per_minute: Option<u32>,
 }
 
 impl CollateralArgs {
@@ -40,10 +46,18 @@ impl CollateralArgs {
     pub fn client(
         &self,
     ) -> Result<Option<Arc<CollateralClient>>, attest::collateral::CollateralError> {
+        self.config()
+            .map(|config| CollateralClient::new(config).map(Arc::new))
+            .transpose()
+    }
+
+    /// The client's configuration; `None` with `--no-collateral-fetch`. Google's launch
+    /// endorsements are fetched only once a root is set (`TpmPolicyArgs::fetch_endorsements`).
+    pub fn config(&self) -> Option<CollateralConfig> {
         if self.no_collateral_fetch {
-            return Ok(None);
+            return None;
         }
-        let config = CollateralConfig {
+        Some(CollateralConfig {
             amd_url: self
                 .collateral_url_amd
                 .clone()
@@ -59,8 +73,11 @@ impl CollateralArgs {
             },
             cache_dir: self.collateral_cache.clone(),
             offline: self.collateral_offline.clone(),
-        };
-        Ok(Some(Arc::new(CollateralClient::new(config)?)))
+            max_fetches_per_minute: self
+                .collateral_max_fetches_per_minute
+                .unwrap_or(attest::collateral::MAX_FETCHES_PER_MINUTE),
+            ..CollateralConfig::default()
+        })
     }
 }
 
@@ -88,6 +105,11 @@ mod tests {
         assert_eq!(config.intel_url, "https://api.trustedservices.intel.com");
         assert_eq!(config.timeout, Duration::from_secs(20));
         assert_eq!((&config.cache_dir, &config.offline), (&None, &None));
+        assert_eq!(config.max_fetches_per_minute, 60, "bounded by default");
+        assert_eq!(
+            config.google_root, None,
+            "no Google root: no endorsement fetched"
+        );
     }
 
     #[test]
@@ -107,6 +129,8 @@ mod tests {
             bundle.to_str().unwrap(),
             "--collateral-timeout",
             "3",
+            "--collateral-max-fetches-per-minute",
+            "7",
         ])
         .unwrap();
         let client = args.client().unwrap().unwrap();
@@ -116,6 +140,7 @@ mod tests {
         assert_eq!(config.cache_dir.as_deref(), Some(cache.as_path()));
         assert_eq!(config.offline.as_deref(), Some(bundle.as_path()));
         assert_eq!(config.timeout, Duration::from_secs(3));
+        assert_eq!(config.max_fetches_per_minute, 7);
         assert!(cache.is_dir(), "the cache directory is created");
 
         assert!(parse(&["--no-collateral-fetch"])

@@ -38,8 +38,20 @@ pub struct TpmPolicyArgs {
     pub gce_endorsements: Vec<PathBuf>,
     /// Google's root for launch endorsements, `GCE-cc-tcb-root_1.crt` (DER or PEM), as
     /// published at https://pki.goog/cloud_integrity/GCE-cc-tcb-root_1.crt. Not built in.
+    /// With it (and collateral fetching on), a TDX MRTD or SNP launch digest the policy does not
+    /// otherwise accept is looked up in Google's published endorsements and accepted if one
+    /// verifies under this root and names it.
     #[arg(long = "gce-root", value_name = "FILE")]
     pub gce_root: Option<PathBuf>,
+    /// Where Google's launch endorsements are fetched from (`tdx/<MRTD>.binarypb`,
+    /// `sevsnp/<launch digest>.binarypb` under it). Default:
+    /// https://storage.googleapis.com/gce_tcb_integrity/ovmf_x64_csm
+    #[arg(long, value_name = "URL", requires = "gce_root")]
+    pub gce_endorsement_url: Option<String>,
+    /// Read Google's launch endorsements from this directory (laid out like the bucket:
+    /// `tdx/…`, `sevsnp/…`) instead of the network.
+    #[arg(long, value_name = "DIR", requires = "gce_root")]
+    pub gce_endorsement_dir: Option<PathBuf>,
 }
 
 /// Why the TPM and cloud-firmware options could not be applied.
@@ -78,13 +90,7 @@ impl TpmPolicyArgs {
         if self.gce_endorsements.is_empty() {
             return Ok(Vec::new());
         }
-        let root_path = self.gce_root.as_deref().ok_or(TpmPolicyError::NoRoot)?;
-        let root = attest::endorsement::certificate_der(&read(root_path)?).map_err(|source| {
-            TpmPolicyError::Endorsement {
-                path: root_path.display().to_string(),
-                source,
-            }
-        })?;
+        let root = self.gce_root_der()?.ok_or(TpmPolicyError::NoRoot)?;
         self.gce_endorsements
             .iter()
             .map(|path| {
@@ -102,6 +108,33 @@ impl TpmPolicyArgs {
                 Ok(endorsed)
             })
             .collect()
+    }
+
+    /// Google's root (DER), if `--gce-root` is given.
+    fn gce_root_der(&self) -> Result<Option<Vec<u8>>, TpmPolicyError> {
+        let Some(path) = self.gce_root.as_deref() else {
+            return Ok(None);
+        };
+        attest::endorsement::certificate_der(&read(path)?)
+            .map(Some)
+            .map_err(|source| TpmPolicyError::Endorsement {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
+    /// Sets where the collateral client fetches Google's launch endorsements from, and under
+    /// which root; without `--gce-root` it fetches none.
+    pub fn fetch_endorsements(
+        &self,
+        config: &mut attest::collateral::CollateralConfig,
+    ) -> Result<(), TpmPolicyError> {
+        config.google_root = self.gce_root_der()?;
+        if let Some(url) = &self.gce_endorsement_url {
+            config.google_url.clone_from(url);
+        }
+        config.google_dir.clone_from(&self.gce_endorsement_dir);
+        Ok(())
     }
 
     /// Adds these options to `policy`, verifying the endorsements now.
@@ -236,5 +269,42 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["x", "--gce-endorsement", &endorsement]).is_err());
+    }
+
+    #[test]
+    fn the_gce_root_makes_the_collateral_client_fetch_endorsements() {
+        let root = format!("{TESTDATA}root.der");
+        let mut config = attest::collateral::CollateralConfig::default();
+        Cli::parse_from(["x"])
+            .tpm
+            .fetch_endorsements(&mut config)
+            .unwrap();
+        assert_eq!(config.google_root, None, "no root, nothing fetched");
+        let cli = Cli::parse_from([
+            "x",
+            "--gce-root",
+            &root,
+            "--gce-endorsement-url",
+            "http://mirror.local/ovmf",
+            "--gce-endorsement-dir",
+            "/srv/endorsements",
+        ]);
+        cli.tpm.fetch_endorsements(&mut config).unwrap();
+        assert_eq!(config.google_root, Some(std::fs::read(&root).unwrap()));
+        assert_eq!(config.google_url, "http://mirror.local/ovmf");
+        assert_eq!(
+            config.google_dir.as_deref(),
+            Some(Path::new("/srv/endorsements"))
+        );
+        let default = Cli::parse_from(["x", "--gce-root", &root]);
+        let mut config = attest::collateral::CollateralConfig::default();
+        default.tpm.fetch_endorsements(&mut config).unwrap();
+        assert_eq!(
+            config.google_url,
+            attest::collateral::GOOGLE_ENDORSEMENTS_URL
+        );
+        // Where to fetch from means nothing without a root to verify under.
+        assert!(Cli::try_parse_from(["x", "--gce-endorsement-url", "http://x"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--gce-endorsement-dir", "/x"]).is_err());
     }
 }

@@ -115,13 +115,25 @@ impl PolicyArgs {
         Ok(policy)
     }
 
-    /// The policy with its collateral client: what verifies evidence.
+    /// The policy with its collateral client (which, given `--gce-root`, also fetches Google's
+    /// launch endorsements): what verifies evidence.
     pub fn verifier(&self) -> Result<attest::Verifier, VerifyCommandError> {
         let mut verifier = attest::Verifier::new(self.policy()?);
-        verifier.collateral = self
-            .collateral
-            .client()
+        let Some(mut config) = self.collateral.config() else {
+            if self.tpm.gce_root.is_some() {
+                tracing::info!("--no-collateral-fetch: Google launch endorsements are not fetched either (only --gce-endorsement files count)");
+            }
+            return Ok(verifier);
+        };
+        self.tpm.fetch_endorsements(&mut config)?;
+        match &config.google_root {
+            Some(_) => tracing::info!(url = %config.google_url, dir = ?config.google_dir,
+                "Google launch endorsements are fetched by measurement, verified under --gce-root"),
+            None => tracing::info!("no --gce-root: Google launch endorsements are not fetched"),
+        }
+        let client = attest::collateral::CollateralClient::new(config)
             .map_err(|e| VerifyCommandError::Collateral(e.to_string()))?;
+        verifier.collateral = Some(std::sync::Arc::new(client));
         Ok(verifier)
     }
 }

@@ -18,9 +18,9 @@ const CRL_REVOKED: &[u8] =
     include_bytes!("../../../testdata/collateral/amd-test/crl_revokes_milan_ask.der");
 const MILAN_CHAIN: &[u8] = include_bytes!("../../../testdata/snp/cert_chain_milan");
 const MILAN_VLEK_CHAIN: &[u8] = include_bytes!("../../snp/asvk/milan.pem");
-const CRL_PATH: &str = "/vcek/v1/Milan/crl";
+pub(super) const CRL_PATH: &str = "/vcek/v1/Milan/crl";
 /// 2027-06-01: inside the VCEK's validity (to 2030-04) and the test CRL's window.
-const NOW: u64 = 1_811_808_000;
+pub(super) const NOW: u64 = 1_811_808_000;
 /// 2029-09-01: after the test CRL's nextUpdate (2029-08-30), VCEK still valid.
 const AFTER_CRL: u64 = 1_882_915_200;
 
@@ -31,7 +31,7 @@ pub(super) fn test_ark_spki() -> Vec<u8> {
 
 /// The KDS path for the recorded report, from its bytes at the ABI's offsets (CHIP_ID at
 /// 0x1A0, REPORTED_TCB at 0x180: bootloader, tee, …, snp, microcode on Milan).
-fn vcek_path() -> String {
+pub(super) fn vcek_path() -> String {
     let r = milan_report();
     let tcb = &r[0x180..0x188];
     format!(
@@ -44,7 +44,7 @@ fn vcek_path() -> String {
     )
 }
 
-fn kds() -> Server {
+pub(super) fn kds() -> Server {
     Server::start(HashMap::from([
         (vcek_path(), Reply::ok(MILAN_VCEK)),
         (CRL_PATH.to_owned(), Reply::ok(CRL_EMPTY)),
@@ -56,7 +56,7 @@ fn kds() -> Server {
 }
 
 /// The recorded report without a VCEK: the verifier must fetch it.
-fn bare() -> Evidence {
+pub(super) fn bare() -> Evidence {
     Evidence::Snp(SnpEvidence {
         report: milan_report(),
         certs: vec![],
@@ -64,7 +64,7 @@ fn bare() -> Evidence {
     })
 }
 
-fn milan_policy() -> Policy {
+pub(super) fn milan_policy() -> Policy {
     let mut p = Policy::default();
     p.snp.allow_smt = true;
     p.snp.min_tcb = crate::SnpMinTcb::none();

@@ -2,7 +2,9 @@
 //! serves recorded public KDS / PCS answers, errors and slow answers, and counts requests.
 
 mod amd;
+mod google;
 mod intel;
+mod limit;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,6 +65,8 @@ fn url_encode(s: &str) -> String {
 struct Shared {
     routes: Mutex<HashMap<String, Reply>>,
     hits: AtomicUsize,
+    /// Requests per `path?query`.
+    by_path: Mutex<HashMap<String, usize>>,
 }
 
 /// A loopback server answering `path?query` from its routes (404 otherwise).
@@ -76,6 +80,7 @@ impl Server {
         let shared = Arc::new(Shared {
             routes: Mutex::new(routes),
             hits: AtomicUsize::new(0),
+            by_path: Mutex::default(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -100,6 +105,12 @@ impl Server {
         self.shared.hits.load(Ordering::SeqCst)
     }
 
+    /// Requests served so far for `path` (with its query).
+    pub(super) fn hits_for(&self, path: &str) -> usize {
+        let by_path = self.shared.by_path.lock().unwrap();
+        by_path.get(path).copied().unwrap_or(0)
+    }
+
     pub(super) fn set(&self, key: &str, reply: Reply) {
         self.shared.routes.lock().unwrap().insert(key.into(), reply);
     }
@@ -108,6 +119,12 @@ impl Server {
 async fn answer(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
     shared.hits.fetch_add(1, Ordering::SeqCst);
     let key = uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
+    *shared
+        .by_path
+        .lock()
+        .unwrap()
+        .entry(key.into())
+        .or_default() += 1;
     let reply = shared.routes.lock().unwrap().get(key).cloned();
     let Some(reply) = reply else {
         return (StatusCode::NOT_FOUND, "no such answer").into_response();
