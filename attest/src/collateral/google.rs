@@ -118,12 +118,14 @@ pub(crate) fn wanted(
                     .try_into()
                     .ok()?,
             );
+            // Unverified here: it only decides whether to fetch.
+            let id_key: [u8; 48] = e
+                .report
+                .get(crate::snp::layout::ID_KEY_DIGEST)?
+                .try_into()
+                .ok()?;
             let known = expected.snp.iter().any(|m| m.launch_digest == digest)
-                || expected
-                    .snp_firmware
-                    .iter()
-                    .any(|m| m.launch_digest == digest)
-                || expected.snp_endorsement(&digest, now).is_some();
+                || expected.snp_cloud_firmware(&digest, &id_key, now).is_some();
             (!known).then_some((GoogleTee::Snp, digest))
         }
         // Azure's paravisor is not Google's firmware; `none` has no measurement.

@@ -28,6 +28,8 @@ pub(crate) mod layout {
     pub(crate) const REPORT_DATA: Range<usize> = 0x50..0x90;
     /// MEASUREMENT.
     pub(crate) const MEASUREMENT: Range<usize> = 0x90..0xC0;
+    /// ID_KEY_DIGEST.
+    pub(crate) const ID_KEY_DIGEST: Range<usize> = 0xE0..0x110;
     /// The signed part: everything before the signature.
     pub(crate) const SIGNED: Range<usize> = 0..0x2A0;
     /// Signature R, 72 bytes little-endian (48 significant).
