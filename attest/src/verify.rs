@@ -170,6 +170,7 @@ pub fn verify_with(
                 TpmHost::NoTee,
                 policy,
                 false,
+                now,
             )?;
             Verified {
                 tee: Tee::None,
@@ -198,6 +199,7 @@ pub fn verify_with(
                 TpmHost::OutsideTee,
                 policy,
                 !identified,
+                now,
             )?;
             snp_verified(v, tpm)
         }
@@ -224,6 +226,7 @@ pub fn verify_with(
                 TpmHost::OutsideTee,
                 policy,
                 false,
+                now,
             )?;
             Verified {
                 tee: Tee::Tdx,
@@ -323,12 +326,13 @@ fn check_tpm(
     host: TpmHost,
     policy: &Policy,
     must_identify: bool,
+    now: u64,
 ) -> Result<Option<VerifiedTpm>, VerifyError> {
     let Some(tpm) = tpm else {
         return Ok(None);
     };
     let quote = verify_tpm_quote(tpm, report_data)?;
-    vtpm::check(tpm, quote, host, policy, must_identify).map(Some)
+    vtpm::check(tpm, quote, host, policy, must_identify, now).map(Some)
 }
 
 #[cfg(test)]
