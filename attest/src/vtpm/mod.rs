@@ -25,6 +25,8 @@ mod tests;
 #[cfg(test)]
 mod tests_gce;
 #[cfg(test)]
+mod tests_gce_get;
+#[cfg(test)]
 mod tests_get;
 #[cfg(test)]
 mod tests_recorded;
