@@ -133,7 +133,7 @@ fn test_ca() -> (Vec<u8>, Vec<u8>, p256::ecdsa::SigningKey) {
 /// it (issued by the test CA's intermediate) after it in a larger index. Returns the leaf and
 /// the test CA's root and intermediate.
 fn provision_gce_nv(addr: std::net::SocketAddr) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let mut tpm = Tpm::new(TcpTransport::connect(&addr).unwrap());
+    let mut tpm = Tpm::new(TcpTransport::connect(addr).unwrap());
     let template = AkTemplate::EccP256.to_bytes();
     let attrs = NV_OWNERWRITE | NV_OWNERREAD | NV_NO_DA;
     tpm.nv_define_space(GCE_AK_TEMPLATE_INDEX_ECC, template.len() as u16, attrs)
