@@ -38,6 +38,8 @@ pub(crate) struct LocalTpm {
     pub(crate) azure: Option<HclReportKind>,
     /// On Google Compute Engine: where its AK's template and certificate are.
     pub(crate) gce: Option<GceAk>,
+    /// On Google: the AK certificate's issuer, fetched once from its AIA URL.
+    gce_intermediates: Vec<Vec<u8>>,
 }
 
 /// Google's AK in the vTPM's NV (as go-tpm-tools' `GceAttestationKeyECC`/`RSA` reads it): a
@@ -85,6 +87,7 @@ impl LocalTpm {
             path,
             azure: None,
             gce: None,
+            gce_intermediates: Vec::new(),
         };
         let opened = tpm.open().map(|mut t| {
             let azure = is_azure_vtpm(&mut t);
@@ -105,6 +108,16 @@ impl LocalTpm {
             }
             Ok((mut t, false)) => {
                 tpm.gce = GceAk::probe(&mut t);
+                if let Some(gce) = tpm.gce {
+                    match t.nv_read(NvAuth::Owner, gce.cert_index) {
+                        Ok(nv) => {
+                            tpm.gce_intermediates = super::gce_aia::intermediates(der_prefix(&nv))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Google's AK certificate does not read from NV")
+                        }
+                    }
+                }
                 match tpm.gce {
                     Some(gce) => {
                         tracing::info!(tpm = ?tpm.path, template = format_args!("{:#x}", gce.template_index), cert = format_args!("{:#x}", gce.cert_index), "Google's vTPM found: evidence will carry a quote by Google's AK, its certificate and the TPM event log")
@@ -132,9 +145,9 @@ impl LocalTpm {
 
     /// A quote over [`QUOTED_PCRS`] by our fixed AK (ECC P-256, a primary key of the
     /// endorsement hierarchy: the same TPM always gives the same key), with the TPM event log.
-    /// On Google: by Google's AK (from its NV template), with its certificate from NV. The
-    /// intermediates are not carried: the guest has none offline (go-tpm-tools fetches the
-    /// leaf's AIA URL); the verifier keeps Google's published ones.
+    /// On Google: by Google's AK (from its NV template), with its certificate from NV and its
+    /// issuer as fetched at start-up from the leaf's AIA URL (`gce_aia`; none when that failed:
+    /// the verifier also keeps Google's published intermediates).
     pub(crate) fn evidence(
         &self,
         fs: &dyn Fs,
@@ -152,7 +165,7 @@ impl LocalTpm {
             let nv = tpm.nv_read(NvAuth::Owner, gce.cert_index)?;
             evidence.ak_cert = Some(AkCertificate {
                 certificate: der_prefix(&nv).to_vec(),
-                intermediates: Vec::new(),
+                intermediates: self.gce_intermediates.clone(),
             });
         }
         Ok(evidence)

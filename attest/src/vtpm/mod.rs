@@ -17,6 +17,7 @@
 
 mod azure;
 mod error;
+mod gce_aia;
 pub mod gce_ak;
 pub(crate) mod get;
 

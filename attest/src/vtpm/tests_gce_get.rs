@@ -284,3 +284,69 @@ fn a_tpm_without_googles_indexes_keeps_our_own_ak() {
     let ak = AkPublic::from_tpm2b(&tpm.ak_public).unwrap();
     assert_eq!(crate::AkName(ak.name().unwrap()), m.ak_name);
 }
+
+#[test]
+fn the_issuer_url_is_read_from_googles_certificates_and_only_googles_is_fetched() {
+    use super::gce_aia::{is_google_ca_url, issuer_url};
+    let pca = crate::collateral::x509::pem_certificates(
+        include_str!("../../testdata/gce-ak/pca_tpm_ecc_sign_cert.pem"),
+        "test",
+    )
+    .unwrap()
+    .remove(0);
+    let url = issuer_url(&pca).unwrap();
+    assert_eq!(
+        url,
+        "http://privateca-content-633beb94-0000-25c1-a9d7-001a114ba6e8.storage.googleapis.com/c59a22589ab43a57e3a4/ca.crt"
+    );
+    assert!(is_google_ca_url(&url));
+    assert!(is_google_ca_url(
+        "https://pki.goog/cloud_integrity/tpm_ek_intermediate_2.crt"
+    ));
+    for other in [
+        "http://127.0.0.1/ca.crt",
+        "http://pki.goog.evil.example/ca.crt",
+        "http://privateca-content-x.storage.googleapis.com.evil/ca.crt",
+        "http://user@pki.goog/ca.crt",
+        "http://pki.goog:8080/ca.crt",
+        "ftp://pki.goog/ca.crt",
+        "http://privateca-content-.storage.googleapis.com/ca.crt",
+    ] {
+        assert!(!is_google_ca_url(other), "{other}");
+    }
+    // The test CA's certificates have no AIA: nothing to fetch.
+    let (root, _, _) = test_ca();
+    assert_eq!(issuer_url(&root), None);
+}
+
+#[test]
+fn the_issuer_is_fetched_as_der_or_pem_and_a_bad_answer_is_an_error() {
+    use std::io::{Read as _, Write as _};
+    let inter = include_bytes!("gce_ca/gcp_ek_ak_ca_intermediate_v3.der").to_vec();
+    let serve = |body: Vec<u8>, status: &'static str| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).unwrap();
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(&body).unwrap();
+        });
+        format!("http://{addr}/ca.crt")
+    };
+    let got = super::gce_aia::fetch(&serve(inter.clone(), "200 OK")).unwrap();
+    assert_eq!(got, vec![inter.clone()]);
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &inter)
+    );
+    let got = super::gce_aia::fetch(&serve(pem.into_bytes(), "200 OK")).unwrap();
+    assert_eq!(got, vec![inter]);
+    assert!(super::gce_aia::fetch(&serve(b"not a cert".to_vec(), "200 OK")).is_err());
+    assert!(super::gce_aia::fetch(&serve(Vec::new(), "404 Not Found")).is_err());
+}
