@@ -205,6 +205,7 @@ pub fn verify_with(
                 TpmHost::NoTee,
                 policy,
                 false,
+                now,
             )?;
             Verified {
                 tee: Tee::None,
@@ -238,6 +239,7 @@ pub fn verify_with(
                 TpmHost::OutsideTee,
                 policy,
                 !identified,
+                now,
             )?;
             snp_verified(v, tpm)
         }
@@ -264,6 +266,7 @@ pub fn verify_with(
                 TpmHost::OutsideTee,
                 policy,
                 false,
+                now,
             )?;
             Verified {
                 tee: Tee::Tdx,
@@ -357,12 +360,13 @@ fn check_tpm(
     host: TpmHost,
     policy: &Policy,
     must_identify: bool,
+    now: u64,
 ) -> Result<Option<VerifiedTpm>, VerifyError> {
     let Some(tpm) = tpm else {
         return Ok(None);
     };
     let quote = verify_tpm_quote(tpm, report_data)?;
-    vtpm::check(tpm, quote, host, policy, must_identify).map(Some)
+    vtpm::check(tpm, quote, host, policy, must_identify, now).map(Some)
 }
 
 #[cfg(test)]

@@ -218,9 +218,19 @@ impl<T: Transport> Tpm<T> {
         hierarchy: Hierarchy,
         template: AkTemplate,
     ) -> Result<(u32, AkPublic), TpmError> {
+        self.create_primary_from(hierarchy, &template.to_bytes())
+    }
+
+    /// TPM2_CreatePrimary from a TPMT_PUBLIC `template` (e.g. Google's AK template, read from
+    /// NV): returns the transient handle and the key's public area.
+    pub fn create_primary_from(
+        &mut self,
+        hierarchy: Hierarchy,
+        template: &[u8],
+    ) -> Result<(u32, AkPublic), TpmError> {
         let mut w = Writer::new();
         w.u16(4).u16(0).u16(0); // TPM2B_SENSITIVE_CREATE: empty userAuth and data
-        w.tpm2b(&template.to_bytes())?;
+        w.tpm2b(template)?;
         w.u16(0); // outsideInfo
         w.u32(0); // creationPCR: none
         let rsp = self.run(

@@ -35,6 +35,9 @@ pub enum AkSource {
     Primary(Hierarchy),
     /// A persistent key (Azure's vTPM AK at [`super::AZURE_AK_HANDLE`]).
     Persistent(u32),
+    /// A primary key under the endorsement hierarchy from the TPMT_PUBLIC template in this
+    /// (owner-readable) NV index: Google's AK ([`super::GCE_AK_TEMPLATE_INDEX_ECC`] / `_RSA`).
+    NvTemplate(u32),
 }
 
 /// TPM evidence, as JSON (binary fields standard base64, PCR values lowercase hex).
@@ -55,6 +58,23 @@ pub struct TpmEvidence {
     /// The TPM event log (TCG PC Client, crypto-agile), raw bytes, when the platform has one.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "b64_opt")]
     pub event_log: Option<Vec<u8>>,
+    /// The cloud's certificate for the AK, when the vTPM has one (Google Compute Engine: NV
+    /// index 0x01c10000 / 0x01c10002), with the intermediates the guest has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ak_cert: Option<AkCertificate>,
+}
+
+/// A certificate for the attestation key and intermediates towards its issuer's root (DER,
+/// standard base64 in JSON). Verified by the verifier against roots it pins, never these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AkCertificate {
+    /// The AK's certificate.
+    #[serde(with = "b64")]
+    pub certificate: Vec<u8>,
+    /// Intermediates, leaf's issuer first (may be empty: the verifier also knows the cloud's
+    /// published intermediates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "b64_vec")]
+    pub intermediates: Vec<Vec<u8>>,
 }
 
 /// What a verified TPM quote vouches for.
@@ -86,6 +106,12 @@ impl TpmEvidence {
                 (handle, public, true)
             }
             AkSource::Persistent(handle) => (handle, tpm.read_public(handle)?, false),
+            AkSource::NvTemplate(index) => {
+                let template = tpm.nv_read(super::NvAuth::Owner, index)?;
+                let (handle, public) =
+                    tpm.create_primary_from(Hierarchy::Endorsement, &template)?;
+                (handle, public, true)
+            }
         };
         let result = Self::quote_with(tpm, handle, &public, report_data, selection, event_log);
         if transient {
@@ -122,6 +148,7 @@ impl TpmEvidence {
                         signature: signature.to_bytes()?,
                         pcrs: pcrs.iter().map(|(i, v)| (*i, hex::encode(v))).collect(),
                         event_log,
+                        ak_cert: None,
                     })
                 }
             }
@@ -192,6 +219,28 @@ mod pcr_map {
     }
 }
 
+/// `Vec<Vec<u8>>` as a list of standard base64 strings.
+mod b64_vec {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrap(#[serde(with = "crate::encoding::b64")] Vec<u8>);
+
+    pub(super) fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|b| Wrap(b.clone()))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Ok(Vec::<Wrap>::deserialize(d)?
+            .into_iter()
+            .map(|Wrap(v)| v)
+            .collect())
+    }
+}
+
 /// `Option<Vec<u8>>` as standard base64 (absent when `None`).
 mod b64_opt {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -235,6 +284,7 @@ mod tests {
             signature: vec![4],
             pcrs: BTreeMap::from([(4, "ab".repeat(32))]),
             event_log: None,
+            ak_cert: None,
         };
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(
@@ -265,6 +315,7 @@ mod tests {
             signature: vec![],
             pcrs: BTreeMap::from([(7, "abcd".into())]),
             event_log: None,
+            ak_cert: None,
         };
         assert!(matches!(
             e.pcr_values(),

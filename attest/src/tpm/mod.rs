@@ -34,11 +34,14 @@ pub use azure_hcl::{HclError, HclReport, HclReportKind, HCL_AK_KID, HCL_MAGIC};
 pub use client::{Hierarchy, Tpm};
 pub use error::{ResponseCode, TpmError};
 pub use evidence::{
-    tpm_nonce, verify_tpm_quote, AkSource, TpmEvidence, VerifiedTpmQuote, TPM_NONCE_DOMAIN,
+    tpm_nonce, verify_tpm_quote, AkCertificate, AkSource, TpmEvidence, VerifiedTpmQuote,
+    TPM_NONCE_DOMAIN,
 };
 pub use nv::{
     NvAuth, NvPublic, AZURE_AK_HANDLE, AZURE_HCL_REPORT_INDEX, AZURE_REPORT_DATA_INDEX,
-    NV_AUTHREAD, NV_AUTHWRITE, NV_CHUNK, NV_NO_DA, NV_OWNERREAD, NV_OWNERWRITE, NV_WRITTEN,
+    GCE_AK_CERT_INDEX_ECC, GCE_AK_CERT_INDEX_RSA, GCE_AK_TEMPLATE_INDEX_ECC,
+    GCE_AK_TEMPLATE_INDEX_RSA, NV_AUTHREAD, NV_AUTHWRITE, NV_CHUNK, NV_NO_DA, NV_OWNERREAD,
+    NV_OWNERWRITE, NV_WRITTEN,
 };
 pub use public::{ak_template, AkPublic, AkTemplate, PublicKey, AK_ATTRIBUTES};
 pub use transport::{DeviceTransport, TcpTransport, Transport, TPMRM_DEVICE};

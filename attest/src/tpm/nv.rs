@@ -24,6 +24,16 @@ pub const AZURE_REPORT_DATA_INDEX: u32 = 0x0140_0002;
 /// Azure's vTPM: the persistent attestation key (RSA-2048, RSASSA with SHA-256).
 pub const AZURE_AK_HANDLE: u32 = 0x8100_0003;
 
+/// Google Compute Engine's vTPM: the certificate (DER) of its RSA-2048 attestation key.
+pub const GCE_AK_CERT_INDEX_RSA: u32 = 0x01c1_0000;
+/// Google Compute Engine's vTPM: the TPMT_PUBLIC template of its RSA AK (a primary key of the
+/// endorsement hierarchy).
+pub const GCE_AK_TEMPLATE_INDEX_RSA: u32 = 0x01c1_0001;
+/// Google Compute Engine's vTPM: the certificate (DER) of its ECC P-256 attestation key.
+pub const GCE_AK_CERT_INDEX_ECC: u32 = 0x01c1_0002;
+/// Google Compute Engine's vTPM: the template of its ECC P-256 AK.
+pub const GCE_AK_TEMPLATE_INDEX_ECC: u32 = 0x01c1_0003;
+
 /// TPMA_NV.OWNERWRITE.
 pub const NV_OWNERWRITE: u32 = 1 << 1;
 /// TPMA_NV.AUTHWRITE.

@@ -54,6 +54,13 @@ pub(crate) fn verify_azure(
     };
     tracing::info!(launch_digest = %hw.launch_digest, accepted = %why, "Azure paravisor");
     let verified = verify_azure_vtpm(evidence, &report_data)?;
-    let tpm = check(&evidence.tpm, verified.tpm, TpmHost::Azure, policy, true)?;
+    let tpm = check(
+        &evidence.tpm,
+        verified.tpm,
+        TpmHost::Azure,
+        policy,
+        true,
+        now,
+    )?;
     Ok((hw, report_data, tpm))
 }

@@ -49,6 +49,10 @@ pub enum VtpmError {
         /// Its byte offset in the log.
         offset: usize,
     },
+    /// The evidence carries a Google AK certificate (and the policy relies on the vTPM) that
+    /// does not verify: another root, expired, a changed byte, or another key than the AK's.
+    #[error("the vTPM's AK certificate is refused: {0}")]
+    GceAkCert(#[from] super::gce_ak::GceAkError),
     /// Azure: the HCL runtime data's user-data is not 64 bytes of report_data.
     #[error("the HCL report's user-data is not a 64-byte report_data ({0})")]
     BadUserData(String),

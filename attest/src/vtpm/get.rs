@@ -1,6 +1,7 @@
 //! Getting TPM evidence on this machine: find the TPM (`/dev/tpmrm0` under the attester's root)
-//! and whether it is Azure's vTPM, then per request a quote over PCRs 0–15 (SHA-256) bound to
-//! the report_data, with the firmware's TPM event log beside it.
+//! and whether it is Azure's vTPM or Google's (its AK template and certificate in NV), then per
+//! request a quote over PCRs 0–15 (SHA-256) bound to the report_data, with the firmware's TPM
+//! event log beside it (and on Google, the AK's certificate).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -9,9 +10,10 @@ use crate::boot_log::{self, BootLogKind};
 use crate::error::Error;
 use crate::host::Fs;
 use crate::tpm::{
-    is_azure_vtpm, AkSource, AzureVtpmEvidence, DeviceTransport, HclReport, HclReportKind,
-    Hierarchy, NvAuth, PcrSelection, Tpm, TpmError, TpmEvidence, Transport, AZURE_HCL_REPORT_INDEX,
-    TPMRM_DEVICE,
+    is_azure_vtpm, AkCertificate, AkSource, AzureVtpmEvidence, DeviceTransport, HclReport,
+    HclReportKind, Hierarchy, NvAuth, PcrSelection, Tpm, TpmError, TpmEvidence, Transport,
+    AZURE_HCL_REPORT_INDEX, GCE_AK_CERT_INDEX_ECC, GCE_AK_CERT_INDEX_RSA,
+    GCE_AK_TEMPLATE_INDEX_ECC, GCE_AK_TEMPLATE_INDEX_RSA, TPMRM_DEVICE,
 };
 
 /// The PCRs quoted: the firmware's and the boot's (0–7), the OS loader's and the kernel's
@@ -34,6 +36,36 @@ pub(crate) struct LocalTpm {
     path: TpmPath,
     /// On Azure: the TEE of the HCL report's hardware report.
     pub(crate) azure: Option<HclReportKind>,
+    /// On Google Compute Engine: where its AK's template and certificate are.
+    pub(crate) gce: Option<GceAk>,
+    /// On Google: the AK certificate's issuer, fetched once from its AIA URL.
+    gce_intermediates: Vec<Vec<u8>>,
+}
+
+/// Google's AK in the vTPM's NV (as go-tpm-tools' `GceAttestationKeyECC`/`RSA` reads it): a
+/// primary key of the endorsement hierarchy made from the template, and Google's certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GceAk {
+    pub(crate) template_index: u32,
+    pub(crate) cert_index: u32,
+}
+
+impl GceAk {
+    /// The ECC P-256 AK if the vTPM has its template and certificate, else the RSA one.
+    fn probe<T: Transport>(tpm: &mut Tpm<T>) -> Option<GceAk> {
+        [
+            (GCE_AK_TEMPLATE_INDEX_ECC, GCE_AK_CERT_INDEX_ECC),
+            (GCE_AK_TEMPLATE_INDEX_RSA, GCE_AK_CERT_INDEX_RSA),
+        ]
+        .into_iter()
+        .find(|(template, cert)| {
+            tpm.nv_read_public(*template).is_ok() && tpm.nv_read_public(*cert).is_ok()
+        })
+        .map(|(template_index, cert_index)| GceAk {
+            template_index,
+            cert_index,
+        })
+    }
 }
 
 type AnyTpm = Tpm<Box<dyn Transport + Send>>;
@@ -51,7 +83,12 @@ impl LocalTpm {
 
     /// The TPM at `path`; asks it whether it is Azure's vTPM.
     pub(crate) fn at(path: TpmPath) -> LocalTpm {
-        let mut tpm = LocalTpm { path, azure: None };
+        let mut tpm = LocalTpm {
+            path,
+            azure: None,
+            gce: None,
+            gce_intermediates: Vec::new(),
+        };
         let opened = tpm.open().map(|mut t| {
             let azure = is_azure_vtpm(&mut t);
             (t, azure)
@@ -69,8 +106,26 @@ impl LocalTpm {
                 }));
                 tracing::info!(tee = ?tpm.azure, "Azure vTPM found (HCL report in NV 0x01400001)");
             }
-            Ok((_, false)) => {
-                tracing::info!(tpm = ?tpm.path, "TPM found: evidence will carry a quote and the TPM event log")
+            Ok((mut t, false)) => {
+                tpm.gce = GceAk::probe(&mut t);
+                if let Some(gce) = tpm.gce {
+                    match t.nv_read(NvAuth::Owner, gce.cert_index) {
+                        Ok(nv) => {
+                            tpm.gce_intermediates = super::gce_aia::intermediates(der_prefix(&nv))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Google's AK certificate does not read from NV")
+                        }
+                    }
+                }
+                match tpm.gce {
+                    Some(gce) => {
+                        tracing::info!(tpm = ?tpm.path, template = format_args!("{:#x}", gce.template_index), cert = format_args!("{:#x}", gce.cert_index), "Google's vTPM found: evidence will carry a quote by Google's AK, its certificate and the TPM event log")
+                    }
+                    None => {
+                        tracing::info!(tpm = ?tpm.path, "TPM found: evidence will carry a quote and the TPM event log")
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "a TPM device is present but does not open: evidence requests will fail")
@@ -90,6 +145,9 @@ impl LocalTpm {
 
     /// A quote over [`QUOTED_PCRS`] by our fixed AK (ECC P-256, a primary key of the
     /// endorsement hierarchy: the same TPM always gives the same key), with the TPM event log.
+    /// On Google: by Google's AK (from its NV template), with its certificate from NV and its
+    /// issuer as fetched at start-up from the leaf's AIA URL (`gce_aia`; none when that failed:
+    /// the verifier also keeps Google's published intermediates).
     pub(crate) fn evidence(
         &self,
         fs: &dyn Fs,
@@ -98,13 +156,19 @@ impl LocalTpm {
         let log = event_log(fs)?;
         let mut tpm = self.open()?;
         let selection = PcrSelection::sha256(QUOTED_PCRS)?;
-        Ok(TpmEvidence::collect(
-            &mut tpm,
-            AkSource::Primary(Hierarchy::Endorsement),
-            report_data,
-            &selection,
-            log,
-        )?)
+        let ak = match self.gce {
+            Some(gce) => AkSource::NvTemplate(gce.template_index),
+            None => AkSource::Primary(Hierarchy::Endorsement),
+        };
+        let mut evidence = TpmEvidence::collect(&mut tpm, ak, report_data, &selection, log)?;
+        if let Some(gce) = self.gce {
+            let nv = tpm.nv_read(NvAuth::Owner, gce.cert_index)?;
+            evidence.ak_cert = Some(AkCertificate {
+                certificate: der_prefix(&nv).to_vec(),
+                intermediates: self.gce_intermediates.clone(),
+            });
+        }
+        Ok(evidence)
     }
 
     /// Azure: a fresh HCL report carrying `report_data` and a quote by the paravisor's AK.
@@ -122,6 +186,21 @@ impl LocalTpm {
             &selection,
             log,
         )?)
+    }
+}
+
+/// The DER value at the start of `bytes` (an NV index may be larger than the certificate it
+/// holds); all of `bytes` when its header does not parse (the verifier then refuses it).
+fn der_prefix(bytes: &[u8]) -> &[u8] {
+    let len = match bytes {
+        [0x30, n, ..] if *n < 0x80 => Some(2 + usize::from(*n)),
+        [0x30, 0x81, n, ..] => Some(3 + usize::from(*n)),
+        [0x30, 0x82, hi, lo, ..] => Some(4 + (usize::from(*hi) << 8 | usize::from(*lo))),
+        _ => None,
+    };
+    match len {
+        Some(len) if len <= bytes.len() => &bytes[..len],
+        _ => bytes,
     }
 }
 

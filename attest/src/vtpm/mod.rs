@@ -8,15 +8,25 @@
 //!   report's runtime data ([`AkTrust::HardwareBound`]).
 //! - A policy pin (`trusted_tpm_aks`): a dev/test TPM, e.g. swtpm ([`AkTrust::Pinned`]).
 //! - A vTPM outside the TEE (Google's on N2D, AWS's NitroTPM): only with
-//!   `allow_untrusted_vtpm` ([`AkTrust::UntrustedVtpm`]): the host can forge its PCRs.
+//!   `allow_untrusted_vtpm` ([`AkTrust::UntrustedVtpm`]): the host can forge its PCRs. With the
+//!   opt-in, a Google AK certificate the evidence carries must chain to Google's pinned root and
+//!   certify the quoting AK ([`AkTrust::CloudCertified`], `gce_ak`); a quote without one is
+//!   never taken for Google's (`gcp-snp-vtpm` predictions are not matched), so another tenant's
+//!   software TPM cannot stand in for Google's vTPM. The certificate never replaces the opt-in.
 //! - `none` evidence in dev mode with no pin configured ([`AkTrust::InsecureDev`]).
 
 mod azure;
 mod error;
+mod gce_aia;
+pub mod gce_ak;
 pub(crate) mod get;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_gce;
+#[cfg(test)]
+mod tests_gce_get;
 #[cfg(test)]
 mod tests_get;
 #[cfg(test)]
@@ -83,6 +93,21 @@ impl<'de> Deserialize<'de> for AkName {
     }
 }
 
+/// Who certifies a cloud vTPM's attestation key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AkIssuer {
+    /// Google Compute Engine (its EK/AK CA, pinned in `vtpm/gce_ca/`).
+    Google,
+}
+
+impl fmt::Display for AkIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AkIssuer::Google => "Google",
+        })
+    }
+}
+
 /// Why the TPM's attestation key was trusted. Every accepted TPM quote says which; only
 /// [`AkTrust::HardwareBound`] rests on the TEE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +121,14 @@ pub enum AkTrust {
     /// A vTPM outside the TEE, accepted because the policy says `allow_untrusted_vtpm`: the
     /// cloud's host can make it quote any PCR values.
     UntrustedVtpm,
+    /// A vTPM outside the TEE, accepted by `allow_untrusted_vtpm`, whose AK the cloud certifies
+    /// (its certificate chains to the cloud's pinned root and names this AK): the quote comes
+    /// from the cloud's vTPM, not from a software TPM in another guest. Still the cloud's word:
+    /// its host runs the vTPM outside the TEE and can make it quote any PCR values.
+    CloudCertified {
+        /// Who certified the AK.
+        issuer: AkIssuer,
+    },
     /// `none` evidence in dev mode, no AK pinned: nothing vouches for the TPM.
     InsecureDev,
     /// A vTPM outside the TEE that nothing vouches for, beside hardware evidence that identifies
@@ -111,6 +144,12 @@ impl fmt::Display for AkTrust {
             AkTrust::Pinned => "AK pinned by the policy (trusted_tpm_aks)",
             AkTrust::UntrustedVtpm => {
                 "UNTRUSTED vTPM outside the TEE, accepted by allow_untrusted_vtpm: the host can forge its PCRs"
+            }
+            AkTrust::CloudCertified { issuer } => {
+                return write!(
+                    f,
+                    "vTPM OUTSIDE the TEE, accepted by allow_untrusted_vtpm; its AK is certified by {issuer}: the quote is {issuer}'s vTPM's, but {issuer}'s host can still forge its PCRs (the cloud's word, not the hardware's)"
+                )
             }
             AkTrust::InsecureDev => "INSECURE dev mode: nothing vouches for this TPM",
             AkTrust::NotRelied => {
@@ -134,6 +173,9 @@ pub struct VerifiedTpm {
     /// The TPM platform of the manifest's predictions (`qemu-ovmf-tpm`, `azure-vtpm`, …) whose
     /// boot events the log shows, when the image was identified by the TPM.
     pub uefi_platform: Option<String>,
+    /// With [`AkTrust::CloudCertified`]: the AK certificate's subject (Google names the zone,
+    /// project and instance there).
+    pub ak_certificate_subject: Option<String>,
 }
 
 /// Where the TPM sits relative to the evidence's TEE.
@@ -149,20 +191,37 @@ pub(crate) enum TpmHost {
 
 /// Decides whether the policy trusts the AK `name` of a TPM at `host`. A vTPM outside the TEE
 /// that nothing vouches for is not relied on when the hardware evidence identified the image
-/// itself (`must_identify` false), and refused otherwise.
+/// itself (`must_identify` false), and refused otherwise. With the opt-in, an AK certificate in
+/// the evidence must verify at `now` (returned: its subject).
 fn ak_trust(
     host: TpmHost,
     name: &AkName,
+    evidence: &TpmEvidence,
+    ak: &crate::tpm::AkPublic,
     policy: &Policy,
     must_identify: bool,
-) -> Result<AkTrust, VtpmError> {
+    now: u64,
+) -> Result<(AkTrust, Option<String>), VtpmError> {
     if host == TpmHost::Azure {
-        return Ok(AkTrust::HardwareBound);
+        return Ok((AkTrust::HardwareBound, None));
     }
     if policy.trusted_tpm_aks.contains(name) {
-        return Ok(AkTrust::Pinned);
+        return Ok((AkTrust::Pinned, None));
     }
-    match host {
+    match (host, &evidence.ak_cert) {
+        (TpmHost::OutsideTee, Some(cert)) if policy.allow_untrusted_vtpm => {
+            let subject = gce_ak::verify_ak_certificate(cert, ak, now)?;
+            tracing::warn!(ak = %name, %subject, "accepting a vTPM OUTSIDE the TEE (allow_untrusted_vtpm) whose AK Google certifies: the quote is Google's vTPM's, but Google's host can forge its PCR values");
+            return Ok((
+                AkTrust::CloudCertified {
+                    issuer: AkIssuer::Google,
+                },
+                Some(subject),
+            ));
+        }
+        _ => {}
+    }
+    let trust = match host {
         TpmHost::OutsideTee if policy.allow_untrusted_vtpm => {
             tracing::warn!(ak = %name, "accepting a vTPM OUTSIDE the TEE (allow_untrusted_vtpm): the cloud's host can forge its PCR values, so the image identity rests on trusting the cloud");
             Ok(AkTrust::UntrustedVtpm)
@@ -178,7 +237,8 @@ fn ak_trust(
         TpmHost::NoTee | TpmHost::Azure => Err(VtpmError::AkNotTrusted {
             ak_name: name.to_string(),
         }),
-    }
+    }?;
+    Ok((trust, None))
 }
 
 /// A UKI booted by systemd-stub extends PCR 12 with a command line that replaces its own
@@ -204,8 +264,10 @@ fn refuse_stub_overrides(replayed: &crate::eventlog::ReplayedLog) -> Result<(), 
 
 /// The policy's TPM platforms (predictions over PCRs, not RTMRs), those of the manifest's
 /// platforms that fit where the TPM is first: the image's predictions for several platforms may
-/// be alike (the same UKI in PCR4), and the one named should be this evidence's.
-fn tpm_platforms(policy: &Policy, host: TpmHost) -> Vec<&UefiPlatform> {
+/// be alike (the same UKI in PCR4), and the one named should be this evidence's. A vTPM outside
+/// the TEE accepted with no certificate ([`AkTrust::UntrustedVtpm`]) is never Google's: Google
+/// certifies its vTPM's AK, so a quote without that certificate may come from any TPM.
+fn tpm_platforms(policy: &Policy, host: TpmHost, trust: AkTrust) -> Vec<&UefiPlatform> {
     let fitting: &[&str] = match host {
         TpmHost::Azure => &["azure-vtpm"],
         TpmHost::OutsideTee => &["gcp-snp-vtpm", "aws-snp"],
@@ -216,25 +278,38 @@ fn tpm_platforms(policy: &Policy, host: TpmHost) -> Vec<&UefiPlatform> {
         .uefi
         .iter()
         .filter(|p| !p.prediction.is_tdx())
+        .filter(|p| !(trust == AkTrust::UntrustedVtpm && p.platform == GOOGLE_VTPM_PLATFORM))
         .collect();
     platforms.sort_by_key(|p| !fitting.contains(&p.platform.as_str()));
     platforms
 }
 
+/// The manifest's platform of Google's vTPM beside SNP.
+const GOOGLE_VTPM_PLATFORM: &str = "gcp-snp-vtpm";
+
 /// Checks an already verified quote (`quote`, of `evidence`): the AK's trust at `host`, the
 /// event log's replay to the quoted PCRs, and the image's predicted boot events. With
 /// `must_identify` (the hardware evidence did not identify the image: Azure, a cloud firmware's
 /// launch digest) a TPM platform of the policy must match; otherwise its predictions are checked
-/// when the policy has some.
+/// when the policy has some. `now` (Unix seconds) for an AK certificate's validity.
 pub(crate) fn check(
     evidence: &TpmEvidence,
     quote: VerifiedTpmQuote,
     host: TpmHost,
     policy: &Policy,
     must_identify: bool,
+    now: u64,
 ) -> Result<VerifiedTpm, VerifyError> {
     let ak_name = AkName(quote.ak_name);
-    let ak_trust = ak_trust(host, &ak_name, policy, must_identify)?;
+    let (ak_trust, ak_certificate_subject) = ak_trust(
+        host,
+        &ak_name,
+        evidence,
+        &quote.ak,
+        policy,
+        must_identify,
+        now,
+    )?;
     let pcrs = quote.quoted.pcrs;
     if ak_trust == AkTrust::NotRelied {
         tracing::info!(ak = %ak_name, "a vTPM outside the TEE beside hardware evidence that identifies the image: its quote is bound to the report_data, its PCRs are not relied on");
@@ -244,6 +319,7 @@ pub(crate) fn check(
             pcrs,
             event_log_replayed: false,
             uefi_platform: None,
+            ak_certificate_subject,
         });
     }
     let quoted: BTreeMap<u32, Vec<u8>> = pcrs.iter().map(|(i, v)| (*i, v.to_vec())).collect();
@@ -251,7 +327,7 @@ pub(crate) fn check(
         Some(log) => Some(verify_pcr_event_log(log, &quoted)?),
         None => None,
     };
-    let platforms = tpm_platforms(policy, host);
+    let platforms = tpm_platforms(policy, host, ak_trust);
     let mut uefi_platform = None;
     if must_identify || !platforms.is_empty() {
         if platforms.is_empty() {
@@ -282,5 +358,6 @@ pub(crate) fn check(
         pcrs,
         event_log_replayed: replayed.is_some(),
         uefi_platform,
+        ak_certificate_subject,
     })
 }

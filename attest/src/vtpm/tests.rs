@@ -244,7 +244,7 @@ fn each_tampering_is_refused_with_its_own_error() {
 
 /// The recorded Milan report with a quote from the swtpm bound to its report_data: a vTPM
 /// beside (outside) the TEE, as on Google's N2D or AWS.
-fn snp_with_vtpm(m: &Machine) -> (Evidence, Policy) {
+pub(crate) fn snp_with_vtpm(m: &Machine) -> (Evidence, Policy) {
     let report = vectors::milan_report();
     let rd: [u8; 64] = report[crate::snp::layout::REPORT_DATA].try_into().unwrap();
     let fs = RootedFs::new(m.root.path());

@@ -186,6 +186,7 @@ mod size_tests {
             signature: vec![3; 72],
             pcrs: (0..16).map(|i| (i, "00".repeat(32))).collect(),
             event_log: Some(log),
+            ak_cert: None,
         };
         attest::Evidence::None(attest::NoneEvidence {
             report_data,
