@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 pub struct TpmPolicyArgs {
     /// Accept a vTPM OUTSIDE the TEE (Google's on N2D, AWS's NitroTPM) to identify the image.
     /// The cloud's host can make such a vTPM quote anything: the image identity then rests on
-    /// trusting the cloud. Off by default.
+    /// trusting the cloud. Off by default. With it, a Google vTPM's attestation key must carry
+    /// Google's certificate (chained to Google's pinned EK/AK roots) to stand for `gcp-snp-vtpm`.
     #[arg(long)]
     pub allow_untrusted_vtpm: bool,
     /// Trust the TPM attestation key with this name (hex: nameAlg ‖ digest, as `Verified`
