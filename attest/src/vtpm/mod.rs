@@ -18,6 +18,8 @@ pub(crate) mod get;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_azure_genoa;
+#[cfg(test)]
 mod tests_get;
 #[cfg(test)]
 mod tests_recorded;
