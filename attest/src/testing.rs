@@ -11,6 +11,9 @@ use crate::tsm::REPORT_DIR;
 
 pub(crate) mod vectors {
     use super::*;
+    use crate::eventlog::{EventLog, EventType, HashAlg, LogKind, MeasuredRegister};
+    use crate::eventlog::{PlatformPrediction, PredictedEvent};
+    use crate::measurement::{ExpectedMeasurements, TdxFirmware, TdxMeasurements, UefiPlatform};
 
     pub(crate) const MILAN_REPORT_HEX: &str = include_str!("../testdata/snp/report_milan.hex");
     pub(crate) const MILAN_VCEK: &[u8] = include_bytes!("../testdata/snp/vcek_milan.der");
@@ -54,12 +57,74 @@ pub(crate) mod vectors {
         include_bytes!("../testdata/eventlog/gcp_tdx_cos113_ccel.bin");
     pub(crate) const GCP_TDX_QUOTE: &[u8] =
         include_bytes!("../testdata/eventlog/gcp_tdx_cos113_quote.bin");
+    /// Intel's collateral for that quote's platform (FMSPC 00806F050000): the TCB info recorded
+    /// by automata-network, the QE identity and CRLs of dcap-qvl's sample (testdata/README.md).
+    pub(crate) const GCP_TDX_COLLATERAL: &str =
+        include_str!("../testdata/tdx/gcp_tdx_cos113_collateral.json");
     /// Google Compute Engine N2D SEV-SNP, Ubuntu 24.04: the vTPM's event log (go-tpm-tools).
     pub(crate) const GCE_TPM_LOG: &[u8] =
         include_bytes!("../testdata/eventlog/gce_ubuntu2404_sevsnp_tpm.bin");
     /// A laptop's TPM event log with a StartupLocality 3 event (go-tpm-tools).
     pub(crate) const LOCALITY3_TPM_LOG: &[u8] =
         include_bytes!("../testdata/eventlog/glinux_laptop_locality3_tpm.bin");
+
+    /// The recorded GCP quote's registers (read without checking its signature).
+    pub(crate) fn gcp_registers() -> TdxMeasurements {
+        quote_registers(GCP_TDX_QUOTE)
+    }
+
+    /// Predictions for the recorded boot: its two boot applications in RTMR[1], RTMR[1..2] values.
+    pub(crate) fn gcp_prediction(app_digests: &[Vec<u8>]) -> UefiPlatform {
+        let got = gcp_registers();
+        let rtmr1 = MeasuredRegister::Rtmr(1);
+        UefiPlatform {
+            platform: "gcp-tdx".into(),
+            prediction: PlatformPrediction {
+                trust: "Google's TDX firmware".into(),
+                closed: Default::default(),
+                events: app_digests
+                    .iter()
+                    .map(|d| PredictedEvent {
+                        register: rtmr1,
+                        event_type: EventType::EfiBootServicesApplication,
+                        digest_alg: HashAlg::Sha384,
+                        digest: d.clone(),
+                        what: "boot application".into(),
+                        optional: false,
+                    })
+                    .collect(),
+                values: [
+                    (rtmr1, got.rtmr1.0.to_vec()),
+                    (MeasuredRegister::Rtmr(2), got.rtmr2.0.to_vec()),
+                ]
+                .into(),
+            },
+        }
+    }
+
+    /// The Authenticode digests of the recorded boot's applications (shim, GRUB), from its log.
+    pub(crate) fn recorded_apps() -> Vec<Vec<u8>> {
+        EventLog::parse(GCP_TDX_CCEL, LogKind::Ccel)
+            .unwrap()
+            .events
+            .iter()
+            .filter(|e| e.event_type == EventType::EfiBootServicesApplication)
+            .map(|e| e.digest(HashAlg::Sha384).unwrap().to_vec())
+            .collect()
+    }
+
+    /// Google's recorded C3 firmware allowed by its MRTD, and the recorded boot's predictions.
+    pub(crate) fn gcp_policy() -> ExpectedMeasurements {
+        ExpectedMeasurements {
+            uefi: vec![gcp_prediction(&recorded_apps())],
+            tdx_firmware: vec![TdxFirmware {
+                mrtd: gcp_registers().mrtd,
+                rtmr0: None,
+                label: Some("Google Cloud C3 TDX firmware (recorded)".into()),
+            }],
+            ..Default::default()
+        }
+    }
 
     /// A time inside every SNP vector's certificates' validity (2026-01-01).
     pub(crate) fn snp_now() -> SystemTime {

@@ -1,4 +1,5 @@
-//! Verification time per SEV-SNP report and per TDX quote, of a TDX boot event log (replay
+//! Verification time per SEV-SNP report (VCEK- and VLEK-signed) and per TDX quote (with
+//! Google's C3 quote also its CCEL log and image check), of a TDX boot event log alone (replay
 //! against the quote's RTMRs plus the image check), and of TPM evidence (quote, 45 KB log
 //! replayed, image check), on the public test vectors.
 //!
@@ -8,9 +9,10 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use attest::{
-    CertKind, Digest48, Evidence, Policy, SnpCert, SnpEvidence, SnpMeasurement, TdxEvidence,
-    TdxMeasurements,
+    CertKind, Digest48, Evidence, ExpectedMeasurements, Policy, SnpCert, SnpEvidence,
+    SnpMeasurement, TdxEvidence, TdxFirmware, TdxMeasurements, UefiPlatform,
 };
+use base64::Engine as _;
 
 const MILAN_REPORT_HEX: &str = include_str!("../../testdata/snp/report_milan.hex");
 const MILAN_VCEK: &[u8] = include_bytes!("../../testdata/snp/vcek_milan.der");
@@ -22,6 +24,9 @@ const TDX_V5: &[u8] = include_bytes!("../../testdata/tdx/tdx_quote_td15ex");
 const TDX_V5_COLLATERAL: &str = include_str!("../../testdata/tdx/tdx_quote_td15ex_collateral.json");
 const GCP_CCEL: &[u8] = include_bytes!("../../testdata/eventlog/gcp_tdx_cos113_ccel.bin");
 const GCP_TDX_QUOTE: &[u8] = include_bytes!("../../testdata/eventlog/gcp_tdx_cos113_quote.bin");
+const GCP_TDX_COLLATERAL: &str = include_str!("../../testdata/tdx/gcp_tdx_cos113_collateral.json");
+/// AWS c6a: a VLEK-signed report and the host's certificate table, base64 in a JSON document.
+const AWS_VLEK: &str = include_str!("../../testdata/snp/aws_c6a_vlek_identity.json");
 /// `none` evidence with a swtpm quote over PCRs 0–15 and Google's 45 KB N2D log (recorded by
 /// attest's `record_swtpm_evidence`), with its policy (pinned AK, the log's boot applications).
 const SWTPM_EVIDENCE: &str = include_str!("../../testdata/tpm/swtpm_gce_log_evidence.json");
@@ -32,6 +37,10 @@ const SNP_NOW: u64 = 1_767_225_600;
 const TDX_V4_NOW: u64 = 1_751_328_000;
 /// Inside the v5 collateral's window (2026-10-20).
 const TDX_V5_NOW: u64 = 1_792_454_400;
+/// Inside the GCP C3 collateral's window (2025-06-26).
+const GCP_TDX_NOW: u64 = 1_750_975_000;
+/// Inside the AWS VLEK's validity (2026-10-07).
+const AWS_NOW: u64 = 1_791_400_000;
 
 struct Case {
     name: &'static str,
@@ -161,8 +170,77 @@ fn cases() -> Result<Vec<Case>, String> {
             TDX_V5_COLLATERAL,
             TDX_V5_NOW,
         )?,
+        aws_case()?,
+        gcp_tdx_case()?,
         tpm_case()?,
     ])
+}
+
+/// The recorded AWS report with the VLEK from its certificate table (`{guid, offset, length}`
+/// entries, the VLEK's GUID a8074bc2-…).
+fn aws_case() -> Result<Case, String> {
+    const VLEK_GUID: [u8; 16] = [
+        0xa8, 0x07, 0x4b, 0xc2, 0xa2, 0x5a, 0x48, 0x3e, 0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8,
+        0xa1,
+    ];
+    let v: serde_json::Value = serde_json::from_str(AWS_VLEK).map_err(|e| e.to_string())?;
+    let b64 = |field: &str| -> Result<Vec<u8>, String> {
+        base64::engine::general_purpose::STANDARD
+            .decode(v[field].as_str().ok_or("no field")?)
+            .map_err(|e| e.to_string())
+    };
+    let (report, table) = (b64("document")?, b64("aux")?);
+    let entry = table.get(..24).ok_or("short table")?;
+    let field =
+        |at: usize| u32::from_le_bytes([entry[at], entry[at + 1], entry[at + 2], entry[at + 3]]);
+    let (offset, length) = (field(16) as usize, field(20) as usize);
+    if entry[..16] != VLEK_GUID {
+        return Err("the first entry is not the VLEK".into());
+    }
+    let vlek = table.get(offset..offset + length).ok_or("short table")?;
+    let mut case = snp_case("SNP report v5 (Milan, AWS VLEK)", report, vlek)?;
+    if let Evidence::Snp(e) = &mut case.evidence {
+        e.certs[0].kind = CertKind::Vlek;
+    }
+    case.policy.snp.min_tcb = attest::SnpMinTcb::default();
+    case.now = UNIX_EPOCH + Duration::from_secs(AWS_NOW);
+    Ok(case)
+}
+
+/// Google's C3 quote with Intel's collateral for its FMSPC and its CCEL log: quote, log replay
+/// and image check, as `verify` does them for a cloud TDX boot.
+fn gcp_tdx_case() -> Result<Case, String> {
+    let (_, prediction) = boot_log_case()?;
+    let mrtd = GCP_TDX_QUOTE
+        .get(48 + 136..48 + 136 + 48)
+        .and_then(|b| b.try_into().ok())
+        .map(Digest48)
+        .ok_or("short quote")?;
+    Ok(Case {
+        name: "TDX v4 + CCEL log (GCP C3)",
+        evidence: Evidence::Tdx(TdxEvidence {
+            quote: GCP_TDX_QUOTE.to_vec(),
+            collateral: Some(serde_json::from_str(GCP_TDX_COLLATERAL).map_err(|e| e.to_string())?),
+            event_log: Some(GCP_CCEL.to_vec()),
+            tpm: None,
+        }),
+        policy: Policy {
+            expected: ExpectedMeasurements {
+                uefi: vec![UefiPlatform {
+                    platform: "gcp-tdx".into(),
+                    prediction,
+                }],
+                tdx_firmware: vec![TdxFirmware {
+                    mrtd,
+                    rtmr0: None,
+                    label: None,
+                }],
+                ..Default::default()
+            },
+            ..Policy::default()
+        },
+        now: UNIX_EPOCH + Duration::from_secs(GCP_TDX_NOW),
+    })
 }
 
 /// The recorded swtpm evidence: quote, AK trust (pinned), 45 KB log replay, image check.

@@ -9,6 +9,9 @@ mod tcb;
 pub(crate) mod vcek;
 pub(crate) mod verify;
 
+#[cfg(test)]
+mod aws_tests;
+
 pub use get::{DerivationRoot, DerivedKey, DerivedKeyRequest, KeyMix};
 pub use signer::SnpSigningKey;
 pub use tcb::{

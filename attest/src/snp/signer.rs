@@ -114,9 +114,9 @@ mod tests {
     use crate::evidence::SnpCert;
     use crate::testing::vectors::*;
 
-    /// The recorded Milan report with KEY_INFO.SIGNING_KEY set to 1 (VLEK). No public VLEK-signed
-    /// report was found to record, so these tests cover the key selection and the refusals;
-    /// the signature itself would then fail too (the bytes changed).
+    /// The recorded Milan report with KEY_INFO.SIGNING_KEY set to 1 (VLEK): the key selection and
+    /// the refusals (the signature would fail too, the bytes changed). A real VLEK-signed report
+    /// (AWS) is accepted in `aws_tests.rs`.
     fn vlek_report() -> AttestationReport {
         let mut raw = milan_report();
         raw[0x48] = (raw[0x48] & !0x1c) | (1 << 2);

@@ -4,66 +4,9 @@
 
 use super::*;
 use crate::error::Register;
-use crate::eventlog::{EventLog, EventType, HashAlg, LogKind, MeasuredRegister};
-use crate::eventlog::{PlatformPrediction, PredictedEvent};
-use crate::measurement::{Digest48, TdxFirmware};
+use crate::eventlog::{EventLog, EventType, LogKind, MeasuredRegister};
+use crate::measurement::Digest48;
 use crate::testing::vectors::*;
-
-/// The recorded GCP quote's registers (its signature is not checked here: no collateral).
-fn gcp_registers() -> TdxMeasurements {
-    quote_registers(GCP_TDX_QUOTE)
-}
-
-/// Predictions for the recorded boot: its two boot applications in RTMR[1], RTMR[1..2] values.
-fn gcp_prediction(app_digests: &[Vec<u8>]) -> UefiPlatform {
-    let got = gcp_registers();
-    let rtmr1 = MeasuredRegister::Rtmr(1);
-    UefiPlatform {
-        platform: "gcp-tdx".into(),
-        prediction: PlatformPrediction {
-            trust: "Google's TDX firmware".into(),
-            closed: Default::default(),
-            events: app_digests
-                .iter()
-                .map(|d| PredictedEvent {
-                    register: rtmr1,
-                    event_type: EventType::EfiBootServicesApplication,
-                    digest_alg: HashAlg::Sha384,
-                    digest: d.clone(),
-                    what: "boot application".into(),
-                    optional: false,
-                })
-                .collect(),
-            values: [
-                (rtmr1, got.rtmr1.0.to_vec()),
-                (MeasuredRegister::Rtmr(2), got.rtmr2.0.to_vec()),
-            ]
-            .into(),
-        },
-    }
-}
-
-fn recorded_apps() -> Vec<Vec<u8>> {
-    EventLog::parse(GCP_TDX_CCEL, LogKind::Ccel)
-        .unwrap()
-        .events
-        .iter()
-        .filter(|e| e.event_type == EventType::EfiBootServicesApplication)
-        .map(|e| e.digest(HashAlg::Sha384).unwrap().to_vec())
-        .collect()
-}
-
-fn gcp_policy() -> ExpectedMeasurements {
-    ExpectedMeasurements {
-        uefi: vec![gcp_prediction(&recorded_apps())],
-        tdx_firmware: vec![TdxFirmware {
-            mrtd: gcp_registers().mrtd,
-            rtmr0: None,
-            label: Some("Google Cloud C3 TDX firmware (recorded)".into()),
-        }],
-        ..Default::default()
-    }
-}
 
 #[test]
 fn a_uefi_boot_is_accepted_by_allowed_firmware_and_a_matching_log() {

@@ -4,6 +4,9 @@ pub(crate) mod boot;
 pub(crate) mod get;
 pub(crate) mod verify;
 
+#[cfg(test)]
+mod gcp_tests;
+
 pub use verify::TdxDetails;
 
 /// The TDX TEE type in a DCAP quote header.

@@ -31,17 +31,7 @@ pub(crate) fn verify_azure(
         .as_slice()
         .try_into()
         .map_err(|_| VtpmError::BadUserData(format!("{} bytes", user_data.len())))?;
-    // The hardware report: Azure's guest gets no certificate table; the VCEK comes from the
-    // verifier (Azure's or AMD's certificate service).
-    let snp = SnpEvidence {
-        report: hcl.hw_report.clone(),
-        certs: Vec::new(),
-        tpm: None,
-    };
-    let hw = crate::snp::verify::verify(&snp, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
-    if hw.report_data != hcl.report_data {
-        return Err(crate::tpm::TpmError::from(HclError::RuntimeDataNotBound).into());
-    }
+    let hw = verify_hcl_hardware(&hcl, policy, endorsements, now)?;
     let Some(why) =
         policy
             .expected
@@ -63,4 +53,26 @@ pub(crate) fn verify_azure(
         now,
     )?;
     Ok((hw, report_data, tpm))
+}
+
+/// The hardware half of an HCL report: the SNP report inside it verified (signature by the VCEK
+/// from `endorsements`, guest policy, TCB) with the HCL runtime data's digest as its
+/// report_data. Azure's guest gets no certificate table: the VCEK comes from the verifier
+/// (Azure's or AMD's certificate service).
+pub(crate) fn verify_hcl_hardware(
+    hcl: &HclReport,
+    policy: &Policy,
+    endorsements: &Endorsements,
+    now: u64,
+) -> Result<SnpVerified, VerifyError> {
+    let snp = SnpEvidence {
+        report: hcl.hw_report.clone(),
+        certs: Vec::new(),
+        tpm: None,
+    };
+    let hw = crate::snp::verify::verify(&snp, endorsements.snp_vcek.as_deref(), &policy.snp, now)?;
+    if hw.report_data != hcl.report_data {
+        return Err(crate::tpm::TpmError::from(HclError::RuntimeDataNotBound).into());
+    }
+    Ok(hw)
 }

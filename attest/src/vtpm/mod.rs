@@ -28,6 +28,8 @@ mod tests_gce;
 #[cfg(test)]
 mod tests_gce_get;
 #[cfg(test)]
+mod tests_azure_genoa;
+#[cfg(test)]
 mod tests_get;
 #[cfg(test)]
 mod tests_recorded;

@@ -357,3 +357,85 @@ fn turin_vceks_are_asked_by_the_8_byte_hwid_and_the_fmc_spl() {
         Err(CollateralError::BadSignature { .. })
     ));
 }
+
+/// Azure vTPM evidence carries no certificate table: the verifier fetches the VCEK for the HCL
+/// report's SNP report (a recorded Azure Genoa CVM, `testdata/azure/`) by its chip and
+/// REPORTED_TCB, under the Genoa path; the hardware then verifies with it (the TPM half of this
+/// recording cannot pass: its quote's nonce and AK public area are not ours).
+#[test]
+fn azure_evidence_gets_the_vcek_of_its_hcl_reports_chip() {
+    let recorded: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../testdata/azure/trustee-evidence-genoa.json"
+    ))
+    .unwrap();
+    let hcl_report: Vec<u8> = recorded["report"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    let vcek =
+        crate::collateral::x509::pem_certificates(recorded["vcek"].as_str().unwrap(), "VCEK")
+            .unwrap()
+            .remove(0);
+    let snp = hcl_report[32..32 + 1184].to_vec();
+    // Genoa: the 64-byte hwID, REPORTED_TCB bootloader 10, TEE 0, SNP 23, microcode 84.
+    let path = format!(
+        "/vcek/v1/Genoa/{}?blSPL=10&teeSPL=00&snpSPL=23&ucodeSPL=84",
+        hex::encode(&snp[0x1A0..0x1E0])
+    );
+    let server = Server::start(HashMap::from([
+        (path.clone(), Reply::ok(vcek.clone())),
+        ("/vcek/v1/Genoa/crl".to_owned(), Reply::ok(CRL_EMPTY)),
+    ]));
+    let evidence = Evidence::AzureVtpm(crate::tpm::AzureVtpmEvidence {
+        hcl_report,
+        tpm: crate::tpm::TpmEvidence {
+            ak_public: Vec::new(),
+            quote: Vec::new(),
+            signature: Vec::new(),
+            pcrs: Default::default(),
+            event_log: None,
+            ak_cert: None,
+        },
+    });
+    assert!(crate::collateral::needs_collateral(
+        &evidence,
+        &Default::default()
+    ));
+    let fetched = fetch_for(&client(&server), &evidence).unwrap();
+    assert_eq!(fetched.snp_vcek.as_deref(), Some(&vcek[..]));
+    assert_eq!(server.hits(), 2, "the VCEK and the CRL");
+
+    let mut policy = Policy {
+        expected_report_data: Some([0; 64]),
+        ..Policy::default()
+    };
+    let mut digest = [0u8; 48];
+    digest.copy_from_slice(&snp[0x90..0xC0]);
+    policy.expected.snp_firmware.push(SnpMeasurement {
+        launch_digest: Digest48(digest),
+        label: None,
+    });
+    let verifier = crate::Verifier::new(policy).with_collateral(Arc::new(client(&server)));
+    let err = verifier.verify(&evidence, at(NOW)).unwrap_err();
+    assert!(matches!(err, VerifyError::Tpm(_)), "{err:?}");
+    // Served another chip's VCEK (a genuine Milan one) under that path: not signed by Genoa's
+    // ASK, refused before any use.
+    let wrong = Server::start(HashMap::from([
+        (path, Reply::ok(MILAN_VCEK)),
+        ("/vcek/v1/Genoa/crl".to_owned(), Reply::ok(CRL_EMPTY)),
+    ]));
+    let err = fetch_for(&client(&wrong), &evidence).unwrap_err();
+    assert!(
+        matches!(&err, CollateralError::BadSignature { what } if what == "Genoa VCEK"),
+        "{err:?}"
+    );
+}
+
+fn fetch_for(
+    client: &CollateralClient,
+    evidence: &Evidence,
+) -> Result<crate::Endorsements, CollateralError> {
+    client.endorsements_blocking(evidence, at(NOW))
+}

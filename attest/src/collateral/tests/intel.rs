@@ -18,12 +18,13 @@ fn recorded() -> TdxCollateral {
     serde_json::from_str(TDX_V4_COLLATERAL).unwrap()
 }
 
-/// The TCB info path, with the FMSPC the recorded TCB info names.
+/// The TCB info path, with the FMSPC the recorded TCB info names (upper case, as the client
+/// asks for it).
 fn tcb_path(c: &TdxCollateral) -> String {
     let info: serde_json::Value = serde_json::from_str(&c.tcb_info).unwrap();
     format!(
         "/tdx/certification/v4/tcb?fmspc={}",
-        info["fmspc"].as_str().unwrap()
+        info["fmspc"].as_str().unwrap().to_uppercase()
     )
 }
 
@@ -117,6 +118,56 @@ fn collateral_is_fetched_checked_cached_and_verifies_the_recorded_quote() {
     // What was assembled is exactly the recorded collateral.
     let client = verifier.collateral.as_ref().unwrap();
     assert_eq!(fetch(client, now).unwrap(), recorded());
+}
+
+/// Google Cloud C3: the recorded quote and CCEL log without collateral; the verifier fetches
+/// Intel's collateral for its FMSPC (00806F050000) and accepts Google's firmware and the
+/// recorded boot, as `runner verify` does with a PCCS.
+#[test]
+fn googles_c3_quote_gets_its_collateral_and_verifies_with_its_log() {
+    let recorded: TdxCollateral = serde_json::from_str(GCP_TDX_COLLATERAL).unwrap();
+    let server = Server::start(routes(&recorded));
+    let now = unix(tdx_now(&tdx(GCP_TDX_QUOTE, GCP_TDX_COLLATERAL)));
+    let evidence = Evidence::Tdx(TdxEvidence {
+        quote: GCP_TDX_QUOTE.to_vec(),
+        collateral: None,
+        event_log: Some(GCP_TDX_CCEL.to_vec()),
+        tpm: None,
+    });
+    let policy = Policy {
+        expected: gcp_policy(),
+        ..Policy::default()
+    };
+    let verifier = crate::Verifier::new(policy).with_collateral(Arc::new(client(&server)));
+    let verified = verifier.verify(&evidence, at(now)).unwrap();
+    let details = verified.tdx.unwrap();
+    assert_eq!(details.tcb_status, "UpToDate");
+    assert_eq!(details.uefi_platform.as_deref(), Some("gcp-tdx"));
+    assert_eq!(server.hits(), 4);
+    let fetched = client(&server)
+        .endorsements_blocking(&evidence, at(now))
+        .unwrap();
+    assert_eq!(fetched.tdx_collateral, Some(recorded));
+    // Served another platform's TCB info under this FMSPC, the client refuses it.
+    let other: TdxCollateral = serde_json::from_str(TDX_V4_COLLATERAL).unwrap();
+    let wrong = Server::start(HashMap::from([(
+        "/tdx/certification/v4/tcb?fmspc=00806F050000".to_owned(),
+        Reply::ok(signed(
+            "tcbInfo",
+            &other.tcb_info,
+            &other.tcb_info_signature,
+        ))
+        .header("TCB-Info-Issuer-Chain", &other.tcb_info_issuer_chain),
+    )]));
+    for (path, reply) in routes(&other) {
+        if !path.starts_with("/tdx/certification/v4/tcb") {
+            wrong.set(&path, reply);
+        }
+    }
+    let err = client(&wrong)
+        .endorsements_blocking(&evidence, at(now))
+        .unwrap_err();
+    assert!(matches!(err, CollateralError::Malformed { .. }), "{err:?}");
 }
 
 #[test]
