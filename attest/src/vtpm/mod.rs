@@ -24,11 +24,11 @@ pub(crate) mod get;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_azure_genoa;
+#[cfg(test)]
 mod tests_gce;
 #[cfg(test)]
 mod tests_gce_get;
-#[cfg(test)]
-mod tests_azure_genoa;
 #[cfg(test)]
 mod tests_get;
 #[cfg(test)]

@@ -302,4 +302,26 @@ fn the_azure_path_checks_the_hardware_signature() {
         ),
         "{err:?}"
     );
+    // …or the paravisor's launch signed by an allowed ID key: the report's ID_KEY_DIGEST, which
+    // the hardware signature now covers (Microsoft's key on this Azure machine).
+    let hw = hardware(&r.hcl_report, &r.vcek, now()).unwrap();
+    let id_key = hw.details.id_key_digest;
+    assert_ne!(id_key, [0; 48], "an Azure launch carries an ID block");
+    policy.expected.snp_id_keys.push(crate::SnpIdKey {
+        digest: Digest48(id_key),
+        label: Some("Microsoft (recorded Azure paravisor)".into()),
+    });
+    let err = crate::verify_with(&evidence, &policy, &endorsed(&r.vcek), snp_now()).unwrap_err();
+    assert!(matches!(err, VerifyError::Tpm(_)), "{err:?}");
+    let mut other = id_key;
+    other[0] ^= 1;
+    policy.expected.snp_id_keys[0].digest = Digest48(other);
+    let err = crate::verify_with(&evidence, &policy, &endorsed(&r.vcek), snp_now()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Measurement(crate::MeasurementError::SnpFirmwareNotAllowed { .. })
+        ),
+        "{err:?}"
+    );
 }
