@@ -228,8 +228,9 @@ pub enum SnpError {
     /// The VCEK lacks a TCB or hardware-ID extension AMD always includes.
     #[error("the VCEK has no {0} extension")]
     VcekMissingExtension(&'static str),
-    /// The VCEK certifies a different TCB than the report's REPORTED_TCB.
-    #[error("VCEK {component} SPL {vcek} differs from the report's reported_tcb {report}")]
+    /// The signing key's certificate (VCEK, or a cloud's VLEK) certifies a different TCB than the
+    /// report's REPORTED_TCB.
+    #[error("the signing key's certificate (VCEK/VLEK) {component} SPL {vcek} differs from the report's reported_tcb {report}")]
     VcekTcbMismatch {
         /// "bootloader", "tee", "snp", "microcode" or "fmc".
         component: &'static str,
