@@ -66,4 +66,4 @@ pub use snp::{
 };
 pub use tdx::TdxDetails;
 pub use verify::{verify, verify_with, Endorsements, Measurements, Tcb, Verified, Verifier};
-pub use vtpm::{AkName, AkTrust, TpmFailure, VerifiedTpm, VtpmError};
+pub use vtpm::{AkName, AkTrust, TdReportField, TpmFailure, VerifiedTpm, VtpmError};

@@ -1,6 +1,7 @@
 //! Getting TPM evidence on this machine: find the TPM (`/dev/tpmrm0` under the attester's root)
 //! and whether it is Azure's vTPM, then per request a quote over PCRs 0–15 (SHA-256) bound to
-//! the report_data, with the firmware's TPM event log beside it.
+//! the report_data, with the firmware's TPM event log beside it. On an Azure TDX CVM, the quote
+//! Azure's IMDS makes of the HCL report's TDREPORT ([`Imds`]).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,8 @@ use crate::error::Error;
 use crate::host::Fs;
 use crate::tpm::{
     is_azure_vtpm, AkSource, AzureVtpmEvidence, DeviceTransport, HclReport, HclReportKind,
-    Hierarchy, NvAuth, PcrSelection, Tpm, TpmError, TpmEvidence, Transport, AZURE_HCL_REPORT_INDEX,
-    TPMRM_DEVICE,
+    Hierarchy, Imds, NvAuth, PcrSelection, Tpm, TpmError, TpmEvidence, Transport,
+    AZURE_HCL_REPORT_INDEX, TPMRM_DEVICE,
 };
 
 /// The PCRs quoted: the firmware's and the boot's (0–7), the OS loader's and the kernel's
@@ -34,6 +35,9 @@ pub(crate) struct LocalTpm {
     path: TpmPath,
     /// On Azure: the TEE of the HCL report's hardware report.
     pub(crate) azure: Option<HclReportKind>,
+    /// Azure TDX: where to get the TDREPORT's quote (Azure's IMDS unless `RUNNER_AZURE_IMDS`
+    /// says otherwise). Asked only when the HCL report holds a TDREPORT.
+    pub(crate) imds: Imds,
 }
 
 type AnyTpm = Tpm<Box<dyn Transport + Send>>;
@@ -51,7 +55,11 @@ impl LocalTpm {
 
     /// The TPM at `path`; asks it whether it is Azure's vTPM.
     pub(crate) fn at(path: TpmPath) -> LocalTpm {
-        let mut tpm = LocalTpm { path, azure: None };
+        let mut tpm = LocalTpm {
+            path,
+            azure: None,
+            imds: Imds::from_env(),
+        };
         let opened = tpm.open().map(|mut t| {
             let azure = is_azure_vtpm(&mut t);
             (t, azure)
@@ -107,7 +115,9 @@ impl LocalTpm {
         )?)
     }
 
-    /// Azure: a fresh HCL report carrying `report_data` and a quote by the paravisor's AK.
+    /// Azure: a fresh HCL report carrying `report_data` and a quote by the paravisor's AK; on
+    /// TDX also the quote IMDS makes of the HCL report's TDREPORT (an HCL report that does not
+    /// parse is sent as it is: the verifier refuses it with the reason).
     pub(crate) fn azure_evidence(
         &self,
         fs: &dyn Fs,
@@ -116,12 +126,13 @@ impl LocalTpm {
         let log = event_log(fs)?;
         let mut tpm = self.open()?;
         let selection = PcrSelection::sha256(QUOTED_PCRS)?;
-        Ok(AzureVtpmEvidence::collect(
-            &mut tpm,
-            report_data,
-            &selection,
-            log,
-        )?)
+        let mut evidence = AzureVtpmEvidence::collect(&mut tpm, report_data, &selection, log)?;
+        if let Ok(hcl) = HclReport::parse(&evidence.hcl_report) {
+            if hcl.kind == HclReportKind::Tdx {
+                evidence.td_quote = Some(self.imds.td_quote(&hcl.hw_report)?);
+            }
+        }
+        Ok(evidence)
     }
 }
 

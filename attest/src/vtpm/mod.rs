@@ -12,11 +12,14 @@
 //! - `none` evidence in dev mode with no pin configured ([`AkTrust::InsecureDev`]).
 
 mod azure;
+mod azure_tdx;
 mod error;
 pub(crate) mod get;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_azure_tdx;
 #[cfg(test)]
 mod tests_get;
 #[cfg(test)]
@@ -28,8 +31,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub(crate) use azure::verify_azure;
-pub use error::{TpmFailure, VtpmError};
+pub(crate) use azure::{verify_azure, AzureHardware};
+pub use error::{TdReportField, TpmFailure, VtpmError};
 
 use crate::error::VerifyError;
 use crate::eventlog::{check_image_events, verify_pcr_event_log, EventLogError};

@@ -97,7 +97,8 @@ fn azure_vtpm_is_detected_and_gives_its_own_evidence_kind() {
         Err(VerifyError::Snp(_))
     ));
 
-    // An HCL report holding a TDREPORT: not verifiable off the machine, refused as such.
+    // An HCL report holding a TDREPORT, sent without the quote Azure makes of it: the TDREPORT
+    // is not verifiable off the machine, refused as such (no collateral would help).
     let mut tdx = az.clone();
     tdx.hcl_report[1216 + 8..1216 + 12].copy_from_slice(&4u32.to_le_bytes());
     let digest: [u8; 32] = tdx.hcl_report[32 + 0x50..32 + 0x70].try_into().unwrap();
@@ -111,7 +112,7 @@ fn azure_vtpm_is_detected_and_gives_its_own_evidence_kind() {
     ));
     assert_eq!(
         crate::verify(&tdx, &p, std::time::SystemTime::now()).unwrap_err(),
-        VerifyError::Vtpm(VtpmError::AzureTdxNotSupported)
+        VerifyError::Vtpm(VtpmError::AzureTdxNoQuote)
     );
 }
 
