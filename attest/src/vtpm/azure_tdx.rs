@@ -1,10 +1,11 @@
 //! Azure TDX in [`super::verify_azure`]: the TD quote Azure's IMDS made of the HCL report's
-//! TDREPORT, verified like any TDX quote (DCAP: PCK chain to Intel's root, TCB info, QE
-//! identity, CRLs; TCB status and TD attributes by the policy); its REPORTDATA must be SHA-256 of
-//! the HCL runtime data padded with zeros (as Azure makes it), so the quote binds the vTPM's AK;
-//! its TD report body must be the TDREPORT's, field by field, so nothing is read from the
-//! unverifiable TDREPORT that the quote does not vouch for; and its MRTD (Azure's paravisor)
-//! must be on the policy's allow-list.
+//! TDREPORT. Its REPORTDATA must be SHA-256 of the HCL runtime data padded with zeros (as Azure
+//! makes it), so the quote binds the vTPM's AK; its TD report body must be the TDREPORT's, field
+//! by field, so nothing is read from the unverifiable TDREPORT that the quote does not vouch
+//! for; its MRTD (Azure's paravisor) must be on the policy's allow-list; then it is verified like
+//! any TDX quote (DCAP: PCK chain to Intel's root, TCB info, QE identity, CRLs; TCB status by the
+//! policy, debug refused) except that TDATTRIBUTES need not have SEPT_VE_DISABLE: the paravisor
+//! handles #VE ([`crate::tdx::paravisor`]).
 
 use dcap_qvl::quote::{Quote, TDReport10};
 use sha2::{Digest, Sha256};
@@ -66,7 +67,7 @@ pub(crate) fn verify_azure_tdx(
         event_log: None,
         tpm: None,
     };
-    let verified = crate::tdx::verify::verify(
+    let verified = crate::tdx::verify::verify_paravisor_td(
         &evidence,
         endorsements.tdx_collateral.as_ref(),
         &policy.tdx,

@@ -77,34 +77,61 @@ fn evidence(hcl_report: &[u8], td_quote: Option<&[u8]>) -> Evidence {
     })
 }
 
-/// dcap-qvl 0.7.1 checks TD attributes last, after the PCK chain, CRLs, QE report and identity,
-/// the quote's signature and the TCB match; it requires SEPT_VE_DISABLE, which Azure's
-/// paravisor TD does not set (TDATTRIBUTES 0: the paravisor handles #VE itself).
-fn is_sept_ve_refusal(e: &VerifyError) -> bool {
-    matches!(e, VerifyError::Tdx(TdxError::Attributes(m)) if m.contains("SEPT_VE_DISABLE"))
-}
+/// The recorded platform's TCB under that collateral, read with Python from the PCK
+/// certificate's SGX extension (CPUSVN 6,6,2,2,3,1,0,3; PCESVN 11), the quote's TEE_TCB_SVN
+/// (module 1.2, microcode 6) and the QE report's ISVSVN (5): the platform level of 2023-08-09
+/// (OutOfDate, these advisories), the TDX_01 module level ISVSVN 2 (OutOfDate, advisories all
+/// among these), the QE UpToDate.
+const RECORDED_ADVISORIES: [&str; 14] = [
+    "INTEL-SA-00960",
+    "INTEL-SA-00982",
+    "INTEL-SA-00986",
+    "INTEL-SA-01010",
+    "INTEL-SA-01036",
+    "INTEL-SA-01076",
+    "INTEL-SA-01079",
+    "INTEL-SA-01099",
+    "INTEL-SA-01103",
+    "INTEL-SA-01111",
+    "INTEL-SA-01192",
+    "INTEL-SA-01245",
+    "INTEL-SA-01312",
+    "INTEL-SA-01313",
+];
 
 #[test]
-fn the_recorded_azure_td_quote_is_the_hcl_reports_and_passes_intels_chain() {
+fn the_recorded_azure_td_quote_verifies_and_is_the_hcl_reports() {
     let report = hcl(HCL);
     assert_eq!(report.kind, HclReportKind::Tdx);
-    // Every check of ours holds (REPORTDATA = SHA-256(runtime data) ‖ 0³², the TD report body
-    // is the TDREPORT's, the paravisor is allow-listed); DCAP verifies the signatures, chain and
-    // TCB, and then dcap-qvl refuses the TD's attributes: Azure's paravisor TDs are refused
-    // until the DCAP library lets a paravisor TD without SEPT_VE_DISABLE through.
-    let refused = verify_azure_tdx(&report, TD_QUOTE, &policy(), &endorsements(), now())
-        .err()
-        .unwrap();
-    assert!(is_sept_ve_refusal(&refused), "{refused}");
-    let body = &TD_QUOTE[48..48 + 584];
-    assert_eq!(hex::encode(&body[136..184]), PARAVISOR_MRTD);
+    let v = verify_azure_tdx(&report, TD_QUOTE, &policy(), &endorsements(), now()).unwrap();
+    assert_eq!(v.measurements.mrtd.to_string(), PARAVISOR_MRTD);
+    // Azure's paravisor leaves the RTMRs zero: the vTPM's PCRs identify the image.
+    assert_eq!(v.measurements.rtmr2, Digest48([0; 48]));
     assert_eq!(
-        body[120..128],
-        [0; 8],
-        "TDATTRIBUTES: SEPT_VE_DISABLE (bit 28) clear"
+        &v.report_data[..32],
+        &Sha256::digest(&report.runtime_data)[..]
     );
-    assert_eq!(&body[520..552], &Sha256::digest(&report.runtime_data)[..]);
-    assert_eq!(body[552..584], [0; 32]);
+    assert_eq!(v.report_data[32..], [0; 32]);
+    assert_eq!(v.details.quote_version, 4);
+    assert_eq!(
+        v.details.td_attributes, [0; 8],
+        "no SEPT_VE_DISABLE: a paravisor TD"
+    );
+    assert_eq!(v.details.tcb_status, "OutOfDate");
+    assert_eq!(v.details.advisory_ids, RECORDED_ADVISORIES);
+
+    // The same quote as plain TDX evidence (no paravisor allow-listed by the Azure path):
+    // dcap-qvl's SEPT_VE_DISABLE requirement stands.
+    let plain = crate::evidence::TdxEvidence {
+        quote: TD_QUOTE.to_vec(),
+        collateral: Some(collateral()),
+        event_log: None,
+        tpm: None,
+    };
+    assert!(matches!(
+        crate::tdx::verify::verify(&plain, None, &policy().tdx, now()),
+        Err(TdxError::Attributes(m)) if m.contains("SEPT_VE_DISABLE")
+    ));
 }
 
 #[test]
@@ -117,8 +144,16 @@ fn recorded_azure_tdx_evidence_is_checked_in_order_each_refusal_its_own() {
     assert!(crate::collateral::needs_collateral(&e, &Default::default()));
     assert!(!crate::collateral::needs_collateral(&e, &endorsements()));
 
+    // Everything about the TD holds; the TPM evidence is another TPM's (trustee published the
+    // vTPM quote in another format, bound to its own nonce), refused as not the HCL's AK.
     let refused = crate::verify_with(&e, &policy(), &endorsements(), at(now())).unwrap_err();
-    assert!(is_sept_ve_refusal(&refused), "{refused}");
+    let VerifyError::Tpm(t) = &refused else {
+        panic!("a TPM refusal after the TDX checks, got {refused}")
+    };
+    assert!(
+        matches!(t.error(), crate::tpm::TpmError::AkNotInHclReport),
+        "{refused}"
+    );
 
     // The paravisor must be allow-listed, never taken from the evidence.
     let mut p = policy();
@@ -139,17 +174,26 @@ fn recorded_azure_tdx_evidence_is_checked_in_order_each_refusal_its_own() {
             got: "00".repeat(48),
         })
     );
-    // No collateral, and collateral out of its window: refused before the attributes.
+    // The default policy accepts only UpToDate.
+    let mut p = policy();
+    p.tdx = Default::default();
+    assert_eq!(
+        crate::verify_with(&e, &p, &endorsements(), at(now())).unwrap_err(),
+        VerifyError::Tdx(TdxError::TcbStatusNotAccepted {
+            status: "OutOfDate".into(),
+            advisories: RECORDED_ADVISORIES.map(String::from).to_vec(),
+        })
+    );
+    // No collateral, and collateral out of its window.
     assert_eq!(
         crate::verify_with(&e, &policy(), &Endorsements::default(), at(now())).unwrap_err(),
         VerifyError::Tdx(TdxError::MissingCollateral)
     );
     let (_, to) = collateral_window(&collateral());
-    let stale = crate::verify_with(&e, &policy(), &endorsements(), at(to + 86_400)).unwrap_err();
-    assert!(
-        matches!(stale, VerifyError::Tdx(_)) && !is_sept_ve_refusal(&stale),
-        "{stale}"
-    );
+    assert!(matches!(
+        crate::verify_with(&e, &policy(), &endorsements(), at(to + 86_400)),
+        Err(VerifyError::Tdx(_))
+    ));
     // No TD quote at all.
     let bare = evidence(HCL, None);
     assert!(!crate::collateral::needs_collateral(
@@ -174,16 +218,19 @@ fn a_tampered_td_quote_is_refused() {
             ..
         }))
     ));
-    // A byte of the quote's signature: Intel's checks refuse it before the attributes.
-    let mut q = TD_QUOTE.to_vec();
-    q[48 + 584 + 4 + 10] ^= 1;
-    let refused = verify_azure_tdx(&hcl(HCL), &q, &policy(), &endorsements(), now())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(refused, VerifyError::Tdx(_)) && !is_sept_ve_refusal(&refused),
-        "{refused}"
-    );
+    // A byte of the quote's signature, and of the QE report: Intel's checks refuse them (the
+    // paravisor exception covers only dcap-qvl's attribute refusal).
+    for at_byte in [48 + 584 + 4 + 10, 48 + 584 + 4 + 64 + 64 + 6 + 258] {
+        let mut q = TD_QUOTE.to_vec();
+        q[at_byte] ^= 1;
+        assert!(
+            matches!(
+                verify_azure_tdx(&hcl(HCL), &q, &policy(), &endorsements(), now()),
+                Err(VerifyError::Tdx(_))
+            ),
+            "byte {at_byte}"
+        );
+    }
 }
 
 #[test]
