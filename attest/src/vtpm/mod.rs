@@ -19,7 +19,7 @@ pub(crate) mod get;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_azure_tdx;
+pub(crate) mod tests_azure_tdx;
 #[cfg(test)]
 mod tests_get;
 #[cfg(test)]

@@ -19,7 +19,8 @@ use crate::{Endorsements, Evidence, Policy, TdReportField, Tee, VtpmError};
 
 const HCL: &[u8] = include_bytes!("../../testdata/azure/tdx-hcl-report.bin");
 const TD_QUOTE: &[u8] = include_bytes!("../../testdata/azure/tdx-td-quote.bin");
-const COLLATERAL: &str = include_str!("../../testdata/azure/tdx-collateral-00806f050000.json");
+pub(crate) const COLLATERAL: &str =
+    include_str!("../../testdata/azure/tdx-collateral-00806f050000.json");
 /// Another Azure TDX CVM's HCL report (az-cvm-vtpm's test data): no quote of it was published.
 const OTHER_HCL: &[u8] = include_bytes!("../../testdata/azure/hcl-report-tdx.bin");
 /// The recorded TD quote's MRTD: Azure's TDX paravisor (read with Python at body offset 136).
@@ -39,7 +40,7 @@ fn endorsements() -> Endorsements {
 }
 
 /// Inside the collateral's window (2026-10-08 … 2026-10-18).
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     let (from, to) = collateral_window(&collateral());
     from + (to - from) / 2
 }
@@ -49,7 +50,7 @@ fn at(secs: u64) -> SystemTime {
 }
 
 /// The paravisor allow-listed; the recorded platform's TCB accepted as Intel rates it.
-fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     let mut p = Policy::default();
     p.expected.tdx_firmware = vec![TdxFirmware {
         mrtd: PARAVISOR_MRTD.parse().unwrap(),
@@ -68,7 +69,7 @@ fn hcl(bytes: &[u8]) -> HclReport {
 }
 
 /// The recorded pair as evidence, with some TPM evidence (swtpm's: not this VM's AK).
-fn evidence(hcl_report: &[u8], td_quote: Option<&[u8]>) -> Evidence {
+pub(crate) fn evidence(hcl_report: &[u8], td_quote: Option<&[u8]>) -> Evidence {
     let (recorded, _) = recorded();
     Evidence::AzureVtpm(AzureVtpmEvidence {
         hcl_report: hcl_report.to_vec(),
