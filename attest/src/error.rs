@@ -56,6 +56,10 @@ pub enum Error {
     /// AK): evidence is refused rather than sent without the TPM.
     #[error("TPM: {0}")]
     Tpm(#[from] crate::tpm::TpmError),
+    /// Azure TDX: the instance metadata service did not turn the HCL report's TDREPORT into a
+    /// quote (unreachable, slow, an error, or an answer that is not this report's quote).
+    #[error("Azure TD quote: {0}")]
+    AzureImds(#[from] crate::tpm::ImdsError),
     /// The firmware's boot event log is there but could not be read.
     #[error(transparent)]
     BootLog(#[from] crate::boot_log::BootLogError),

@@ -67,4 +67,4 @@ pub use snp::{
 pub use tdx::TdxDetails;
 pub use verify::{verify, verify_with, Endorsements, Measurements, Tcb, Verified, Verifier};
 pub use vtpm::gce_ak::{verify_ak_certificate, GceAkError};
-pub use vtpm::{AkIssuer, AkName, AkTrust, TpmFailure, VerifiedTpm, VtpmError};
+pub use vtpm::{AkIssuer, AkName, AkTrust, TdReportField, TpmFailure, VerifiedTpm, VtpmError};

@@ -12,6 +12,7 @@ use crate::measurement::{Digest48, ExpectedMeasurements, TdxMeasurements};
 use crate::policy::Policy;
 use crate::snp::verify::{SnpTcbs, SnpVerified};
 use crate::snp::SnpDetails;
+use crate::tdx::verify::TdxVerified;
 use crate::tdx::TdxDetails;
 use crate::tpm::{verify_tpm_quote, TpmEvidence};
 use crate::vtpm::{self, TpmHost, VerifiedTpm, VtpmError};
@@ -268,25 +269,17 @@ pub fn verify_with(
                 false,
                 now,
             )?;
-            Verified {
-                tee: Tee::Tdx,
-                insecure: false,
-                report_data: v.report_data,
-                measurements: Measurements::Tdx(v.measurements),
-                tcb: Tcb::Tdx {
-                    status: v.details.tcb_status.clone(),
-                    advisory_ids: v.details.advisory_ids.clone(),
-                },
-                snp: None,
-                tdx: Some(v.details),
-                tpm,
-            }
+            tdx_verified(v, tpm)
         }
         Evidence::AzureVtpm(a) => {
             let (hw, report_data, tpm) = vtpm::verify_azure(a, policy, endorsements, now)?;
+            let hardware = match hw {
+                vtpm::AzureHardware::Snp(hw) => snp_verified(hw, Some(tpm)),
+                vtpm::AzureHardware::Tdx(hw) => tdx_verified(hw, Some(tpm)),
+            };
             Verified {
                 report_data,
-                ..snp_verified(hw, Some(tpm))
+                ..hardware
             }
         }
     };
@@ -299,6 +292,22 @@ pub fn verify_with(
         }
     }
     Ok(verified)
+}
+
+fn tdx_verified(v: TdxVerified, tpm: Option<VerifiedTpm>) -> Verified {
+    Verified {
+        tee: Tee::Tdx,
+        insecure: false,
+        report_data: v.report_data,
+        measurements: Measurements::Tdx(v.measurements),
+        tcb: Tcb::Tdx {
+            status: v.details.tcb_status.clone(),
+            advisory_ids: v.details.advisory_ids.clone(),
+        },
+        snp: None,
+        tdx: Some(v.details),
+        tpm,
+    }
 }
 
 fn snp_verified(v: SnpVerified, tpm: Option<VerifiedTpm>) -> Verified {

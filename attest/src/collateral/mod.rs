@@ -119,17 +119,32 @@ pub fn needs_collateral(evidence: &Evidence, have: &Endorsements) -> bool {
         }
         Evidence::Tdx(e) => have.tdx_collateral.is_none() && e.collateral.is_none(),
         Evidence::None(_) => false,
-        // Azure's guest gets no certificate table: the HCL report's SNP report needs the VCEK.
-        Evidence::AzureVtpm(a) => have.snp_vcek.is_none() && azure_snp_report(a).is_some(),
+        // Azure's guest gets no certificate table: the HCL report's SNP report needs the VCEK;
+        // on TDX, the quote Azure made of the TDREPORT needs its DCAP collateral.
+        Evidence::AzureVtpm(a) => match azure_hardware(a) {
+            Some(AzureHardware::Snp(_)) => have.snp_vcek.is_none(),
+            Some(AzureHardware::TdQuote(_)) => have.tdx_collateral.is_none(),
+            None => false,
+        },
     }
 }
 
-/// The SNP report inside Azure vTPM evidence (`None` for TDX or an unparsable HCL report).
-fn azure_snp_report(a: &crate::tpm::AzureVtpmEvidence) -> Option<Vec<u8>> {
-    crate::tpm::HclReport::parse(&a.hcl_report)
-        .ok()
-        .filter(|h| h.kind == crate::tpm::HclReportKind::Snp)
-        .map(|h| h.hw_report)
+/// What the verifier must check behind Azure vTPM evidence.
+enum AzureHardware {
+    /// The SNP report inside the HCL report.
+    Snp(Vec<u8>),
+    /// The TD quote the evidence carries for the HCL report's TDREPORT.
+    TdQuote(Vec<u8>),
+}
+
+/// The hardware evidence behind Azure vTPM evidence (`None` for an unparsable HCL report, or
+/// TDX evidence without its quote: verification refuses those, no collateral helps).
+fn azure_hardware(a: &crate::tpm::AzureVtpmEvidence) -> Option<AzureHardware> {
+    let hcl = crate::tpm::HclReport::parse(&a.hcl_report).ok()?;
+    match hcl.kind {
+        crate::tpm::HclReportKind::Snp => Some(AzureHardware::Snp(hcl.hw_report)),
+        crate::tpm::HclReportKind::Tdx => a.td_quote.clone().map(AzureHardware::TdQuote),
+    }
 }
 
 fn unix(now: SystemTime) -> u64 {
@@ -161,7 +176,8 @@ impl CollateralClient {
 
     /// Fetches and checks the endorsements `evidence` needs at `now`: for SNP the VCEK of the
     /// report's chip and REPORTED_TCB (its ASK checked against AMD's CRL), for TDX the quote's
-    /// DCAP collateral. `none` evidence needs nothing.
+    /// DCAP collateral (on Azure: of the SNP report inside the HCL report, or of the TD quote
+    /// beside it). `none` evidence needs nothing.
     pub async fn endorsements(
         &self,
         evidence: &Evidence,
@@ -178,10 +194,14 @@ impl CollateralClient {
                 tdx_collateral: Some(self.tdx_collateral(&e.quote, now).await?),
             }),
             Evidence::None(_) => Ok(Endorsements::default()),
-            Evidence::AzureVtpm(a) => match azure_snp_report(a) {
-                Some(report) => Ok(Endorsements {
+            Evidence::AzureVtpm(a) => match azure_hardware(a) {
+                Some(AzureHardware::Snp(report)) => Ok(Endorsements {
                     snp_vcek: Some(self.vcek_for_report(&report, now).await?),
                     tdx_collateral: None,
+                }),
+                Some(AzureHardware::TdQuote(quote)) => Ok(Endorsements {
+                    snp_vcek: None,
+                    tdx_collateral: Some(self.tdx_collateral(&quote, now).await?),
                 }),
                 None => Ok(Endorsements::default()),
             },

@@ -2,6 +2,7 @@
 
 pub(crate) mod boot;
 pub(crate) mod get;
+pub(crate) mod paravisor;
 pub(crate) mod verify;
 
 #[cfg(test)]

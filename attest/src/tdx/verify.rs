@@ -8,7 +8,8 @@
 //! attributes (debug, migration, reserved bits, service TDs).
 //!
 //! Then ours: the TCB status is one the policy accepts; the TD is not debuggable (again, on the
-//! verified report). MRTD/RTMRs and report_data are checked by [`crate::verify`].
+//! verified report). [`verify_paravisor_td`] (Azure's allow-listed paravisor TDs only) lets
+//! TDATTRIBUTES without SEPT_VE_DISABLE through: see [`super::paravisor`]. MRTD/RTMRs and report_data are checked by [`crate::verify`].
 //!
 //! dcap-qvl's errors are `anyhow` messages; [`classify`] maps them to [`TdxError`] variants
 //! (dcap-qvl is pinned in Cargo.toml; the tamper tests pin the mapping).
@@ -66,6 +67,27 @@ pub(crate) fn verify(
     policy: &TdxPolicy,
     now: u64,
 ) -> Result<TdxVerified, TdxError> {
+    verify_td(evidence, collateral_override, policy, now, false)
+}
+
+/// [`verify`] for a paravisor TD the caller has accepted by its MRTD (Azure's): TDATTRIBUTES
+/// without SEPT_VE_DISABLE pass (see [`super::paravisor`]); everything else as [`verify`].
+pub(crate) fn verify_paravisor_td(
+    evidence: &TdxEvidence,
+    collateral_override: Option<&TdxCollateral>,
+    policy: &TdxPolicy,
+    now: u64,
+) -> Result<TdxVerified, TdxError> {
+    verify_td(evidence, collateral_override, policy, now, true)
+}
+
+fn verify_td(
+    evidence: &TdxEvidence,
+    collateral_override: Option<&TdxCollateral>,
+    policy: &TdxPolicy,
+    now: u64,
+    paravisor: bool,
+) -> Result<TdxVerified, TdxError> {
     let quote =
         Quote::parse(&evidence.quote).map_err(|e| TdxError::MalformedQuote(format!("{e:#}")))?;
     if quote.header.tee_type != TEE_TYPE_TDX {
@@ -78,17 +100,31 @@ pub(crate) fn verify(
         .or(evidence.collateral.as_ref())
         .ok_or(TdxError::MissingCollateral)?;
 
-    let verified = dcap_qvl::verify::rustcrypto::verify(&evidence.quote, &to_dcap(collateral), now)
-        .map_err(|e| classify(&format!("{e:#}")))?;
-
-    let td = verified
+    let dcap = to_dcap(collateral);
+    let (status, advisory_ids) = match dcap_qvl::verify::rustcrypto::verify(
+        &evidence.quote,
+        &dcap,
+        now,
+    ) {
+        Ok(v) => (v.status, v.advisory_ids),
+        Err(e) if paravisor && format!("{e:#}") == super::paravisor::SEPT_VE_REFUSAL => {
+            let t = super::paravisor::tcb_status(&quote, &dcap).map_err(|reason| {
+                TdxError::Other(format!("the paravisor TD's TCB status: {reason}"))
+            })?;
+            tracing::info!(status = %t.status, "paravisor TD: quote verified, TDATTRIBUTES without SEPT_VE_DISABLE (the paravisor handles #VE)");
+            (t.status.to_string(), t.advisory_ids)
+        }
+        Err(e) => return Err(classify(&format!("{e:#}"))),
+    };
+    // The quote's own body: dcap-qvl verified its signature (both branches above).
+    let td = quote
         .report
         .as_td10()
         .ok_or_else(|| TdxError::MalformedQuote("no TD report in the quote".into()))?;
-    check_tcb_status(&verified.status, &verified.advisory_ids, policy)?;
+    check_tcb_status(&status, &advisory_ids, policy)?;
     check_attributes(&td.td_attributes)?;
 
-    tracing::debug!(status = %verified.status, "TDX quote verified");
+    tracing::debug!(%status, "TDX quote verified");
     Ok(TdxVerified {
         measurements: TdxMeasurements {
             mrtd: Digest48(td.mr_td),
@@ -101,8 +137,8 @@ pub(crate) fn verify(
         report_data: td.report_data,
         details: TdxDetails {
             quote_version: quote.header.version,
-            tcb_status: verified.status.clone(),
-            advisory_ids: verified.advisory_ids.clone(),
+            tcb_status: status,
+            advisory_ids,
             tee_tcb_svn: td.tee_tcb_svn,
             mr_seam: td.mr_seam,
             td_attributes: td.td_attributes,
@@ -116,7 +152,7 @@ pub(crate) fn verify(
     })
 }
 
-fn to_dcap(c: &TdxCollateral) -> QuoteCollateralV3 {
+pub(crate) fn to_dcap(c: &TdxCollateral) -> QuoteCollateralV3 {
     QuoteCollateralV3 {
         pck_crl_issuer_chain: c.pck_crl_issuer_chain.clone(),
         root_ca_crl: c.root_ca_crl.clone(),

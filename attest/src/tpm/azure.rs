@@ -17,9 +17,10 @@ use super::nv::{AZURE_AK_HANDLE, AZURE_HCL_REPORT_INDEX};
 use super::public::{AkPublic, PublicKey};
 use super::transport::Transport;
 use super::types::PcrSelection;
-use crate::encoding::b64;
+use crate::encoding::{b64, b64_opt};
 
-/// Azure vTPM evidence as JSON: `{"hcl_report": "<base64>", "tpm": <TpmEvidence>}`.
+/// Azure vTPM evidence as JSON: `{"hcl_report": "<base64>", "tpm": <TpmEvidence>}`, and on
+/// TDX `"td_quote": "<base64>"`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AzureVtpmEvidence {
     /// The HCL report read from NV index 0x01400001.
@@ -27,6 +28,10 @@ pub struct AzureVtpmEvidence {
     pub hcl_report: Vec<u8>,
     /// The quote by the vTPM's AK (persistent at 0x81000003), its PCRs and event log.
     pub tpm: TpmEvidence,
+    /// TDX only: the DCAP quote Azure's IMDS made of the HCL report's TDREPORT (the TDREPORT
+    /// itself is MAC'd, checkable only on the machine). `None` on SNP.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "b64_opt")]
+    pub td_quote: Option<Vec<u8>>,
 }
 
 /// What verified Azure vTPM evidence vouches for, once the caller has also verified
@@ -47,7 +52,8 @@ pub fn is_azure_vtpm<T: Transport>(tpm: &mut Tpm<T>) -> bool {
 impl AzureVtpmEvidence {
     /// Collects Azure vTPM evidence: a fresh HCL report with `report_data` as its user-data
     /// (3 s wait, see [`Tpm::azure_hcl_report`]), then a quote by the persistent AK over
-    /// `selection` with the nonce derived from the same `report_data`.
+    /// `selection` with the nonce derived from the same `report_data`. The TD quote (TDX) is the
+    /// caller's to add ([`super::Imds::td_quote`]).
     pub fn collect<T: Transport>(
         tpm: &mut Tpm<T>,
         report_data: &[u8; 64],
@@ -62,7 +68,11 @@ impl AzureVtpmEvidence {
             selection,
             event_log,
         )?;
-        Ok(Self { hcl_report, tpm })
+        Ok(Self {
+            hcl_report,
+            tpm,
+            td_quote: None,
+        })
     }
 }
 

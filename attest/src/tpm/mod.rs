@@ -7,7 +7,8 @@
 //!   ReadPublic, Quote, FlushContext; `nv`: NV_ReadPublic, NV_Read, NV_DefineSpace, NV_Write, and Azure's
 //!   HCL report; `azure_hcl`: parsing that report ([`HclReport`]: the hardware report, the
 //!   runtime data it binds, the AK in it); `azure`: [`AzureVtpmEvidence`] (HCL report + quote by
-//!   its AK) and [`verify_azure_vtpm`].
+//!   its AK, and on TDX the quote Azure's IMDS made of its TDREPORT: `azure_imds`) and
+//!   [`verify_azure_vtpm`].
 //! - `verify`: TPMS_ATTEST + TPMT_SIGNATURE + AK + nonce + PCR values → [`QuotedPcrs`].
 //!
 //! See attest/README.md, "TPM evidence", for the format and how it fits the evidence kinds.
@@ -15,6 +16,7 @@
 mod attest;
 mod azure;
 mod azure_hcl;
+mod azure_imds;
 mod client;
 mod error;
 mod evidence;
@@ -31,6 +33,7 @@ pub(crate) mod tests;
 pub use attest::{ClockInfo, QuoteInfo, ST_ATTEST_QUOTE, TPM_GENERATED_VALUE};
 pub use azure::{is_azure_vtpm, verify_azure_vtpm, AzureVtpmEvidence, VerifiedAzureVtpm};
 pub use azure_hcl::{HclError, HclReport, HclReportKind, HCL_AK_KID, HCL_MAGIC};
+pub use azure_imds::{Imds, ImdsError, IMDS, IMDS_SETTING, MAX_ANSWER, TD_QUOTE_PATH};
 pub use client::{Hierarchy, Tpm};
 pub use error::{ResponseCode, TpmError};
 pub use evidence::{

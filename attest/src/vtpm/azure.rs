@@ -1,28 +1,39 @@
-//! Azure vTPM evidence in [`crate::verify`]: the SNP report inside the HCL report (signature,
-//! guest policy, TCB; its VCEK from the verifier's endorsements: the evidence carries none), its
-//! launch digest among the allowed paravisor firmware, the HCL report binding the AK and our
-//! report_data, the quote by that AK, and the image identified by the vTPM's boot log.
+//! Azure vTPM evidence in [`crate::verify`]: the hardware report behind the HCL report — on SNP
+//! the SNP report (signature, guest policy, TCB; its VCEK from the verifier's endorsements: the
+//! evidence carries none) with its launch digest among the allowed paravisor firmware; on TDX
+//! the quote Azure's IMDS made of the TDREPORT ([`super::azure_tdx`]) — binding the runtime
+//! data (the AK and our report_data), the quote by that AK, and the image identified by the
+//! vTPM's boot log.
 
+use super::azure_tdx::verify_azure_tdx;
 use super::{check, TpmHost, VerifiedTpm, VtpmError};
 use crate::error::{MeasurementError, VerifyError};
 use crate::evidence::SnpEvidence;
 use crate::policy::Policy;
 use crate::snp::verify::SnpVerified;
+use crate::tdx::verify::TdxVerified;
 use crate::tpm::{verify_azure_vtpm, AzureVtpmEvidence, HclError, HclReport, HclReportKind};
 use crate::verify::Endorsements;
 
-/// Verifies Azure vTPM evidence; returns the SNP report's outcome, the evidence's report_data
-/// (the HCL runtime data's user-data) and the TPM's.
+/// The verified hardware evidence behind an HCL report.
+// One value per verification (as `Verified` itself); boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum AzureHardware {
+    /// The SNP report.
+    Snp(SnpVerified),
+    /// The TD quote Azure made of the TDREPORT.
+    Tdx(TdxVerified),
+}
+
+/// Verifies Azure vTPM evidence; returns the hardware evidence's outcome, the evidence's
+/// report_data (the HCL runtime data's user-data) and the TPM's.
 pub(crate) fn verify_azure(
     evidence: &AzureVtpmEvidence,
     policy: &Policy,
     endorsements: &Endorsements,
     now: u64,
-) -> Result<(SnpVerified, [u8; 64], VerifiedTpm), VerifyError> {
+) -> Result<(AzureHardware, [u8; 64], VerifiedTpm), VerifyError> {
     let hcl = HclReport::parse(&evidence.hcl_report).map_err(crate::tpm::TpmError::from)?;
-    if hcl.kind == HclReportKind::Tdx {
-        return Err(VtpmError::AzureTdxNotSupported.into());
-    }
     let user_data = hcl
         .user_data()
         .map_err(crate::tpm::TpmError::from)?
@@ -31,7 +42,37 @@ pub(crate) fn verify_azure(
         .as_slice()
         .try_into()
         .map_err(|_| VtpmError::BadUserData(format!("{} bytes", user_data.len())))?;
-    let hw = verify_hcl_hardware(&hcl, policy, endorsements, now)?;
+    let hardware = match hcl.kind {
+        HclReportKind::Snp => AzureHardware::Snp(verify_snp(&hcl, policy, endorsements, now)?),
+        HclReportKind::Tdx => {
+            let quote = evidence
+                .td_quote
+                .as_deref()
+                .ok_or(VtpmError::AzureTdxNoQuote)?;
+            AzureHardware::Tdx(verify_azure_tdx(&hcl, quote, policy, endorsements, now)?)
+        }
+    };
+    let verified = verify_azure_vtpm(evidence, &report_data)?;
+    let tpm = check(
+        &evidence.tpm,
+        verified.tpm,
+        TpmHost::Azure,
+        policy,
+        true,
+        now,
+    )?;
+    Ok((hardware, report_data, tpm))
+}
+
+/// The SNP report inside the HCL report ([`verify_hcl_hardware`]) on allowed paravisor firmware:
+/// its launch digest allow-listed, or signed by an allowed ID key (Microsoft's).
+fn verify_snp(
+    hcl: &HclReport,
+    policy: &Policy,
+    endorsements: &Endorsements,
+    now: u64,
+) -> Result<SnpVerified, VerifyError> {
+    let hw = verify_hcl_hardware(hcl, policy, endorsements, now)?;
     let Some(why) =
         policy
             .expected
@@ -43,16 +84,7 @@ pub(crate) fn verify_azure(
         .into());
     };
     tracing::info!(launch_digest = %hw.launch_digest, accepted = %why, "Azure paravisor");
-    let verified = verify_azure_vtpm(evidence, &report_data)?;
-    let tpm = check(
-        &evidence.tpm,
-        verified.tpm,
-        TpmHost::Azure,
-        policy,
-        true,
-        now,
-    )?;
-    Ok((hw, report_data, tpm))
+    Ok(hw)
 }
 
 /// The hardware half of an HCL report: the SNP report inside it verified (signature by the VCEK

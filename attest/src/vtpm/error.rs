@@ -33,10 +33,38 @@ pub enum VtpmError {
         /// The report's launch digest, hex.
         launch_digest: String,
     },
-    /// Azure TDX: the HCL report holds a TDREPORT, which only the machine can check (it is
-    /// MAC'd, not signed); Azure turns it into a quote through its own service, not done here.
-    #[error("Azure TDX vTPM evidence is not supported: its TDREPORT is MAC'd, not signed, and getting Azure's quote for it is not implemented")]
-    AzureTdxNotSupported,
+    /// Azure TDX: the evidence carries no TD quote. The HCL report's TDREPORT is MAC'd, not
+    /// signed: only the quote Azure's IMDS makes of it can be verified off the machine.
+    #[error("Azure TDX vTPM evidence carries no TD quote: its TDREPORT is MAC'd, not signed, and only the quote Azure's IMDS makes of it can be verified")]
+    AzureTdxNoQuote,
+    /// Azure TDX: the verified quote's REPORTDATA is not SHA-256 of the HCL runtime data
+    /// followed by 32 zero bytes (Azure's padding): the quote does not bind the runtime data
+    /// (the vTPM's AK, the user-data).
+    #[error("the TD quote's REPORTDATA {got} is not SHA-256 of the HCL runtime data padded with zeros ({expected})")]
+    AzureTdxRuntimeDataNotBound {
+        /// SHA-256 of the runtime data ‖ 32 zero bytes, hex.
+        expected: String,
+        /// The quote's REPORTDATA, hex.
+        got: String,
+    },
+    /// Azure TDX: a field of the verified quote's TD report body differs from the HCL report's
+    /// TDREPORT: the quote is not the one made of this report.
+    #[error("the TD quote's {field} {quote} differs from the HCL report's TDREPORT ({td_report})")]
+    AzureTdReportMismatch {
+        /// The differing field.
+        field: TdReportField,
+        /// The quote's value, hex.
+        quote: String,
+        /// The TDREPORT's value, hex.
+        td_report: String,
+    },
+    /// Azure TDX: the TD's MRTD (the paravisor's, Azure's firmware) is not on the policy's
+    /// allow-list (`expected.tdx_firmware`, `--tdx-mrtd`). Never taken from the evidence.
+    #[error("MRTD {mrtd} is not an Azure TDX paravisor the policy allows (expected.tdx_firmware, --tdx-mrtd)")]
+    AzureParavisorNotAllowed {
+        /// The quote's MRTD, hex.
+        mrtd: String,
+    },
     /// The log shows a measurement in PCR 12 or 13: systemd-stub measures there a command line
     /// that replaces the UKI's (from boot options the host controls), credentials or system
     /// extensions from the ESP (which the host can write) — none of which the image predicts.
@@ -56,6 +84,48 @@ pub enum VtpmError {
     /// Azure: the HCL runtime data's user-data is not 64 bytes of report_data.
     #[error("the HCL report's user-data is not a 64-byte report_data ({0})")]
     BadUserData(String),
+}
+
+/// A field of a TD report body, as both a DCAP quote and a TDREPORT carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TdReportField {
+    /// REPORTDATA.
+    ReportData,
+    /// MRTD: the initial TD contents (on Azure, the paravisor).
+    Mrtd,
+    /// RTMR[0..3].
+    Rtmr(u8),
+    /// TDATTRIBUTES.
+    TdAttributes,
+    /// XFAM.
+    Xfam,
+    /// MRCONFIGID.
+    MrConfigId,
+    /// MROWNER.
+    MrOwner,
+    /// MROWNERCONFIG.
+    MrOwnerConfig,
+    /// TEE_TCB_SVN (the TDX module's and platform's SVNs).
+    TeeTcbSvn,
+    /// MRSEAM: the TDX module's measurement.
+    MrSeam,
+}
+
+impl fmt::Display for TdReportField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TdReportField::ReportData => f.write_str("REPORTDATA"),
+            TdReportField::Mrtd => f.write_str("MRTD"),
+            TdReportField::Rtmr(i) => write!(f, "RTMR{i}"),
+            TdReportField::TdAttributes => f.write_str("TDATTRIBUTES"),
+            TdReportField::Xfam => f.write_str("XFAM"),
+            TdReportField::MrConfigId => f.write_str("MRCONFIGID"),
+            TdReportField::MrOwner => f.write_str("MROWNER"),
+            TdReportField::MrOwnerConfig => f.write_str("MROWNERCONFIG"),
+            TdReportField::TeeTcbSvn => f.write_str("TEE_TCB_SVN"),
+            TdReportField::MrSeam => f.write_str("MRSEAM"),
+        }
+    }
 }
 
 /// A TPM quote check failed ([`TpmError`], shared: it can hold an I/O error, which is neither

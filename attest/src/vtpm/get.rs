@@ -1,7 +1,8 @@
 //! Getting TPM evidence on this machine: find the TPM (`/dev/tpmrm0` under the attester's root)
 //! and whether it is Azure's vTPM or Google's (its AK template and certificate in NV), then per
 //! request a quote over PCRs 0–15 (SHA-256) bound to the report_data, with the firmware's TPM
-//! event log beside it (and on Google, the AK's certificate).
+//! event log beside it (and on Google, the AK's certificate). On an Azure TDX CVM, the quote
+//! Azure's IMDS makes of the HCL report's TDREPORT ([`Imds`]).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use crate::error::Error;
 use crate::host::Fs;
 use crate::tpm::{
     is_azure_vtpm, AkCertificate, AkSource, AzureVtpmEvidence, DeviceTransport, HclReport,
-    HclReportKind, Hierarchy, NvAuth, PcrSelection, Tpm, TpmError, TpmEvidence, Transport,
+    HclReportKind, Hierarchy, Imds, NvAuth, PcrSelection, Tpm, TpmError, TpmEvidence, Transport,
     AZURE_HCL_REPORT_INDEX, GCE_AK_CERT_INDEX_ECC, GCE_AK_CERT_INDEX_RSA,
     GCE_AK_TEMPLATE_INDEX_ECC, GCE_AK_TEMPLATE_INDEX_RSA, TPMRM_DEVICE,
 };
@@ -36,6 +37,9 @@ pub(crate) struct LocalTpm {
     path: TpmPath,
     /// On Azure: the TEE of the HCL report's hardware report.
     pub(crate) azure: Option<HclReportKind>,
+    /// Azure TDX: where to get the TDREPORT's quote (Azure's IMDS unless `RUNNER_AZURE_IMDS`
+    /// says otherwise). Asked only when the HCL report holds a TDREPORT.
+    pub(crate) imds: Imds,
     /// On Google Compute Engine: where its AK's template and certificate are.
     pub(crate) gce: Option<GceAk>,
     /// On Google: the AK certificate's issuer, fetched once from its AIA URL.
@@ -88,6 +92,7 @@ impl LocalTpm {
             azure: None,
             gce: None,
             gce_intermediates: Vec::new(),
+            imds: Imds::from_env(),
         };
         let opened = tpm.open().map(|mut t| {
             let azure = is_azure_vtpm(&mut t);
@@ -171,7 +176,9 @@ impl LocalTpm {
         Ok(evidence)
     }
 
-    /// Azure: a fresh HCL report carrying `report_data` and a quote by the paravisor's AK.
+    /// Azure: a fresh HCL report carrying `report_data` and a quote by the paravisor's AK; on
+    /// TDX also the quote IMDS makes of the HCL report's TDREPORT (an HCL report that does not
+    /// parse is sent as it is: the verifier refuses it with the reason).
     pub(crate) fn azure_evidence(
         &self,
         fs: &dyn Fs,
@@ -180,12 +187,13 @@ impl LocalTpm {
         let log = event_log(fs)?;
         let mut tpm = self.open()?;
         let selection = PcrSelection::sha256(QUOTED_PCRS)?;
-        Ok(AzureVtpmEvidence::collect(
-            &mut tpm,
-            report_data,
-            &selection,
-            log,
-        )?)
+        let mut evidence = AzureVtpmEvidence::collect(&mut tpm, report_data, &selection, log)?;
+        if let Ok(hcl) = HclReport::parse(&evidence.hcl_report) {
+            if hcl.kind == HclReportKind::Tdx {
+                evidence.td_quote = Some(self.imds.td_quote(&hcl.hw_report)?);
+            }
+        }
+        Ok(evidence)
     }
 }
 

@@ -16,6 +16,7 @@
 //! - `none` evidence in dev mode with no pin configured ([`AkTrust::InsecureDev`]).
 
 mod azure;
+mod azure_tdx;
 mod error;
 mod gce_aia;
 pub mod gce_ak;
@@ -25,6 +26,8 @@ pub(crate) mod get;
 mod tests;
 #[cfg(test)]
 mod tests_azure_genoa;
+#[cfg(test)]
+pub(crate) mod tests_azure_tdx;
 #[cfg(test)]
 mod tests_gce;
 #[cfg(test)]
@@ -40,8 +43,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub(crate) use azure::verify_azure;
-pub use error::{TpmFailure, VtpmError};
+pub(crate) use azure::{verify_azure, AzureHardware};
+pub use error::{TdReportField, TpmFailure, VtpmError};
 
 use crate::error::VerifyError;
 use crate::eventlog::{check_image_events, verify_pcr_event_log, EventLogError};

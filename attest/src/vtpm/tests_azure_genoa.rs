@@ -278,6 +278,7 @@ fn the_azure_path_checks_the_hardware_signature() {
     });
     let evidence = Evidence::AzureVtpm(AzureVtpmEvidence {
         hcl_report: r.hcl_report.clone(),
+        td_quote: None,
         tpm: TpmEvidence {
             ak_public: Vec::new(),
             quote: r.message.clone(),

@@ -97,7 +97,8 @@ fn azure_vtpm_is_detected_and_gives_its_own_evidence_kind() {
         Err(VerifyError::Snp(_))
     ));
 
-    // An HCL report holding a TDREPORT: not verifiable off the machine, refused as such.
+    // An HCL report holding a TDREPORT, sent without the quote Azure makes of it: the TDREPORT
+    // is not verifiable off the machine, refused as such (no collateral would help).
     let mut tdx = az.clone();
     tdx.hcl_report[1216 + 8..1216 + 12].copy_from_slice(&4u32.to_le_bytes());
     let digest: [u8; 32] = tdx.hcl_report[32 + 0x50..32 + 0x70].try_into().unwrap();
@@ -111,7 +112,7 @@ fn azure_vtpm_is_detected_and_gives_its_own_evidence_kind() {
     ));
     assert_eq!(
         crate::verify(&tdx, &p, std::time::SystemTime::now()).unwrap_err(),
-        VerifyError::Vtpm(VtpmError::AzureTdxNotSupported)
+        VerifyError::Vtpm(VtpmError::AzureTdxNoQuote)
     );
 }
 
@@ -139,4 +140,74 @@ fn a_tdx_guest_sends_its_ccel_log_without_the_padding() {
     };
     assert_eq!(t.event_log, Some(log));
     assert!(t.tpm.is_none());
+}
+
+#[test]
+fn on_azure_tdx_the_evidence_carries_the_quote_imds_made_of_the_tdreport() {
+    use crate::tpm::tests::imds::{http, quote_answer, serve_once};
+    use crate::tpm::{HclReport, HclReportKind, Imds, ImdsError};
+
+    let (swtpm, mut tpm) = Swtpm::start();
+    let (handle, ak) = tpm
+        .create_primary_ak_with(Hierarchy::Owner, AkTemplate::Rsa2048)
+        .unwrap();
+    tpm.evict_control(handle, AZURE_AK_HANDLE).unwrap();
+    tpm.flush_context(handle).unwrap();
+    // Azure's TDX layout: report type 4, the runtime data's digest in the TDREPORT's REPORTDATA.
+    let mut report = hcl_report(&ak.key, &RD);
+    report[1216 + 8..1216 + 12].copy_from_slice(&4u32.to_le_bytes());
+    let digest: [u8; 32] = report[32 + 0x50..32 + 0x70].try_into().unwrap();
+    report[32 + 0x50..32 + 0x70].fill(0);
+    report[32 + 128..32 + 160].copy_from_slice(&digest);
+    let td_report = HclReport::parse(&report).unwrap().hw_report;
+    tpm.nv_define_space(
+        AZURE_HCL_REPORT_INDEX,
+        report.len() as u16,
+        NV_OWNERWRITE | NV_OWNERREAD,
+    )
+    .unwrap();
+    tpm.nv_write(crate::tpm::NvAuth::Owner, AZURE_HCL_REPORT_INDEX, &report)
+        .unwrap();
+    drop(tpm);
+
+    // A loopback IMDS answering with a "quote" of that TDREPORT (same REPORTDATA).
+    let mut quote = vec![0x33; 5006];
+    quote[568..632].copy_from_slice(&td_report[128..192]);
+    let answer = quote.clone();
+    let (imds, seen) = serve_once(move |_| Some(quote_answer(&answer)));
+    let root = tempfile::tempdir().unwrap();
+    let attester = |imds| {
+        let mut local = LocalTpm::at(TpmPath::Tcp(swtpm.addr()));
+        assert_eq!(local.azure, Some(HclReportKind::Tdx));
+        local.imds = Imds {
+            server: imds,
+            timeout: std::time::Duration::from_secs(2),
+        };
+        Attester::with_fs_and_tpm(Arc::new(RootedFs::new(root.path())), Some(local))
+    };
+    let a = attester(imds);
+    assert_eq!(a.tee(), Tee::Tdx);
+    let e = a.evidence(RD).unwrap();
+    let Evidence::AzureVtpm(az) = &e else {
+        panic!("Azure vTPM evidence, got {e:?}")
+    };
+    assert_eq!(az.td_quote.as_deref(), Some(&quote[..]));
+    let seen = seen.recv().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    use base64::Engine as _;
+    let sent = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body["report"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        sent, td_report,
+        "the HCL report's TDREPORT is what IMDS is asked to quote"
+    );
+    assert_eq!(Evidence::from_json(&e.to_json()).unwrap(), e);
+
+    // IMDS failing: no evidence, the reason named (not evidence without its quote).
+    let (imds, _seen) = serve_once(|_| Some(http(500, b"{}")));
+    assert!(matches!(
+        attester(imds).evidence(RD),
+        Err(Error::AzureImds(ImdsError::Status { status: 500, .. }))
+    ));
 }

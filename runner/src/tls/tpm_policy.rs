@@ -19,7 +19,8 @@ pub struct TpmPolicyArgs {
     #[arg(long = "tpm-ak", value_name = "HEX")]
     pub tpm_aks: Vec<attest::AkName>,
     /// A cloud TDX firmware's MRTD (96 hex digits) accepted for UEFI boots whose event log shows
-    /// the image (repeatable), e.g. from Google's signed launch endorsement.
+    /// the image (repeatable), e.g. from Google's signed launch endorsement; or Azure's TDX
+    /// paravisor, whose vTPM quote then identifies the image.
     #[arg(long = "tdx-mrtd", value_name = "HEX")]
     pub tdx_mrtds: Vec<attest::Digest48>,
     /// A cloud SNP firmware's launch digest (96 hex digits; Azure's paravisor, AWS's or

@@ -390,6 +390,7 @@ fn azure_evidence_gets_the_vcek_of_its_hcl_reports_chip() {
     ]));
     let evidence = Evidence::AzureVtpm(crate::tpm::AzureVtpmEvidence {
         hcl_report,
+        td_quote: None,
         tpm: crate::tpm::TpmEvidence {
             ak_public: Vec::new(),
             quote: Vec::new(),

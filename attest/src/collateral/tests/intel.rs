@@ -171,6 +171,41 @@ fn googles_c3_quote_gets_its_collateral_and_verifies_with_its_log() {
 }
 
 #[test]
+fn azure_tdx_evidence_gets_the_collateral_of_its_td_quote() {
+    use crate::vtpm::tests_azure_tdx as azure;
+    let c: TdxCollateral = serde_json::from_str(azure::COLLATERAL).unwrap();
+    // The client asks for the FMSPC as the PCK certificate has it, upper case; this TCB info
+    // names it in lower case (as PCS answered).
+    let mut r = routes(&c);
+    let answer = r.remove(&tcb_path(&c)).unwrap();
+    r.insert(
+        "/tdx/certification/v4/tcb?fmspc=00806F050000".to_owned(),
+        answer,
+    );
+    let server = Server::start(r);
+    let tdx_quote = include_bytes!("../../../testdata/azure/tdx-td-quote.bin");
+    let hcl = include_bytes!("../../../testdata/azure/tdx-hcl-report.bin");
+    let evidence = azure::evidence(hcl, Some(tdx_quote));
+    let verifier = crate::Verifier::new(azure::policy()).with_collateral(Arc::new(client(&server)));
+    // Past every TDX check with the fetched collateral; refused only for its stand-in TPM.
+    let refused = verifier.verify(&evidence, at(azure::now())).unwrap_err();
+    let VerifyError::Tpm(t) = &refused else {
+        panic!("a TPM refusal after the TDX checks, got {refused}")
+    };
+    assert!(matches!(t.error(), crate::tpm::TpmError::AkNotInHclReport));
+    assert_eq!(
+        server.hits(),
+        4,
+        "root CA CRL, PCK CRL, TCB info, QE identity"
+    );
+    let fetched = client(&server)
+        .endorsements_blocking(&evidence, at(azure::now()))
+        .unwrap();
+    assert_eq!(fetched.tdx_collateral, Some(c));
+    assert_eq!(fetched.snp_vcek, None);
+}
+
+#[test]
 fn without_collateral_and_without_a_client_the_quote_is_refused() {
     let (evidence, now) = bare();
     assert!(matches!(

@@ -2,6 +2,7 @@
 
 mod azure;
 pub(crate) mod azure_flow;
+pub(crate) mod imds;
 mod nv;
 mod quote;
 pub(crate) mod swtpm;
