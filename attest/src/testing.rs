@@ -28,17 +28,8 @@ pub(crate) mod vectors {
     /// The registers of a recorded TDX quote's TD report, read with dcap-qvl's parser (its
     /// signature is not checked here).
     pub(crate) fn quote_registers(quote: &[u8]) -> crate::measurement::TdxMeasurements {
-        use crate::measurement::Digest48;
         let quote = dcap_qvl::quote::Quote::parse(quote).unwrap();
-        let td = quote.report.as_td10().unwrap();
-        crate::measurement::TdxMeasurements {
-            mrtd: Digest48(td.mr_td),
-            rtmr0: Digest48(td.rt_mr0),
-            rtmr1: Digest48(td.rt_mr1),
-            rtmr2: Digest48(td.rt_mr2),
-            rtmr3: Digest48(td.rt_mr3),
-            label: None,
-        }
+        crate::tdx::verify::registers(quote.report.as_td10().unwrap())
     }
 
     pub(crate) const TDX_V4: &[u8] = include_bytes!("../testdata/tdx/tdx_quote");

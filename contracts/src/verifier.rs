@@ -513,6 +513,7 @@ mod tests {
             pcrs: Default::default(),
             event_log_replayed: true,
             uefi_platform: Some("qemu-ovmf-tpm".into()),
+            ak_certificate_subject: None,
         };
         let mut verified = Verified {
             tee: attest::Tee::None,

@@ -341,9 +341,8 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn missing_collateral_is_fetched_by_default_and_refusals_name_it() {
-        // A KDS that knows no chip: the verifier asked it (Milan, then Genoa) and refuses.
+    /// A loopback KDS answering 404 to everything: its URL and how many requests it got.
+    async fn kds_that_knows_no_chip() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         let kds = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let kds_url = format!("http://{}", kds.local_addr().unwrap());
         let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -353,6 +352,13 @@ mod tests {
             async { StatusCode::NOT_FOUND }
         });
         tokio::spawn(async move { axum::serve(kds, app).await });
+        (kds_url, asked)
+    }
+
+    #[tokio::test]
+    async fn missing_collateral_is_fetched_by_default_and_refusals_name_it() {
+        // A KDS that knows no chip: the verifier asked it (Milan, then Genoa) and refuses.
+        let (kds_url, asked) = kds_that_knows_no_chip().await;
         let (status, error) = authorize_with(&["--collateral-url-amd", &kds_url]).await;
         assert_eq!(status, 403, "{error}");
         assert!(
@@ -381,15 +387,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_spent_collateral_budget_is_503_with_retry_after_not_a_refusal() {
-        let kds = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let kds_url = format!("http://{}", kds.local_addr().unwrap());
-        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = asked.clone();
-        let app = axum::Router::new().fallback(move || {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async { StatusCode::NOT_FOUND }
-        });
-        tokio::spawn(async move { axum::serve(kds, app).await });
+        let (kds_url, asked) = kds_that_knows_no_chip().await;
         // One request a minute: Milan is asked (404), Genoa is not.
         let (status, error, retry) = authorize_with_retry(&[
             "--collateral-url-amd",

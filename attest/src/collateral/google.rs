@@ -97,14 +97,7 @@ pub(crate) fn wanted(
             }
             let quote = dcap_qvl::quote::Quote::parse(&e.quote).ok()?;
             let td = quote.report.as_td10()?;
-            let got = crate::measurement::TdxMeasurements {
-                mrtd: Digest48(td.mr_td),
-                rtmr0: Digest48(td.rt_mr0),
-                rtmr1: Digest48(td.rt_mr1),
-                rtmr2: Digest48(td.rt_mr2),
-                rtmr3: Digest48(td.rt_mr3),
-                label: None,
-            };
+            let got = crate::tdx::verify::registers(td);
             let known = expected.check_tdx(&got).is_ok()
                 || expected.tdx_firmware.iter().any(|f| f.mrtd == got.mrtd)
                 || expected.tdx_endorsement(&got.mrtd, now).is_some();

@@ -126,14 +126,7 @@ fn verify_td(
 
     tracing::debug!(%status, "TDX quote verified");
     Ok(TdxVerified {
-        measurements: TdxMeasurements {
-            mrtd: Digest48(td.mr_td),
-            rtmr0: Digest48(td.rt_mr0),
-            rtmr1: Digest48(td.rt_mr1),
-            rtmr2: Digest48(td.rt_mr2),
-            rtmr3: Digest48(td.rt_mr3),
-            label: None,
-        },
+        measurements: registers(td),
         report_data: td.report_data,
         details: TdxDetails {
             quote_version: quote.header.version,
@@ -150,6 +143,18 @@ fn verify_td(
             firmware_endorsement: None,
         },
     })
+}
+
+/// The measurement registers of a TD 1.0 report body.
+pub(crate) fn registers(td: &dcap_qvl::quote::TDReport10) -> TdxMeasurements {
+    TdxMeasurements {
+        mrtd: Digest48(td.mr_td),
+        rtmr0: Digest48(td.rt_mr0),
+        rtmr1: Digest48(td.rt_mr1),
+        rtmr2: Digest48(td.rt_mr2),
+        rtmr3: Digest48(td.rt_mr3),
+        label: None,
+    }
 }
 
 pub(crate) fn to_dcap(c: &TdxCollateral) -> QuoteCollateralV3 {
