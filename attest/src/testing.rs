@@ -302,3 +302,21 @@ impl Fs for FakeKernel {
         }
     }
 }
+
+/// A TPM log's PCR 4 boot applications as the manifest's predicted events (JSON), for
+/// `gcp-snp-vtpm`-style policies over recorded logs.
+pub(crate) fn pcr4_boot_apps_json(log: &crate::eventlog::EventLog) -> Vec<serde_json::Value> {
+    use crate::eventlog::{EventType, HashAlg, MeasuredRegister};
+    log.events
+        .iter()
+        .filter(|e| {
+            e.register == MeasuredRegister::Pcr(4)
+                && e.event_type == EventType::EfiBootServicesApplication
+        })
+        .filter_map(|e| {
+            Some(serde_json::json!({"register": "PCR4", "event_type": "EV_EFI_BOOT_SERVICES_APPLICATION",
+                "digest_alg": "sha256", "digest": hex::encode(e.digest(HashAlg::Sha256)?),
+                "what": "a boot application of the recorded log"}))
+        })
+        .collect()
+}

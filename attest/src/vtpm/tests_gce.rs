@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::gce_ak::{tests_support, verify_ak_certificate, GceAkError, GOOGLE_EK_AK_ROOT};
 use super::{check, AkIssuer, AkTrust, TpmHost, VtpmError};
 use crate::error::VerifyError;
-use crate::eventlog::{EventLog, EventType, HashAlg, LogKind, MeasuredRegister};
+use crate::eventlog::{EventLog, EventType, HashAlg, LogKind};
 use crate::tpm::{
     verify_quote, AkCertificate, AkPublic, AkTemplate, QuoteInfo, TpmError, TpmEvidence,
     TpmSignature, VerifiedTpmQuote,
@@ -280,19 +280,7 @@ fn verify_recorded_quote(e: &TpmEvidence) -> Result<VerifiedTpmQuote, TpmError> 
 /// The opt-in and the log's PCR4 boot applications as the `gcp-snp-vtpm` prediction.
 fn policy(log: &[u8]) -> Policy {
     let parsed = EventLog::parse(log, LogKind::Tpm).unwrap();
-    let events: Vec<serde_json::Value> = parsed
-        .events
-        .iter()
-        .filter(|e| {
-            e.register == MeasuredRegister::Pcr(4)
-                && e.event_type == EventType::EfiBootServicesApplication
-        })
-        .map(|e| {
-            serde_json::json!({"register": "PCR4", "event_type": "EV_EFI_BOOT_SERVICES_APPLICATION",
-                "digest_alg": "sha256", "digest": hex::encode(e.digest(HashAlg::Sha256).unwrap()),
-                "what": "a boot application of the recorded log"})
-        })
-        .collect();
+    let events = crate::testing::pcr4_boot_apps_json(&parsed);
     assert!(!events.is_empty());
     serde_json::from_value(serde_json::json!({
         "allow_untrusted_vtpm": true,

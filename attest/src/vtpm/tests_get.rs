@@ -8,11 +8,8 @@ use crate::eventlog::writer::LogWriter;
 use crate::eventlog::{EventType, HashAlg};
 use crate::host::RootedFs;
 use crate::testing::{vectors, FakeKernel};
-use crate::tpm::tests::azure_flow::hcl_report;
+use crate::tpm::tests::azure_flow::{hcl_report, make_azure_ak, write_hcl_report};
 use crate::tpm::tests::swtpm::Swtpm;
-use crate::tpm::{
-    AkTemplate, Hierarchy, AZURE_AK_HANDLE, AZURE_HCL_REPORT_INDEX, NV_OWNERREAD, NV_OWNERWRITE,
-};
 use crate::{Attester, Error, Evidence, Interface, Policy, Tee, VerifyError, VtpmError};
 
 const RD: [u8; 64] = [0x6e; 64];
@@ -44,20 +41,9 @@ fn azure_vtpm_is_detected_and_gives_its_own_evidence_kind() {
     let (swtpm, mut tpm) = Swtpm::start();
     // What Azure's paravisor provides: a persistent RSA AK and the HCL report naming it (here
     // already carrying our report_data: swtpm does not refresh it).
-    let (handle, ak) = tpm
-        .create_primary_ak_with(Hierarchy::Owner, AkTemplate::Rsa2048)
-        .unwrap();
-    tpm.evict_control(handle, AZURE_AK_HANDLE).unwrap();
-    tpm.flush_context(handle).unwrap();
+    let ak = make_azure_ak(&mut tpm);
     let report = hcl_report(&ak.key, &RD);
-    tpm.nv_define_space(
-        AZURE_HCL_REPORT_INDEX,
-        report.len() as u16,
-        NV_OWNERWRITE | NV_OWNERREAD,
-    )
-    .unwrap();
-    tpm.nv_write(crate::tpm::NvAuth::Owner, AZURE_HCL_REPORT_INDEX, &report)
-        .unwrap();
+    write_hcl_report(&mut tpm, &report);
     drop(tpm);
 
     let root = tempfile::tempdir().unwrap();
@@ -148,11 +134,7 @@ fn on_azure_tdx_the_evidence_carries_the_quote_imds_made_of_the_tdreport() {
     use crate::tpm::{HclReport, HclReportKind, Imds, ImdsError};
 
     let (swtpm, mut tpm) = Swtpm::start();
-    let (handle, ak) = tpm
-        .create_primary_ak_with(Hierarchy::Owner, AkTemplate::Rsa2048)
-        .unwrap();
-    tpm.evict_control(handle, AZURE_AK_HANDLE).unwrap();
-    tpm.flush_context(handle).unwrap();
+    let ak = make_azure_ak(&mut tpm);
     // Azure's TDX layout: report type 4, the runtime data's digest in the TDREPORT's REPORTDATA.
     let mut report = hcl_report(&ak.key, &RD);
     report[1216 + 8..1216 + 12].copy_from_slice(&4u32.to_le_bytes());
@@ -160,14 +142,7 @@ fn on_azure_tdx_the_evidence_carries_the_quote_imds_made_of_the_tdreport() {
     report[32 + 0x50..32 + 0x70].fill(0);
     report[32 + 128..32 + 160].copy_from_slice(&digest);
     let td_report = HclReport::parse(&report).unwrap().hw_report;
-    tpm.nv_define_space(
-        AZURE_HCL_REPORT_INDEX,
-        report.len() as u16,
-        NV_OWNERWRITE | NV_OWNERREAD,
-    )
-    .unwrap();
-    tpm.nv_write(crate::tpm::NvAuth::Owner, AZURE_HCL_REPORT_INDEX, &report)
-        .unwrap();
+    write_hcl_report(&mut tpm, &report);
     drop(tpm);
 
     // A loopback IMDS answering with a "quote" of that TDREPORT (same REPORTDATA).

@@ -65,19 +65,7 @@ fn record_swtpm_evidence() {
         Some(LocalTpm::at(TpmPath::Tcp(swtpm.addr()))),
     );
     let evidence = a.evidence(RECORDED_REPORT_DATA).unwrap();
-    let events: Vec<serde_json::Value> = log
-        .events
-        .iter()
-        .filter(|e| {
-            e.register == MeasuredRegister::Pcr(4)
-                && e.event_type == EventType::EfiBootServicesApplication
-        })
-        .map(|e| {
-            serde_json::json!({"register": "PCR4", "event_type": "EV_EFI_BOOT_SERVICES_APPLICATION",
-                "digest_alg": "sha256", "digest": hex::encode(e.digest(HashAlg::Sha256).unwrap()),
-                "what": "a boot application of the recorded log"})
-        })
-        .collect();
+    let events = crate::testing::pcr4_boot_apps_json(&log);
     let policy = serde_json::json!({
         "allow_insecure_dev": true,
         "trusted_tpm_aks": [AkName(ak.name().unwrap()).to_string()],

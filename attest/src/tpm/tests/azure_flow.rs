@@ -42,26 +42,43 @@ pub(crate) fn hcl_report(ak: &PublicKey, user_data: &[u8; 64]) -> Vec<u8> {
     out
 }
 
-#[test]
-fn azure_vtpm_evidence_collects_and_verifies_and_tampering_is_refused() {
-    let (_swtpm, mut tpm) = Swtpm::start();
-    assert!(!is_azure_vtpm(&mut tpm));
+/// What Azure's paravisor provides before any HCL report: a persistent RSA AK at
+/// `AZURE_AK_HANDLE`. Returns its public area.
+pub(crate) fn make_azure_ak<T: crate::tpm::Transport>(
+    tpm: &mut crate::tpm::Tpm<T>,
+) -> crate::tpm::AkPublic {
     let (handle, ak) = tpm
         .create_primary_ak_with(Hierarchy::Owner, AkTemplate::Rsa2048)
         .unwrap();
     tpm.evict_control(handle, AZURE_AK_HANDLE).unwrap();
     tpm.flush_context(handle).unwrap();
-    assert_eq!(tpm.read_public(AZURE_AK_HANDLE).unwrap(), ak);
+    ak
+}
 
-    let report = hcl_report(&ak.key, &REPORT_DATA);
+/// Puts `report` where Azure's vTPM keeps its HCL report (NV 0x01400001).
+pub(crate) fn write_hcl_report<T: crate::tpm::Transport>(
+    tpm: &mut crate::tpm::Tpm<T>,
+    report: &[u8],
+) {
     tpm.nv_define_space(
         AZURE_HCL_REPORT_INDEX,
         report.len() as u16,
         NV_OWNERWRITE | NV_OWNERREAD,
     )
     .unwrap();
-    tpm.nv_write(crate::tpm::NvAuth::Owner, AZURE_HCL_REPORT_INDEX, &report)
+    tpm.nv_write(crate::tpm::NvAuth::Owner, AZURE_HCL_REPORT_INDEX, report)
         .unwrap();
+}
+
+#[test]
+fn azure_vtpm_evidence_collects_and_verifies_and_tampering_is_refused() {
+    let (_swtpm, mut tpm) = Swtpm::start();
+    assert!(!is_azure_vtpm(&mut tpm));
+    let ak = make_azure_ak(&mut tpm);
+    assert_eq!(tpm.read_public(AZURE_AK_HANDLE).unwrap(), ak);
+
+    let report = hcl_report(&ak.key, &REPORT_DATA);
+    write_hcl_report(&mut tpm, &report);
     assert!(is_azure_vtpm(&mut tpm));
 
     let selection = PcrSelection::sha256(0..24).unwrap();
