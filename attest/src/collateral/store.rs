@@ -56,12 +56,55 @@ struct Bundle {
 
 const BUNDLE_VERSION: u32 = 1;
 
-/// Memory cache, optional cache directory, optional offline bundle.
-#[derive(Debug, Default)]
+/// How many answers the memory cache keeps. A verifier fetches by whatever chip, TCB, FMSPC or
+/// measurement its requesters' evidence names, so without a bound its memory would grow with
+/// every new one (the fetch budget only slows that down).
+pub(crate) const MEMORY_ENTRIES: usize = 4096;
+
+/// Memory cache (at most `capacity` answers: stale ones go first, then the least recently
+/// used), optional cache directory, optional offline bundle.
+#[derive(Debug)]
 pub(crate) struct Store {
-    memory: Mutex<HashMap<String, Entry>>,
+    memory: Mutex<Memory>,
+    capacity: usize,
     dir: Option<PathBuf>,
     offline: Option<HashMap<String, Entry>>,
+}
+
+/// The memory cache: each answer with the tick of its last use.
+#[derive(Debug, Default)]
+struct Memory {
+    answers: HashMap<String, (Entry, u64)>,
+    tick: u64,
+}
+
+impl Memory {
+    fn get(&mut self, key: &str, now: u64) -> Option<Entry> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (entry, used) = self.answers.get_mut(key).filter(|(e, _)| e.fresh_at(now))?;
+        *used = tick;
+        Some(entry.clone())
+    }
+
+    fn insert(&mut self, entry: Entry, capacity: usize, now: u64) {
+        self.tick += 1;
+        if !self.answers.contains_key(&entry.key) && self.answers.len() >= capacity {
+            self.answers.retain(|_, (e, _)| e.fresh_at(now));
+            while self.answers.len() >= capacity.max(1) {
+                let Some(oldest) = self
+                    .answers
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                self.answers.remove(&oldest);
+            }
+        }
+        self.answers.insert(entry.key.clone(), (entry, self.tick));
+    }
 }
 
 fn cache_error(path: &Path, reason: impl ToString) -> CollateralError {
@@ -82,9 +125,17 @@ impl Store {
         let offline = offline.map(read_bundle).transpose()?;
         Ok(Store {
             memory: Mutex::default(),
+            capacity: MEMORY_ENTRIES,
             dir,
             offline,
         })
+    }
+
+    /// The same store keeping at most `capacity` answers in memory.
+    #[cfg(test)]
+    pub(crate) fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
     }
 
     /// Offline: the bundle's answer, fresh or not (the caller's checks refuse a stale one).
@@ -102,20 +153,23 @@ impl Store {
 
     /// A cached answer still fresh at `now`: memory first, then the directory.
     pub(crate) fn get(&self, key: &str, now: u64) -> Option<Entry> {
-        if let Some(e) = self.lock().get(key).filter(|e| e.fresh_at(now)) {
-            return Some(e.clone());
+        if let Some(e) = self.lock().get(key, now) {
+            return Some(e);
         }
         let path = self.dir.as_ref().map(|d| d.join(file_name(key)))?;
         let entry: Entry = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
         if entry.key != key || !entry.fresh_at(now) {
             return None;
         }
-        self.lock().insert(key.to_owned(), entry.clone());
+        self.lock().insert(entry.clone(), self.capacity, now);
         Some(entry)
     }
 
     /// Keeps a checked answer in memory and, with a cache directory, on disk.
     pub(crate) fn put(&self, entry: Entry) -> Result<(), CollateralError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         if let Some(dir) = &self.dir {
             let path = dir.join(file_name(&entry.key));
             let tmp = path.with_extension("tmp");
@@ -124,18 +178,23 @@ impl Store {
                 .and_then(|()| std::fs::rename(&tmp, &path))
                 .map_err(|e| cache_error(&path, e))?;
         }
-        self.lock().insert(entry.key.clone(), entry);
+        self.lock().insert(entry, self.capacity, now);
         Ok(())
     }
 
     /// Every answer in memory, sorted by key.
     pub(crate) fn entries(&self) -> Vec<Entry> {
-        let mut all: Vec<Entry> = self.lock().values().cloned().collect();
+        let mut all: Vec<Entry> = self
+            .lock()
+            .answers
+            .values()
+            .map(|(e, _)| e.clone())
+            .collect();
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -212,5 +271,45 @@ mod b64 {
         base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(key: &str, next_update: Option<u64>) -> Entry {
+        Entry {
+            key: key.to_owned(),
+            body: key.as_bytes().to_vec(),
+            headers: BTreeMap::new(),
+            next_update,
+        }
+    }
+
+    #[test]
+    fn the_memory_cache_is_bounded_and_drops_stale_then_least_recently_used_answers() {
+        let store = Store::new(None, None).unwrap().with_capacity(3);
+        let later = u64::MAX / 2;
+        store.put(answer("amd:/a", None)).unwrap();
+        store.put(answer("amd:/b", None)).unwrap();
+        store.put(answer("amd:/stale", Some(1))).unwrap();
+        // Full: the stale answer goes first.
+        store.put(answer("amd:/c", None)).unwrap();
+        assert_eq!(store.entries().len(), 3);
+        assert!(store.get("amd:/stale", 0).is_none());
+        // `a` used, so `b` is the least recently used when `d` comes.
+        assert!(store.get("amd:/a", later).is_some());
+        store.put(answer("amd:/d", None)).unwrap();
+        let keys: Vec<String> = store.entries().into_iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["amd:/a", "amd:/c", "amd:/d"]);
+        // A thousand distinct answers later, still three.
+        for i in 0..1000 {
+            store.put(answer(&format!("amd:/chip/{i}"), None)).unwrap();
+        }
+        assert_eq!(store.entries().len(), 3);
+        // Replacing an answer already kept evicts nothing.
+        store.put(answer("amd:/chip/999", None)).unwrap();
+        assert_eq!(store.entries().len(), 3);
     }
 }
