@@ -15,7 +15,8 @@
 //!   included) and buffers made by the runtime's ops — is seen by
 //!   measuring: the worker's watchdog asks the isolate thread, through a V8 interrupt (so also
 //!   in the middle of a long-running script), for its heap statistics every
-//!   [`MEASURE_EVERY`](super::watchdog::MEASURE_EVERY); a worker whose memory outside the heap
+//!   [`MEASURE_EVERY`](super::watchdog::MEASURE_EVERY) (up to
+//!   [`IDLE_EVERY_MAX`](super::watchdog::IDLE_EVERY_MAX) apart while it is idle); a worker whose memory outside the heap
 //!   is then over its limit is terminated the same way, and the rest counts in the budget.
 
 use std::ffi::c_void;
