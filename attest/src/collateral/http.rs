@@ -17,6 +17,11 @@ pub(crate) struct Http {
 impl Http {
     pub(crate) fn new(timeout: Duration) -> Result<Self, CollateralError> {
         let client = reqwest::Client::builder()
+            // No connection kept between requests: `endorsements_blocking` runs each
+            // verification's fetches on a runtime of its own, and a pooled connection dies with
+            // the runtime that opened it, so the next verification would fail on it ("error
+            // sending request"). Fetches are few (cached, budgeted), a new connection each is cheap.
+            .pool_max_idle_per_host(0)
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()

@@ -157,3 +157,29 @@ fn the_memory_of_404s_is_bounded() {
     assert!(client.endorsements_blocking(&chip(9), at(NOW)).is_err());
     assert_eq!(server.hits(), 20);
 }
+
+#[test]
+fn verifications_on_many_threads_each_get_their_answer_over_their_own_connection() {
+    // Each blocking call runs on a runtime of its own: a connection kept from another call
+    // dies with that call's runtime, and a request sent on it would be lost.
+    let server = kds();
+    let client = budgeted(&server, 0, 1000);
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                (0..15u8)
+                    .map(|i| client.endorsements_blocking(&chip(t * 16 + i), at(NOW)))
+                    .filter(|outcome| !matches!(outcome, Err(CollateralError::NotFound { .. })))
+                    .map(|outcome| format!("{outcome:?}"))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let wrong: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+    assert_eq!(server.hits(), 120, "each chip asked as Milan and Genoa");
+}
