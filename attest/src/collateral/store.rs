@@ -61,14 +61,113 @@ const BUNDLE_VERSION: u32 = 1;
 /// every new one (the fetch budget only slows that down).
 pub(crate) const MEMORY_ENTRIES: usize = 4096;
 
+/// How many answers the cache directory keeps, for the same reason. Past it, the least recently
+/// used tenth goes (a file's modification time is its last use), so pruning is rare.
+pub(crate) const DISK_ENTRIES: usize = 16384;
+
 /// Memory cache (at most `capacity` answers: stale ones go first, then the least recently
 /// used), optional cache directory, optional offline bundle.
 #[derive(Debug)]
 pub(crate) struct Store {
     memory: Mutex<Memory>,
     capacity: usize,
-    dir: Option<PathBuf>,
+    dir: Option<Disk>,
     offline: Option<HashMap<String, Entry>>,
+}
+
+/// The cache directory: one file per answer, at most `capacity` of them.
+#[derive(Debug)]
+struct Disk {
+    path: PathBuf,
+    capacity: usize,
+    /// How many answer files it holds (counted at start, then kept up to date).
+    files: Mutex<usize>,
+}
+
+impl Disk {
+    fn open(path: PathBuf) -> Result<Self, CollateralError> {
+        std::fs::create_dir_all(&path).map_err(|e| cache_error(&path, e))?;
+        let files = answer_files(&path)?.len();
+        Ok(Disk {
+            path,
+            capacity: DISK_ENTRIES,
+            files: Mutex::new(files),
+        })
+    }
+
+    fn file(&self, key: &str) -> PathBuf {
+        self.path.join(file_name(key))
+    }
+
+    /// Reads the answer for `key` and marks it used.
+    fn read(&self, key: &str) -> Option<Entry> {
+        let path = self.file(key);
+        let entry: Entry = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        if let Ok(file) = std::fs::File::options().append(true).open(&path) {
+            // Best effort: a failure only makes this answer look older to pruning.
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+        Some(entry)
+    }
+
+    /// Writes `entry` (atomically: a temporary file renamed) and prunes when over capacity.
+    fn write(&self, entry: &Entry) -> Result<(), CollateralError> {
+        let path = self.file(&entry.key);
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_vec_pretty(entry).map_err(|e| cache_error(&path, e))?;
+        let new = !path.exists();
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| cache_error(&path, e))?;
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        *files += usize::from(new);
+        if *files > self.capacity {
+            *files = self.prune()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the least recently used answers down to nine tenths of the capacity; returns
+    /// how many are left.
+    fn prune(&self) -> Result<usize, CollateralError> {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = answer_files(&self.path)?
+            .into_iter()
+            .map(|f| {
+                let used = std::fs::metadata(&f)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (used, f)
+            })
+            .collect();
+        let keep = self.capacity - self.capacity / 10;
+        if files.len() <= keep {
+            return Ok(files.len());
+        }
+        files.sort();
+        let drop = files.len() - keep;
+        for (_, file) in &files[..drop] {
+            std::fs::remove_file(file).map_err(|e| cache_error(file, e))?;
+        }
+        tracing::info!(
+            dir = %self.path.display(),
+            removed = drop,
+            kept = keep,
+            "collateral cache directory full: least recently used answers removed"
+        );
+        Ok(keep)
+    }
+}
+
+/// The answer files (`*.json`) of a cache directory or bundle directory.
+fn answer_files(dir: &Path) -> Result<Vec<PathBuf>, CollateralError> {
+    let mut files = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(|e| cache_error(dir, e))? {
+        let file = item.map_err(|e| cache_error(dir, e))?.path();
+        if file.extension().is_some_and(|x| x == "json") {
+            files.push(file);
+        }
+    }
+    Ok(files)
 }
 
 /// The memory cache: each answer with the tick of its last use.
@@ -119,9 +218,7 @@ impl Store {
         dir: Option<PathBuf>,
         offline: Option<&Path>,
     ) -> Result<Self, CollateralError> {
-        if let Some(dir) = &dir {
-            std::fs::create_dir_all(dir).map_err(|e| cache_error(dir, e))?;
-        }
+        let dir = dir.map(Disk::open).transpose()?;
         let offline = offline.map(read_bundle).transpose()?;
         Ok(Store {
             memory: Mutex::default(),
@@ -135,6 +232,15 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn with_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// The same store keeping at most `capacity` answers in its directory.
+    #[cfg(test)]
+    fn with_disk_capacity(mut self, capacity: usize) -> Self {
+        if let Some(disk) = &mut self.dir {
+            disk.capacity = capacity;
+        }
         self
     }
 
@@ -156,8 +262,7 @@ impl Store {
         if let Some(e) = self.lock().get(key, now) {
             return Some(e);
         }
-        let path = self.dir.as_ref().map(|d| d.join(file_name(key)))?;
-        let entry: Entry = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        let entry = self.dir.as_ref()?.read(key)?;
         if entry.key != key || !entry.fresh_at(now) {
             return None;
         }
@@ -171,12 +276,7 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         if let Some(dir) = &self.dir {
-            let path = dir.join(file_name(&entry.key));
-            let tmp = path.with_extension("tmp");
-            let json = serde_json::to_vec_pretty(&entry).map_err(|e| cache_error(&path, e))?;
-            std::fs::write(&tmp, json)
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|e| cache_error(&path, e))?;
+            dir.write(&entry)?;
         }
         self.lock().insert(entry, self.capacity, now);
         Ok(())
@@ -222,12 +322,9 @@ pub(crate) fn write_bundle(path: &Path, entries: &[Entry]) -> Result<(), Collate
 pub(crate) fn read_bundle(path: &Path) -> Result<HashMap<String, Entry>, CollateralError> {
     let entries = if path.is_dir() {
         let mut entries = Vec::new();
-        for item in std::fs::read_dir(path).map_err(|e| cache_error(path, e))? {
-            let file = item.map_err(|e| cache_error(path, e))?.path();
-            if file.extension().is_some_and(|x| x == "json") {
-                let bytes = std::fs::read(&file).map_err(|e| cache_error(&file, e))?;
-                entries.push(serde_json::from_slice(&bytes).map_err(|e| cache_error(&file, e))?);
-            }
+        for file in answer_files(path)? {
+            let bytes = std::fs::read(&file).map_err(|e| cache_error(&file, e))?;
+            entries.push(serde_json::from_slice(&bytes).map_err(|e| cache_error(&file, e))?);
         }
         entries
     } else {
@@ -311,5 +408,45 @@ mod tests {
         // Replacing an answer already kept evicts nothing.
         store.put(answer("amd:/chip/999", None)).unwrap();
         assert_eq!(store.entries().len(), 3);
+    }
+
+    #[test]
+    fn the_cache_directory_is_bounded_and_keeps_the_answers_used_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = || answer_files(dir.path()).unwrap().len();
+        let store = Store::new(Some(dir.path().to_owned()), None)
+            .unwrap()
+            .with_capacity(1)
+            .with_disk_capacity(20);
+        let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for i in 0..20 {
+            store.put(answer(&format!("amd:/chip/{i}"), None)).unwrap();
+            // Written long ago, in order, so the file times say which is older.
+            let file = dir.path().join(file_name(&format!("amd:/chip/{i}")));
+            let when = long_ago + std::time::Duration::from_secs(i);
+            std::fs::File::options()
+                .append(true)
+                .open(file)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        assert_eq!(files(), 20);
+        // The oldest one, read from disk (memory holds one answer only), becomes the newest.
+        assert!(store.get("amd:/chip/0", 0).is_some());
+        store.put(answer("amd:/chip/20", None)).unwrap();
+        // 21 > 20: down to 18, the three least recently used gone (1, 2, 3).
+        assert_eq!(files(), 18);
+        let kept = |i: u32| store.get(&format!("amd:/chip/{i}"), 0).is_some();
+        assert!(kept(0) && kept(4) && kept(20));
+        assert!(!kept(1) && !kept(2) && !kept(3));
+        // A new store counts what the directory holds: 18, then 21 puts later pruned again.
+        let again = Store::new(Some(dir.path().to_owned()), None)
+            .unwrap()
+            .with_disk_capacity(20);
+        for i in 100..103 {
+            again.put(answer(&format!("amd:/chip/{i}"), None)).unwrap();
+        }
+        assert_eq!(files(), 18);
     }
 }
