@@ -7,6 +7,7 @@
 //! binding. `GET /signer` gives the signer's address (the permitter's owner allows it with
 //! `setVerifier`). The service holds no secret but its signing key and keeps no state.
 
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use alloy::signers::local::PrivateKeySigner;
+use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -174,10 +176,13 @@ pub async fn run(args: &VerifierArgs) -> Result<(), VerifierServiceError> {
             "measured": measurements.iter().map(|(what, _)| what.as_str()).collect::<Vec<_>>(),
         })
     );
-    axum::serve(listener, router(verifier))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(VerifierServiceError::Http)
+    axum::serve(
+        listener,
+        router(verifier).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .map_err(VerifierServiceError::Http)
 }
 
 async fn shutdown() {
@@ -195,10 +200,18 @@ async fn signer(State(verifier): State<Arc<Verifier>>) -> Json<serde_json::Value
     Json(serde_json::json!({ "signer": verifier.address().to_string() }))
 }
 
-/// For a refusal because the collateral budget is spent: seconds until a retry may succeed.
-fn retry_after(refusal: &VerifierError) -> Option<u64> {
+/// For a refusal because a collateral budget is spent: the status (`429` when the client's own
+/// share is spent, `503` when everybody's is) and seconds until a retry may succeed.
+fn retry_after(refusal: &VerifierError) -> Option<(StatusCode, u64)> {
+    use attest::collateral::CollateralError;
     match refusal {
-        VerifierError::Refused(attest::VerifyError::Collateral(e)) => e.retry_after(),
+        VerifierError::Refused(attest::VerifyError::Collateral(e)) => {
+            let status = match e {
+                CollateralError::RequesterRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            Some((status, e.retry_after()?))
+        }
         _ => None,
     }
 }
@@ -207,7 +220,26 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(wire::ErrorResponse { error: message })).into_response()
 }
 
-async fn authorize(State(verifier): State<Arc<Verifier>>, body: axum::body::Bytes) -> Response {
+/// Whose collateral budget a client spends: its IPv4 address, or its IPv6 /64 (one host
+/// commonly holds a whole /64).
+fn requester(client: IpAddr) -> String {
+    match client {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+async fn authorize(
+    State(verifier): State<Arc<Verifier>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
     let body: wire::AuthorizeRequest = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),
@@ -217,8 +249,11 @@ async fn authorize(State(verifier): State<Arc<Verifier>>, body: axum::body::Byte
     // Certificate chains and signatures: CPU work, off the async workers.
     let checked = {
         let verifier = verifier.clone();
+        let requester = requester(client.ip());
         tokio::task::spawn_blocking(move || {
-            verifier.authorize_at(&request, evidence.as_bytes(), SystemTime::now())
+            attest::collateral::as_requester(&requester, || {
+                verifier.authorize_at(&request, evidence.as_bytes(), SystemTime::now())
+            })
         })
         .await
     };
@@ -246,10 +281,10 @@ async fn authorize(State(verifier): State<Arc<Verifier>>, body: axum::body::Byte
                 %refusal,
                 "evidence refused"
             );
-            if let Some(seconds) = retry_after(&refusal) {
-                // Not a verdict on the evidence: the verifier's budget of requests to AMD, Intel
-                // and Google is spent for now.
-                let mut response = error(StatusCode::SERVICE_UNAVAILABLE, refusal.to_string());
+            if let Some((status, seconds)) = retry_after(&refusal) {
+                // Not a verdict on the evidence: the budget of requests to AMD, Intel and Google
+                // is spent for now (the client's share, or everybody's).
+                let mut response = error(status, refusal.to_string());
                 response
                     .headers_mut()
                     .insert(axum::http::header::RETRY_AFTER, seconds.into());
@@ -297,6 +332,11 @@ mod tests {
 
     /// The same, with the Retry-After header's seconds.
     async fn authorize_with_retry(args: &[&str]) -> (u16, String, Option<u64>) {
+        post_evidence(&serve(args).await).await
+    }
+
+    /// Serves the verifier built from `args` on a loopback port; its authorize URL.
+    async fn serve(args: &[&str]) -> String {
         let cli =
             Cli::try_parse_from(std::iter::once("verifier").chain(args.iter().copied())).unwrap();
         let verifier = Arc::new(Verifier::new(
@@ -309,7 +349,25 @@ mod tests {
             listener.local_addr().unwrap(),
             wire::AUTHORIZE_PATH
         );
-        tokio::spawn(async move { axum::serve(listener, router(verifier)).await });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router(verifier).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        url
+    }
+
+    /// Posts SNP evidence that lacks its VCEK to `url`: the status, error message and
+    /// Retry-After seconds.
+    async fn post_evidence(url: &str) -> (u16, String, Option<u64>) {
+        post(url, snp_evidence_without_vcek(), [127, 0, 0, 1]).await
+    }
+
+    /// Posts `evidence` to `url` from the loopback address `from`: the status, error message
+    /// and Retry-After seconds.
+    async fn post(url: &str, evidence: String, from: [u8; 4]) -> (u16, String, Option<u64>) {
         let body = wire::AuthorizeRequest {
             request: AuthorizationRequest {
                 chain_id: 31337,
@@ -320,9 +378,12 @@ mod tests {
                 code_hash: alloy::primitives::B256::repeat_byte(0xc0),
                 nonce: alloy::primitives::B256::repeat_byte(0x0e),
             },
-            evidence: snp_evidence_without_vcek(),
+            evidence,
         };
-        let response = reqwest::Client::new()
+        let response = reqwest::Client::builder()
+            .local_address(IpAddr::from(from))
+            .build()
+            .unwrap()
             .post(url)
             .json(&body)
             .send()
@@ -400,5 +461,54 @@ mod tests {
         assert!(error.contains("budget"), "{error}");
         assert!(retry.is_some_and(|s| (1..=60).contains(&s)), "{retry:?}");
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_spent_its_share_of_the_budget_is_429_and_others_are_still_served() {
+        let (kds_url, asked) = kds_that_knows_no_chip().await;
+        // Two requests a minute per client: the first evidence costs Milan and Genoa (404).
+        let url = serve(&[
+            "--collateral-url-amd",
+            &kds_url,
+            "--collateral-max-fetches-per-requester",
+            "2",
+        ])
+        .await;
+        let (status, error, _) = post_evidence(&url).await;
+        assert_eq!(status, 403, "{error}");
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // The 404s are remembered, so the same evidence costs nothing; another chip would.
+        let mut other_chip =
+            hex::decode(include_str!("../../attest/testdata/snp/report_milan.hex").trim()).unwrap();
+        other_chip[0x1A0] ^= 0xff;
+        let evidence = attest::Evidence::Snp(attest::SnpEvidence {
+            report: other_chip,
+            certs: Vec::new(),
+            tpm: None,
+        })
+        .to_json();
+        let (status, error, retry) = post(&url, evidence.clone(), [127, 0, 0, 1]).await;
+        assert_eq!(status, 429, "{error}");
+        assert!(retry.is_some_and(|s| (1..=30).contains(&s)), "{retry:?}");
+        assert!(error.contains("127.0.0.1"), "names the requester: {error}");
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "KDS not asked"
+        );
+        // Another client (another loopback address) has its own share: KDS is asked for it.
+        let (status, error, _) = post(&url, evidence, [127, 0, 0, 2]).await;
+        assert_eq!(status, 403, "{error}");
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_requester_is_an_ipv4_address_or_an_ipv6_64() {
+        let v6: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert_eq!(requester(v6), "2001:db8:1:2::/64");
+        assert_eq!(requester(v6), requester(same_64));
+        assert_eq!(requester("10.1.2.3".parse().unwrap()), "10.1.2.3");
+        assert_eq!(requester("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3");
     }
 }

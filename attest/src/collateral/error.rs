@@ -88,6 +88,19 @@ pub enum CollateralError {
         /// Seconds until the budget allows a request again.
         retry_after: u64,
     },
+    /// This requester's share of the budget is spent (see `CollateralConfig::
+    /// max_fetches_per_requester`): nothing was asked; others' requests are not held back.
+    #[error("collateral request {url} not sent: requester {requester} has used its {per_minute} requests a minute, retry in {retry_after} s")]
+    RequesterRateLimited {
+        /// The request URL.
+        url: String,
+        /// Who asked (as the caller named it, e.g. a client address).
+        requester: String,
+        /// Its budget.
+        per_minute: u32,
+        /// Seconds until its budget allows a request again.
+        retry_after: u64,
+    },
     /// A Google launch endorsement fetched by measurement was refused.
     #[error("Google launch endorsement {url}: {error}")]
     Endorsement {
@@ -103,10 +116,12 @@ pub enum CollateralError {
 }
 
 impl CollateralError {
-    /// For [`CollateralError::RateLimited`]: seconds until a request may be sent again.
+    /// For [`CollateralError::RateLimited`] and [`CollateralError::RequesterRateLimited`]:
+    /// seconds until a request may be sent again.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            CollateralError::RateLimited { retry_after, .. } => Some(*retry_after),
+            CollateralError::RateLimited { retry_after, .. }
+            | CollateralError::RequesterRateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

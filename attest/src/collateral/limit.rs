@@ -6,6 +6,9 @@
 //! - [`Budget`]: outbound requests per minute, for all keys together (a token bucket: the full
 //!   minute's budget at once, then refilled evenly); past it a fetch fails with
 //!   `CollateralError::RateLimited` while cached answers keep being served;
+//! - [`RequesterBudgets`]: the same per requester (the caller names it with [`as_requester`]),
+//!   taken first, so one requester cannot spend everybody's budget
+//!   (`CollateralError::RequesterRateLimited`);
 //! - [`Flights`]: one request per key at a time; concurrent callers wait for its answer;
 //! - [`NotFound`]: 404s remembered for a while, at most so many of them.
 
@@ -21,18 +24,53 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A token bucket: `per_minute` tokens at most, refilled evenly over a minute.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    since: Instant,
+}
+
+impl Bucket {
+    fn full(per_minute: u32, now: Instant) -> Self {
+        Bucket {
+            tokens: f64::from(per_minute),
+            since: now,
+        }
+    }
+
+    /// Takes one token, or says in how many seconds one will be there.
+    fn take(&mut self, per_minute: u32, now: Instant) -> Result<(), u64> {
+        let per_second = f64::from(per_minute) / 60.0;
+        self.refill(per_minute, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        // At least a second: Retry-After counts whole seconds.
+        Err((((1.0 - self.tokens) / per_second).ceil() as u64).max(1))
+    }
+
+    fn refill(&mut self, per_minute: u32, now: Instant) {
+        let per_second = f64::from(per_minute) / 60.0;
+        self.tokens = (self.tokens + now.duration_since(self.since).as_secs_f64() * per_second)
+            .min(f64::from(per_minute));
+        self.since = now;
+    }
+}
+
 /// Outbound requests per minute (a token bucket). `0`: no limit.
 #[derive(Debug)]
 pub(crate) struct Budget {
     per_minute: u32,
-    bucket: Mutex<(f64, Instant)>,
+    bucket: Mutex<Bucket>,
 }
 
 impl Budget {
     pub(crate) fn new(per_minute: u32) -> Self {
         Budget {
             per_minute,
-            bucket: Mutex::new((f64::from(per_minute), Instant::now())),
+            bucket: Mutex::new(Bucket::full(per_minute, Instant::now())),
         }
     }
 
@@ -41,20 +79,90 @@ impl Budget {
         if self.per_minute == 0 {
             return Ok(());
         }
-        let per_second = f64::from(self.per_minute) / 60.0;
-        let mut bucket = lock(&self.bucket);
-        let (tokens, since) = &mut *bucket;
-        let now = Instant::now();
-        *tokens = (*tokens + now.duration_since(*since).as_secs_f64() * per_second)
-            .min(f64::from(self.per_minute));
-        *since = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        lock(&self.bucket).take(self.per_minute, Instant::now())
+    }
+}
+
+/// Outbound requests per minute for each requester (a token bucket each). `0`: no limit. At
+/// most `max` requesters are tracked: past that, those whose bucket has refilled go first (they
+/// owe nothing), then the one with most tokens left (forgetting it gives it least).
+#[derive(Debug)]
+pub(crate) struct RequesterBudgets {
+    per_minute: u32,
+    max: usize,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RequesterBudgets {
+    pub(crate) fn new(per_minute: u32, max: usize) -> Self {
+        RequesterBudgets {
+            per_minute,
+            max,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one request from `requester`'s budget, or says in how many seconds one will be free.
+    pub(crate) fn take(&self, requester: &str) -> Result<(), u64> {
+        if self.per_minute == 0 {
             return Ok(());
         }
-        // At least a second: Retry-After counts whole seconds.
-        Err((((1.0 - *tokens) / per_second).ceil() as u64).max(1))
+        let now = Instant::now();
+        let mut buckets = lock(&self.buckets);
+        if !buckets.contains_key(requester) && buckets.len() >= self.max.max(1) {
+            let per_minute = self.per_minute;
+            buckets.retain(|_, bucket| {
+                bucket.refill(per_minute, now);
+                bucket.tokens < f64::from(per_minute)
+            });
+            if buckets.len() >= self.max.max(1) {
+                // Forgetting a requester gives it a full bucket: forget the one that gains least.
+                let richest = buckets
+                    .iter()
+                    .max_by(|(_, a), (_, b)| a.tokens.total_cmp(&b.tokens))
+                    .map(|(k, _)| k.clone());
+                if let Some(richest) = richest {
+                    buckets.remove(&richest);
+                }
+            }
+        }
+        buckets
+            .entry(requester.to_owned())
+            .or_insert_with(|| Bucket::full(self.per_minute, now))
+            .take(self.per_minute, now)
     }
+
+    /// How many requesters are tracked.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.buckets).len()
+    }
+}
+
+std::thread_local! {
+    static REQUESTER: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on behalf of `requester` (e.g. the client's address): the collateral requests that
+/// blocking verifications (`Verifier::verify`, `CollateralClient::endorsements_blocking`) send
+/// within `f`, on this thread, are counted against `requester`'s budget as well as the global one.
+pub fn as_requester<T>(requester: &str, f: impl FnOnce() -> T) -> T {
+    let before = REQUESTER.with(|r| r.replace(Some(requester.to_owned())));
+    // Restored even if `f` panics.
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let before = self.0.take();
+            REQUESTER.with(|r| *r.borrow_mut() = before);
+        }
+    }
+    let _restore = Restore(before);
+    f()
+}
+
+/// The requester this thread works for, if any.
+pub(crate) fn requester() -> Option<String> {
+    REQUESTER.with(|r| r.borrow().clone())
 }
 
 type Flight = Arc<tokio::sync::OnceCell<Result<Entry, CollateralError>>>;
@@ -157,6 +265,56 @@ mod tests {
         assert!((19..=20).contains(&wait), "{wait}");
         let unlimited = Budget::new(0);
         assert!((0..1000).all(|_| unlimited.take().is_ok()));
+    }
+
+    #[test]
+    fn each_requester_has_its_own_budget_and_the_tracked_ones_are_bounded() {
+        let budgets = RequesterBudgets::new(2, 3);
+        assert!(budgets.take("a").is_ok() && budgets.take("a").is_ok());
+        let wait = budgets.take("a").unwrap_err();
+        assert!((29..=30).contains(&wait), "{wait}");
+        // Another requester is not held back by `a`.
+        assert!(budgets.take("b").is_ok() && budgets.take("b").is_ok());
+        assert!(budgets.take("b").is_err());
+        // A thousand requesters later, at most three are tracked...
+        for i in 0..1000 {
+            assert!(budgets.take(&format!("r{i}")).is_ok());
+        }
+        assert_eq!(budgets.len(), 3);
+        let unlimited = RequesterBudgets::new(0, 3);
+        assert!((0..1000).all(|_| unlimited.take("a").is_ok()));
+        assert_eq!(unlimited.len(), 0);
+    }
+
+    #[test]
+    fn a_requester_whose_budget_is_spent_is_not_forgotten_before_one_that_owes_less() {
+        let budgets = RequesterBudgets::new(2, 2);
+        assert!(budgets.take("spent").is_ok() && budgets.take("spent").is_ok());
+        assert!(budgets.take("spent").is_err());
+        // `other` has a token left.
+        assert!(budgets.take("other").is_ok());
+        // Full (2), none refilled: the newcomer takes the place of `other`, and `spent` stays
+        // refused rather than starting again with a full bucket.
+        assert!(budgets.take("new").is_ok());
+        assert!(budgets.take("spent").is_err());
+        assert_eq!(budgets.len(), 2);
+    }
+
+    #[test]
+    fn the_requester_is_named_for_what_runs_within_and_restored_after() {
+        assert_eq!(requester(), None);
+        let inner = as_requester("10.0.0.1", || {
+            let nested = as_requester("10.0.0.2", requester);
+            (requester(), nested)
+        });
+        assert_eq!(
+            inner,
+            (Some("10.0.0.1".to_owned()), Some("10.0.0.2".to_owned()))
+        );
+        assert_eq!(requester(), None);
+        let panicked = std::panic::catch_unwind(|| as_requester("x", || panic!("boom")));
+        assert!(panicked.is_err());
+        assert_eq!(requester(), None, "restored after a panic too");
     }
 
     #[test]

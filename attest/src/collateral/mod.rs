@@ -23,6 +23,7 @@ pub use amd::{AmdCertChain, AmdProduct, AmdSigningKey};
 pub use error::CollateralError;
 pub(crate) use google::wanted as wanted_endorsement;
 pub use google::{GoogleTee, GOOGLE_ENDORSEMENTS_URL};
+pub use limit::as_requester;
 pub use store::Entry;
 
 use crate::evidence::{CertKind, Evidence};
@@ -41,6 +42,10 @@ pub const INTEL_ROOT_CA_CRL_URL: &str =
 pub const NOT_FOUND_KEPT: u64 = 600;
 /// Default budget of outbound requests per minute, all services together.
 pub const MAX_FETCHES_PER_MINUTE: u32 = 60;
+/// Default budget of outbound requests per minute for each requester (see [`as_requester`]).
+pub const MAX_FETCHES_PER_REQUESTER: u32 = 10;
+/// At most this many requesters' budgets are tracked.
+pub const MAX_REQUESTERS: usize = 10_000;
 /// Default bound on the 404s remembered.
 pub const MAX_NOT_FOUND: usize = 10_000;
 
@@ -60,6 +65,10 @@ pub struct CollateralConfig {
     /// Outbound requests per minute, all services together (`0`: no limit). Past it a fetch
     /// fails with [`CollateralError::RateLimited`]; cached answers are still served.
     pub max_fetches_per_minute: u32,
+    /// Outbound requests per minute for each requester named with [`as_requester`] (`0`: no
+    /// limit), taken before the global budget. Past it a fetch fails with
+    /// [`CollateralError::RequesterRateLimited`].
+    pub max_fetches_per_requester: u32,
     /// At most this many 404s are remembered (each for [`NOT_FOUND_KEPT`] seconds).
     pub max_not_found: usize,
     /// Google's launch endorsements: the base under which `tdx/<MRTD hex>.binarypb` and
@@ -81,6 +90,7 @@ impl Default for CollateralConfig {
             cache_dir: None,
             offline: None,
             max_fetches_per_minute: MAX_FETCHES_PER_MINUTE,
+            max_fetches_per_requester: MAX_FETCHES_PER_REQUESTER,
             max_not_found: MAX_NOT_FOUND,
             google_url: GOOGLE_ENDORSEMENTS_URL.into(),
             google_root: None,
@@ -100,6 +110,8 @@ pub struct CollateralClient {
     not_found: limit::NotFound,
     /// Outbound requests per minute.
     budget: limit::Budget,
+    /// Outbound requests per minute, per requester.
+    requesters: limit::RequesterBudgets,
     /// One request per key at a time.
     flights: limit::Flights,
     /// Tests only: the key that signs the AMD CRL (AMD's ARK otherwise).
@@ -162,6 +174,10 @@ impl CollateralClient {
             store,
             not_found: limit::NotFound::new(config.max_not_found),
             budget: limit::Budget::new(config.max_fetches_per_minute),
+            requesters: limit::RequesterBudgets::new(
+                config.max_fetches_per_requester,
+                MAX_REQUESTERS,
+            ),
             flights: limit::Flights::default(),
             config,
             #[cfg(test)]
@@ -284,6 +300,17 @@ impl CollateralClient {
         if let Some(known) = self.known(&key, &url, now, check) {
             return known;
         }
+        if let Some(requester) = limit::requester() {
+            if let Err(retry_after) = self.requesters.take(&requester) {
+                tracing::warn!(%url, %requester, retry_after, "collateral request not sent: the requester's budget of outbound requests is spent");
+                return Err(CollateralError::RequesterRateLimited {
+                    url,
+                    requester,
+                    per_minute: self.config.max_fetches_per_requester,
+                    retry_after,
+                });
+            }
+        }
         if let Err(retry_after) = self.budget.take() {
             tracing::warn!(%url, retry_after, "collateral request not sent: the budget of outbound requests is spent");
             return Err(CollateralError::RateLimited { url, retry_after });
@@ -314,17 +341,25 @@ impl CollateralClient {
 fn block_on<T: Send>(
     future: impl std::future::Future<Output = Result<T, CollateralError>> + Send,
 ) -> Result<T, CollateralError> {
+    // The requester this thread works for goes with the work to the fetching thread.
+    let requester = limit::requester();
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| CollateralError::Transport {
-                        url: String::new(),
-                        reason: format!("cannot start a runtime: {e}"),
-                    })?;
-                runtime.block_on(future)
+                let run = || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| CollateralError::Transport {
+                            url: String::new(),
+                            reason: format!("cannot start a runtime: {e}"),
+                        })?;
+                    runtime.block_on(future)
+                };
+                match &requester {
+                    Some(requester) => as_requester(requester, run),
+                    None => run(),
+                }
             })
             .join()
             .unwrap_or_else(|_| {

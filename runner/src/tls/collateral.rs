@@ -39,6 +39,11 @@ pub struct CollateralArgs {
     /// Default: 60.
     #[arg(long, value_name = "N")]
     pub collateral_max_fetches_per_minute: Option<u32>,
+    /// At most this many of those a minute on behalf of one requester (`runner verifier`: one
+    /// client address, an IPv6 /64), so that one cannot spend everybody's budget (0: no limit;
+    /// behind a reverse proxy every client has the proxy's address). Default: 10.
+    #[arg(long, value_name = "N")]
+    pub collateral_max_fetches_per_requester: Option<u32>,
 }
 
 impl CollateralArgs {
@@ -76,6 +81,9 @@ impl CollateralArgs {
             max_fetches_per_minute: self
                 .collateral_max_fetches_per_minute
                 .unwrap_or(attest::collateral::MAX_FETCHES_PER_MINUTE),
+            max_fetches_per_requester: self
+                .collateral_max_fetches_per_requester
+                .unwrap_or(attest::collateral::MAX_FETCHES_PER_REQUESTER),
             ..CollateralConfig::default()
         })
     }
@@ -106,6 +114,7 @@ mod tests {
         assert_eq!(config.timeout, Duration::from_secs(20));
         assert_eq!((&config.cache_dir, &config.offline), (&None, &None));
         assert_eq!(config.max_fetches_per_minute, 60, "bounded by default");
+        assert_eq!(config.max_fetches_per_requester, 10, "per requester too");
         assert_eq!(
             config.google_root, None,
             "no Google root: no endorsement fetched"

@@ -183,3 +183,57 @@ fn verifications_on_many_threads_each_get_their_answer_over_their_own_connection
     assert!(wrong.is_empty(), "{wrong:?}");
     assert_eq!(server.hits(), 120, "each chip asked as Milan and Genoa");
 }
+
+#[test]
+fn each_requester_spends_its_own_share_of_the_budget() {
+    let server = kds();
+    let client = Arc::new(client_with(CollateralConfig {
+        amd_url: server.url.clone(),
+        intel_url: server.url.clone(),
+        timeout: Duration::from_secs(2),
+        max_fetches_per_requester: 2,
+        ..CollateralConfig::default()
+    }));
+    let verifier = crate::Verifier::new(milan_policy()).with_collateral(client.clone());
+    // `a`'s first unknown chip costs KDS two requests (Milan, Genoa): its share.
+    let first = crate::collateral::as_requester("a", || verifier.verify(&chip(1), at(NOW)));
+    assert!(
+        matches!(
+            first,
+            Err(VerifyError::Collateral(CollateralError::NotFound { .. }))
+        ),
+        "{first:?}"
+    );
+    let second = crate::collateral::as_requester("a", || verifier.verify(&chip(2), at(NOW)));
+    match second {
+        Err(VerifyError::Collateral(
+            ref e @ CollateralError::RequesterRateLimited {
+                ref requester,
+                per_minute: 2,
+                ..
+            },
+        )) => {
+            assert_eq!(requester, "a");
+            assert!(e.retry_after().is_some_and(|s| (1..=30).contains(&s)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.hits(), 2, "nothing asked for `a` past its share");
+    // `b`, and callers naming no requester, are not held back by `a`.
+    let other = crate::collateral::as_requester("b", || verifier.verify(&chip(2), at(NOW)));
+    assert!(
+        matches!(
+            other,
+            Err(VerifyError::Collateral(CollateralError::NotFound { .. }))
+        ),
+        "{other:?}"
+    );
+    verifier.verify(&bare(), at(NOW)).unwrap();
+    assert_eq!(
+        server.hits(),
+        6,
+        "chip 2 as Milan and Genoa, then the VCEK and the CRL"
+    );
+    // Answers already had cost nothing: `a` still verifies the cached chip.
+    crate::collateral::as_requester("a", || verifier.verify(&bare(), at(NOW))).unwrap();
+}
