@@ -320,3 +320,14 @@ pub(crate) fn pcr4_boot_apps_json(log: &crate::eventlog::EventLog) -> Vec<serde_
         })
         .collect()
 }
+
+/// The first boot application's event (`EV_EFI_BOOT_SERVICES_APPLICATION`) of a recorded log,
+/// for tests that tamper with it.
+pub(crate) fn first_boot_app(log: &[u8], kind: crate::eventlog::LogKind) -> crate::eventlog::Event {
+    crate::eventlog::EventLog::parse(log, kind)
+        .unwrap()
+        .events
+        .into_iter()
+        .find(|e| e.event_type == crate::eventlog::EventType::EfiBootServicesApplication)
+        .unwrap()
+}

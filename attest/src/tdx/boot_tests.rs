@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::error::Register;
-use crate::eventlog::{EventLog, EventType, LogKind, MeasuredRegister};
+use crate::eventlog::{LogKind, MeasuredRegister};
 use crate::measurement::Digest48;
 use crate::testing::vectors::*;
 
@@ -44,12 +44,7 @@ fn a_uefi_boot_needs_the_log_and_an_allowed_firmware() {
 
 #[test]
 fn a_tampered_log_or_another_image_is_refused() {
-    let log = EventLog::parse(GCP_TDX_CCEL, LogKind::Ccel).unwrap();
-    let app = log
-        .events
-        .iter()
-        .find(|e| e.event_type == EventType::EfiBootServicesApplication)
-        .unwrap();
+    let app = crate::testing::first_boot_app(GCP_TDX_CCEL, LogKind::Ccel);
     let mut tampered = GCP_TDX_CCEL.to_vec();
     tampered[app.offset + 20] ^= 4;
     assert!(matches!(

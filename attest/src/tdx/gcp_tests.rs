@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{MeasurementError, Register, TdxError, VerifyError};
-use crate::eventlog::{EventLog, EventLogError, EventType, LogKind, MeasuredRegister};
+use crate::eventlog::{EventLogError, LogKind, MeasuredRegister};
 use crate::evidence::{Evidence, TdxCollateral, TdxEvidence};
 use crate::measurement::Digest48;
 use crate::policy::{Policy, TdxTcbStatus};
@@ -222,12 +222,7 @@ fn without_collateral_the_quote_is_refused() {
 #[test]
 fn the_log_must_replay_and_show_the_image() {
     let mut e = evidence();
-    let log = EventLog::parse(GCP_TDX_CCEL, LogKind::Ccel).unwrap();
-    let app = log
-        .events
-        .iter()
-        .find(|e| e.event_type == EventType::EfiBootServicesApplication)
-        .unwrap();
+    let app = crate::testing::first_boot_app(GCP_TDX_CCEL, LogKind::Ccel);
     e.event_log.as_mut().unwrap()[app.offset + 20] ^= 4;
     assert!(matches!(
         check(&e, &policy()),

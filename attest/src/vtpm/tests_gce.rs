@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::gce_ak::{tests_support, verify_ak_certificate, GceAkError, GOOGLE_EK_AK_ROOT};
 use super::{check, AkIssuer, AkTrust, TpmHost, VtpmError};
 use crate::error::VerifyError;
-use crate::eventlog::{EventLog, EventType, HashAlg, LogKind};
+use crate::eventlog::{EventLog, HashAlg, LogKind};
 use crate::tpm::{
     verify_quote, AkCertificate, AkPublic, AkTemplate, QuoteInfo, TpmError, TpmEvidence,
     TpmSignature, VerifiedTpmQuote,
@@ -388,12 +388,7 @@ fn the_recorded_gce_attestation_is_refused_when_tampered_or_not_opted_in() {
     // A flipped byte in a PCR4 event's digest: the log no longer replays.
     let mut t = e.clone();
     let log = t.event_log.as_mut().unwrap();
-    let parsed = EventLog::parse(log, LogKind::Tpm).unwrap();
-    let uki = parsed
-        .events
-        .iter()
-        .find(|e| e.event_type == EventType::EfiBootServicesApplication)
-        .unwrap();
+    let uki = crate::testing::first_boot_app(log, LogKind::Tpm);
     let digest = uki.digest(HashAlg::Sha256).unwrap().to_vec();
     let at = uki.offset
         + log[uki.offset..]

@@ -38,13 +38,20 @@ fn milan_path(evidence: &Evidence) -> String {
 
 fn budgeted(server: &Server, per_minute: u32, max_not_found: usize) -> Arc<CollateralClient> {
     Arc::new(client_with(CollateralConfig {
+        max_fetches_per_minute: per_minute,
+        max_not_found,
+        ..loopback(server)
+    }))
+}
+
+/// The default configuration, asking `server` for everything.
+fn loopback(server: &Server) -> CollateralConfig {
+    CollateralConfig {
         amd_url: server.url.clone(),
         intel_url: server.url.clone(),
         timeout: Duration::from_secs(2),
-        max_fetches_per_minute: per_minute,
-        max_not_found,
         ..CollateralConfig::default()
-    }))
+    }
 }
 
 #[test]
@@ -188,11 +195,8 @@ fn verifications_on_many_threads_each_get_their_answer_over_their_own_connection
 fn each_requester_spends_its_own_share_of_the_budget() {
     let server = kds();
     let client = Arc::new(client_with(CollateralConfig {
-        amd_url: server.url.clone(),
-        intel_url: server.url.clone(),
-        timeout: Duration::from_secs(2),
         max_fetches_per_requester: 2,
-        ..CollateralConfig::default()
+        ..loopback(&server)
     }));
     let verifier = crate::Verifier::new(milan_policy()).with_collateral(client.clone());
     // `a`'s first unknown chip costs KDS two requests (Milan, Genoa): its share.
