@@ -4,7 +4,7 @@
 //! bench --runner target/release/runner [--deno PATH] [--out BENCHMARKS.md] [--quick] [--only http]
 //! ```
 //!
-//! The figures: create→ready latency of `POST /`, durable state, idle memory per worker, cron
+//! The figures: create→ready latency of `POST /`, durable state, idle memory per worker and idle CPU, cron
 //! trigger jitter, the HTTP trigger's latency and throughput (with the bench's own client and
 //! with `wrk`), the TaskHub trigger's latency; and deno's cold start, idle memory and
 //! `deno serve` for comparison. Progress goes to standard error.

@@ -16,6 +16,8 @@ const MAX_WORKERS: usize = 10_000;
 /// How long to let the runner settle after the last create: the `tasks()` run the runner starts
 /// after each creation (in the background) must finish before memory or ticks are read.
 const SETTLE: Duration = Duration::from_millis(1500);
+/// How long the CPU time of an idle runner is taken over.
+const IDLE_CPU_WINDOW: Duration = Duration::from_secs(5);
 /// Every second, on the second (6 fields, seconds first).
 const EVERY_SECOND: &str = "* * * * * *";
 
@@ -140,6 +142,9 @@ pub struct IdleMemory {
     pub workers: usize,
     pub base_kib: u64,
     pub total_kib: u64,
+    /// The share of one core used with no worker, and with the N idle workers.
+    pub base_cpu: f64,
+    pub total_cpu: f64,
 }
 
 impl IdleMemory {
@@ -155,6 +160,7 @@ pub async fn idle_memory(runner: &Path, workers: usize) -> Result<IdleMemory> {
     let host = Host::start(runner, MAX_WORKERS).await?;
     sleep(SETTLE).await;
     let base_kib = host.rss_kib()?;
+    let base_cpu = idle_cpu(&host).await?;
     for i in 1..=workers {
         host.create(&idle_script("idle"), None).await?;
         progress(&format!("idle memory, {workers} worker(s)"), i, workers);
@@ -164,7 +170,18 @@ pub async fn idle_memory(runner: &Path, workers: usize) -> Result<IdleMemory> {
         workers,
         base_kib,
         total_kib: host.rss_kib()?,
+        base_cpu,
+        total_cpu: idle_cpu(&host).await?,
     })
+}
+
+/// The share of one core the runner uses while nothing is asked of it, over [`IDLE_CPU_WINDOW`].
+async fn idle_cpu(host: &Host) -> Result<f64> {
+    let before = crate::system::cpu_seconds(host.pid())?;
+    let started = Instant::now();
+    sleep(IDLE_CPU_WINDOW).await;
+    let used = crate::system::cpu_seconds(host.pid())? - before;
+    Ok(used / started.elapsed().as_secs_f64())
 }
 
 /// One cron run, as the worker reported it.

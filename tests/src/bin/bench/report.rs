@@ -205,13 +205,15 @@ impl Report {
     }
 
     fn memory_section(&self, out: &mut String) -> fmt::Result {
-        writeln!(out, "## Idle memory\n")?;
+        writeln!(out, "## Idle memory and CPU\n")?;
         writeln!(
             out,
             "`VmRSS` (from `/proc/<pid>/status`) of a fresh runner before any worker (RSS(0)) and \
              after creating N idle workers (no schedule) and waiting for their creation runs to \
              finish (RSS(N)). Per worker: (RSS(N) − RSS(0)) / N; at small N it includes what the \
-             first worker initialises once for all."
+             first worker initialises once for all. CPU(0) and CPU(N): the runner's `utime + \
+             stime` (from `/proc/<pid>/stat`) over 5 s at those two moments, in % of one core: \
+             what idle workers cost while nothing is asked of them."
         )?;
         if matches!(self.deno, DenoFigures::Measured { .. }) {
             writeln!(
@@ -223,21 +225,25 @@ impl Report {
         writeln!(out)?;
         writeln!(
             out,
-            "| workers | RSS(0) (MiB) | RSS(N) (MiB) | per worker (MiB) |\n|---:|---:|---:|---:|"
+            "| workers | RSS(0) (MiB) | RSS(N) (MiB) | per worker (MiB) | CPU(0) (%) | CPU(N) (%) |\n\
+             |---:|---:|---:|---:|---:|---:|"
         )?;
+        let percent = |share: f64| format!("{:.2}", share * 100.0);
         for point in &self.memory {
             writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 point.workers,
                 mib(point.base_kib as f64),
                 mib(point.total_kib as f64),
-                mib(point.per_worker_kib())
+                mib(point.per_worker_kib()),
+                percent(point.base_cpu),
+                percent(point.total_cpu)
             )?;
         }
         if let DenoFigures::Measured { idle_rss_kib, .. } = &self.deno {
             let rss = mib(*idle_rss_kib as f64);
-            writeln!(out, "| deno: 1 process | – | {rss} | {rss} |")?;
+            writeln!(out, "| deno: 1 process | – | {rss} | {rss} | – | – |")?;
         }
         writeln!(out)
     }
